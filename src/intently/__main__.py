@@ -1,0 +1,3 @@
+from intently.cli.main import main
+
+main()

@@ -1,0 +1,37 @@
+from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, String, Table, Text
+
+from intently.kit.db import JSONDoc, metadata
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("id", String(24), primary_key=True),  # rtp_aid
+    Column("domain", String(253), nullable=False),  # normalised
+    Column("name", Text, nullable=False),
+    Column("external_id", Text, nullable=True),
+    Column("short_name", Text, nullable=True),
+    Column("linkedin_url", Text, nullable=True),
+    Column("tags", JSONDoc, nullable=False),
+    # Values by custom field key, including keys of deactivated fields (kept, hidden).
+    Column("custom_fields", JSONDoc, nullable=False),
+    Column("rtp_account_score", Float, nullable=False, default=0),
+    Column("rtp_website_intent_score", Float, nullable=False, default=0),
+    Column("rtp_bombora_intent_score", Float, nullable=False, default=0),
+    Column("rtp_g2_intent_score", Float, nullable=False, default=0),
+    Column("rtp_advertising_activity_score", Float, nullable=False, default=0),
+    Column("rtp_journey_stage", Text, nullable=True),
+    Column("rtp_last_account_date", BigInteger, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    # The workspace change clock at the last change of anything the account returns.
+    Column("changed_at", BigInteger, nullable=False),
+)
+
+Index("uq_accounts_workspace_id_domain", accounts.c.workspace_id, accounts.c.domain, unique=True)
+Index(
+    "uq_accounts_workspace_id_external_id",
+    accounts.c.workspace_id,
+    accounts.c.external_id,
+    unique=True,
+)
+Index("ix_accounts_workspace_id_changed_at", accounts.c.workspace_id, accounts.c.changed_at)

@@ -1,0 +1,175 @@
+"""create_app(settings): the routers on both mounts, the one error handler, the docs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import swagger_ui_bundle
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+
+import intently
+from intently.accounts import endpoints as accounts_endpoints
+from intently.activities import endpoints as activities_endpoints
+from intently.custom_fields import endpoints as custom_fields_endpoints
+from intently.deals import endpoints as deals_endpoints
+from intently.kit.db import make_engine
+from intently.kit.envelope import envelope_response
+from intently.kit.errors import IntentlyError, ValidationFailed
+from intently.kit.pagination import CursorCodec
+from intently.kit.secrets import get_or_create_secret
+from intently.kit.web import BODY_MODELS, AppState
+from intently.segments import endpoints as segments_endpoints
+from intently.settings import Settings, get_settings
+
+log = logging.getLogger("intently")
+
+MOUNTS = ("/api/v1", "/api/v1/crm")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(
+        settings.database_url,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+        pool_size=settings.db_pool_size,
+    )
+    secret = settings.secret_key or get_or_create_secret(engine, "cursor")
+    app = FastAPI(
+        title="Intently External API",
+        version=intently.__version__,
+        description="Wire-compatible with the Recotap External API v1, plus extensions.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.intently = AppState(settings=settings, engine=engine, codec=CursorCodec(secret))
+
+    for prefix in MOUNTS:
+        crm = prefix.endswith("/crm")
+        # Fixed paths first: /accounts/custom-fields must not match /accounts/{rtp_aid}.
+        app.include_router(custom_fields_endpoints.router(), prefix=prefix)
+        app.include_router(accounts_endpoints.router(crm=crm), prefix=prefix)
+        app.include_router(deals_endpoints.router(), prefix=prefix)
+        app.include_router(activities_endpoints.router(), prefix=prefix)
+        app.include_router(segments_endpoints.router(), prefix=prefix)
+
+    _add_error_handlers(app)
+    _add_service_routes(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(IntentlyError)
+    async def on_intently_error(request: Request, exc: IntentlyError) -> Response:
+        if isinstance(exc, ValidationFailed):
+            return envelope_response(request.url.path, exc.errors, 400, error=True)
+        return envelope_response(
+            request.url.path, exc.data, exc.status, custom_message=exc.custom_message, error=True
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        path = request.url.path
+        if exc.status_code in (404, 405):
+            # Like the NestJS original: a method a path does not serve is an unknown route.
+            return envelope_response(
+                path, None, 404, custom_message=f"Cannot {request.method} {path}", error=True
+            )
+        return envelope_response(
+            path, None, exc.status_code, custom_message=str(exc.detail), error=True
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def on_request_validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {
+                "property": str(e["loc"][-1]),
+                "path": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][-1]),
+                "constraints": {e["type"]: str(e["msg"])},
+            }
+            for e in exc.errors()
+        ]
+        return envelope_response(request.url.path, errors, 400, error=True)
+
+    @app.exception_handler(OperationalError)
+    async def on_database_down(request: Request, exc: OperationalError) -> Response:
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        return envelope_response(
+            request.url.path,
+            None,
+            503,
+            custom_message="The database is unavailable; try again shortly",
+            error=True,
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def on_database_error(request: Request, exc: DBAPIError) -> Response:
+        if exc.connection_invalidated:
+            return await on_database_down(request, exc)  # type: ignore[arg-type]
+        return await on_unexpected(request, exc)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return envelope_response(
+            request.url.path,
+            None,
+            500,
+            custom_message="An unexpected error occurred",
+            error=True,
+        )
+
+
+def _add_service_routes(app: FastAPI) -> None:
+    app.mount(
+        "/docs-static",
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="docs-static",
+    )
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz(request: Request) -> Response:
+        engine = request.app.state.intently.engine
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except DBAPIError:
+            return JSONResponse(
+                {"status": "unavailable", "database": "unreachable"}, status_code=503
+            )
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Intently API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in BODY_MODELS.items():
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[name] = body
+    app.openapi_schema = schema
+    return schema

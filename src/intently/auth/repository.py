@@ -1,0 +1,89 @@
+"""Queries for workspaces, users and API keys."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from intently.auth.tables import api_keys, users, workspaces
+from intently.kit.ids import new_id
+from intently.kit.timefmt import now_us
+
+
+def workspace_id_by_name(conn: Connection, name: str) -> int | None:
+    return conn.execute(select(workspaces.c.id).where(workspaces.c.name == name)).scalar()
+
+
+def create_workspace(conn: Connection, name: str) -> int:
+    now = now_us()
+    return int(
+        conn.execute(
+            workspaces.insert()
+            .values(name=name, api_access=True, change_clock=now, created_at=now)
+            .returning(workspaces.c.id)
+        ).scalar_one()
+    )
+
+
+def set_api_access(conn: Connection, workspace_id: int, enabled: bool) -> None:
+    conn.execute(
+        update(workspaces).where(workspaces.c.id == workspace_id).values(api_access=enabled)
+    )
+
+
+def user_id_by_email(conn: Connection, workspace_id: int, email: str) -> str | None:
+    return conn.execute(
+        select(users.c.id).where(users.c.workspace_id == workspace_id, users.c.email == email)
+    ).scalar()
+
+
+def create_user(conn: Connection, workspace_id: int, email: str) -> str:
+    uid = new_id()
+    conn.execute(
+        users.insert().values(workspace_id=workspace_id, id=uid, email=email, created_at=now_us())
+    )
+    return uid
+
+
+def revoke_user_keys(conn: Connection, workspace_id: int, user_id: str) -> None:
+    conn.execute(
+        update(api_keys)
+        .where(
+            api_keys.c.workspace_id == workspace_id,
+            api_keys.c.user_id == user_id,
+            api_keys.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=now_us())
+    )
+
+
+def insert_key(
+    conn: Connection, workspace_id: int, user_id: str, key_hash: str, prefix: str
+) -> None:
+    conn.execute(
+        api_keys.insert().values(
+            workspace_id=workspace_id,
+            id=new_id(),
+            user_id=user_id,
+            key_hash=key_hash,
+            prefix=prefix,
+            created_at=now_us(),
+        )
+    )
+
+
+def key_lookup(conn: Connection, key_hash: str) -> tuple[int, str, bool, int | None] | None:
+    """(workspace_id, stored hash, workspace api_access, revoked_at) for a key hash."""
+    row = conn.execute(
+        select(
+            api_keys.c.workspace_id,
+            api_keys.c.key_hash,
+            workspaces.c.api_access,
+            api_keys.c.revoked_at,
+        )
+        .join(workspaces, workspaces.c.id == api_keys.c.workspace_id)
+        .where(api_keys.c.key_hash == key_hash)
+    ).first()
+    if row is None:
+        return None
+    return int(row[0]), str(row[1]), bool(row[2]), row[3]

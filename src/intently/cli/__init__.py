@@ -1,0 +1,1 @@
+"""The `intently` command line."""

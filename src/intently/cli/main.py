@@ -1,0 +1,108 @@
+"""`intently`: serve, migrate, keys. Scripts rely on these names and outputs; keep them stable."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from intently.settings import get_settings
+
+app = typer.Typer(
+    help="Intently: self-hostable account-based marketing with a Recotap-compatible API.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="API keys: one active key per user.", no_args_is_help=True)
+workspaces_app = typer.Typer(help="Workspaces and their settings.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(workspaces_app, name="workspaces")
+
+
+def _engine():
+    from intently.kit.db import make_engine
+
+    return make_engine(get_settings().database_url)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database (INTENTLY_DATABASE_URL) to the newest schema."""
+    from intently.kit.migrate import migrate as run
+
+    run(get_settings().database_url)
+    typer.echo("database is up to date")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, help="Server processes."),
+) -> None:
+    """Migrate the database, then serve the API, docs and health check."""
+    import uvicorn
+
+    from intently.kit.migrate import migrate as run
+
+    settings = get_settings()
+    run(settings.database_url)
+    typer.echo(f"Intently on http://{host}:{port} (database: {_safe_url(settings.database_url)})")
+    uvicorn.run(
+        "intently.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    workspace: str = typer.Option(..., help="Workspace name; created when missing."),
+    email: str = typer.Option(..., help="User email; created when missing."),
+) -> None:
+    """Generate a user's API key (revoking the old one). The key is the last line printed."""
+    from intently.auth.service import generate_key
+    from intently.kit.errors import IntentlyError
+    from intently.kit.migrate import migrate as run
+
+    run(get_settings().database_url)
+    try:
+        key = generate_key(_engine(), workspace, email)
+    except IntentlyError as exc:
+        typer.echo(f"error: {exc.custom_message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"API key for {email.strip().lower()} in workspace '{workspace.strip()}'.", err=True)
+    typer.echo("It is shown once; any earlier key of this user no longer works.", err=True)
+    sys.stdout.write(key + "\n")
+
+
+@workspaces_app.command("api-access")
+def workspaces_api_access(
+    workspace: str = typer.Option(..., help="Workspace name."),
+    enabled: bool = typer.Option(..., "--on/--off", help="Switch External API access."),
+) -> None:
+    """Switch a workspace's External API access on or off."""
+    from intently.auth.service import set_api_access
+    from intently.kit.errors import IntentlyError
+
+    try:
+        set_api_access(_engine(), workspace, enabled)
+    except IntentlyError as exc:
+        typer.echo(f"error: {exc.custom_message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"API access for '{workspace}' is {'on' if enabled else 'off'}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Shared building blocks: database, ids, domains, pagination, envelope, errors, validation."""

@@ -1,0 +1,125 @@
+"""Engine, connection set-up and transactions for SQLite (embedded) and PostgreSQL.
+
+Writes that change what the External API returns for an account go through `write_tx`
+and take the workspace's change clock with `tick`. The clock is what makes delta sync
+lossless (spec section 5): see `tick`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import JSON, MetaData, create_engine, event, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
+
+from intently.kit.timefmt import now_us
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# JSON documents: JSONB on PostgreSQL, JSON text on SQLite.
+JSONDoc = JSON().with_variant(JSONB(), "postgresql")
+
+
+def normalise_url(url: str) -> str:
+    """Accept `postgresql://` and `postgres://` and use the psycopg 3 driver for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def is_sqlite(url_or_engine: str | Engine | Connection) -> bool:
+    if isinstance(url_or_engine, str):
+        return url_or_engine.startswith("sqlite")
+    return url_or_engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10) -> Engine:
+    url = normalise_url(url)
+    if is_sqlite(url):
+        memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+            poolclass=NullPool if memory else None,
+        )
+        _configure_sqlite(engine, busy_timeout_ms)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event (below) issue BEGIN itself, so writes can ask for
+        # BEGIN IMMEDIATE and take the write lock up front instead of failing to upgrade.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA cache_size=-65536")
+        cur.execute("PRAGMA temp_store=MEMORY")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """One write transaction: BEGIN IMMEDIATE on SQLite, a normal transaction on PostgreSQL."""
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_tx(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def tick(conn: Connection, workspace_id: int) -> int:
+    """Advance the workspace's change clock and return it, holding it until commit.
+
+    Every write that changes what an account returns stamps `changed_at` with this value.
+    The clock row stays locked until the transaction ends (the row lock on PostgreSQL, the
+    database write lock on SQLite), so stamps are handed out in commit order: once a
+    reader sees the clock at S, every change stamped at or before S is committed and
+    visible, and every later commit is stamped after S. A delta walk therefore reports
+    S as its syncTimestamp and filters on `changed_at > lastSync`, and loses nothing.
+    """
+    greatest = "MAX" if conn.dialect.name == "sqlite" else "GREATEST"
+    row = conn.execute(
+        text(
+            f"UPDATE workspaces SET change_clock = {greatest}(change_clock + 1, :now) "
+            "WHERE id = :ws RETURNING change_clock"
+        ),
+        {"now": now_us(), "ws": workspace_id},
+    ).one()
+    return int(row[0])
+
+
+def read_clock(conn: Connection, workspace_id: int) -> int:
+    return int(
+        conn.execute(
+            text("SELECT change_clock FROM workspaces WHERE id = :ws"), {"ws": workspace_id}
+        ).scalar_one()
+    )

@@ -1,0 +1,160 @@
+"""Request validation: pydantic v2 in strict mode, errors in the External API's words.
+
+Recotap answers shape errors the way NestJS's class-validator does: a list of
+`{property, path, constraints: {rule: text}}`. Pydantic's error types are translated
+here, once; the custom types below raise errors whose type already is the rule name.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
+
+from intently.kit.domains import InvalidDomain, normalise_domain
+from intently.kit.errors import ValidationFailed
+from intently.kit.timefmt import parse_iso8601
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """Base for request bodies: strict types, unknown properties ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", populate_by_name=False)
+
+
+def _not_empty(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("isNotEmpty", "should not be empty")
+    return value
+
+
+def _domain(value: str) -> str:
+    try:
+        return normalise_domain(value)
+    except InvalidDomain:
+        if not value.strip():
+            raise PydanticCustomError("isNotEmpty", "should not be empty") from None
+        raise PydanticCustomError("isDomain", "must be a valid domain name") from None
+
+
+def _iso8601(value: str) -> str:
+    try:
+        parse_iso8601(value)
+    except ValueError:
+        raise PydanticCustomError("isISO8601", "must be a valid ISO 8601 date string") from None
+    return value
+
+
+def _email(value: str) -> str:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        raise PydanticCustomError("isEmail", "must be an email") from None
+    return value.strip()
+
+
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 3.0 is an integer to a JavaScript validator, so to us.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _currency(value: str) -> str:
+    if len(value) != 3 or not value.isascii() or not value.isalpha():
+        raise PydanticCustomError("isISO4217", "must be a 3-letter currency code")
+    return value.upper()
+
+
+NonEmptyStr = Annotated[str, AfterValidator(_not_empty)]
+DomainStr = Annotated[str, AfterValidator(_domain)]
+IsoDateStr = Annotated[str, AfterValidator(_iso8601)]
+EmailStr = Annotated[str, AfterValidator(_email)]
+CurrencyStr = Annotated[str, AfterValidator(_currency)]
+IntNumber = Annotated[int, BeforeValidator(_integral)]
+
+# Required arrays: when absent, class-validator reports them as not being an array.
+ARRAY_PROPERTIES = frozenset({"accounts", "deals", "activities", "mappings", "contacts"})
+
+_TYPE_RULES: dict[str, tuple[str, str]] = {
+    "string_type": ("isString", "{p} must be a string"),
+    "float_type": ("isNumber", "{p} must be a number conforming to the specified constraints"),
+    "int_type": ("isInt", "{p} must be an integer number"),
+    "int_from_float": ("isInt", "{p} must be an integer number"),
+    "bool_type": ("isBoolean", "{p} must be a boolean value"),
+    "list_type": ("isArray", "{p} must be an array"),
+    "dict_type": ("isObject", "{p} must be an object"),
+    "model_type": ("isObject", "{p} must be an object"),
+    "model_attributes_type": ("isObject", "{p} must be an object"),
+    "finite_number": ("isNumber", "{p} must be a number conforming to the specified constraints"),
+}
+
+
+def _describe(err: Any) -> tuple[str, str, str, str]:
+    """(property, path, rule, text) for one pydantic error."""
+    loc = [part for part in err["loc"] if not str(part).startswith("function-")]
+    etype = err["type"]
+    ctx = err.get("ctx") or {}
+    # An error inside an array of scalars speaks of the array: "each value in tags ...".
+    each = bool(loc) and isinstance(loc[-1], int) and etype in _TYPE_RULES
+    prop_loc = loc[:-1] if each else loc
+    names = [str(p) for p in prop_loc if not isinstance(p, int)]
+    prop = names[-1] if names else "body"
+    path = ".".join(str(p) for p in prop_loc) or prop
+    absent = etype == "missing" or (etype in _TYPE_RULES and err.get("input") is None and not each)
+    if absent and prop in ARRAY_PROPERTIES:
+        return prop, path, "isArray", f"{prop} must be an array"
+    if absent:
+        return prop, path, "isNotEmpty", f"{prop} should not be empty"
+    if etype in _TYPE_RULES:
+        rule, text = _TYPE_RULES[etype]
+        text = text.format(p=prop)
+        if each:
+            text = "each value in " + text
+        return prop, path, rule, text
+    if etype == "too_short":
+        return (
+            prop,
+            path,
+            "arrayMinSize",
+            f"{prop} must contain at least {ctx.get('min_length')} elements",
+        )
+    if etype == "too_long":
+        return (
+            prop,
+            path,
+            "arrayMaxSize",
+            f"{prop} must contain no more than {ctx.get('max_length')} elements",
+        )
+    if etype in ("greater_than_equal", "greater_than"):
+        return prop, path, "min", f"{prop} must not be less than {ctx.get('ge', ctx.get('gt'))}"
+    if etype in ("literal_error", "enum"):
+        expected = ctx.get("expected", "")
+        values = ", ".join(v.strip().strip("'") for v in expected.replace(" or ", ", ").split(","))
+        return prop, path, "isIn", f"{prop} must be one of the following values: {values}"
+    if etype in ("isNotEmpty", "isDomain", "isISO8601", "isEmail", "isISO4217"):
+        return prop, path, etype, f"{prop} {err['msg']}"
+    return prop, path, etype, f"{prop} is invalid"
+
+
+def translate(exc: ValidationError) -> ValidationFailed:
+    """Group pydantic's errors by path into the class-validator shape."""
+    grouped: dict[str, dict[str, Any]] = {}
+    for err in exc.errors(include_url=False):
+        prop, path, rule, text = _describe(err)
+        entry = grouped.setdefault(path, {"property": prop, "path": path, "constraints": {}})
+        entry["constraints"].setdefault(rule, text)
+    return ValidationFailed(list(grouped.values()))
+
+
+def validate(model: type[M], data: Any) -> M:
+    """Parse `data` into `model` or raise ValidationFailed."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise translate(exc) from None

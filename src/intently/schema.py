@@ -1,0 +1,12 @@
+"""Every table, imported in one place so migrations and tests see the whole schema."""
+
+from intently.accounts import tables as _accounts  # noqa: F401
+from intently.activities import tables as _activities  # noqa: F401
+from intently.auth import tables as _auth  # noqa: F401
+from intently.custom_fields import tables as _custom_fields  # noqa: F401
+from intently.deals import tables as _deals  # noqa: F401
+from intently.kit import secrets as _secrets  # noqa: F401
+from intently.kit.db import metadata
+from intently.segments import tables as _segments  # noqa: F401
+
+__all__ = ["metadata"]

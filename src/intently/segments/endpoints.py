@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from intently.auth.endpoints import CallerDep
+from intently.kit.errors import validation_error
+from intently.kit.pagination import parse_limit
+from intently.kit.validation import validate
+from intently.kit.web import JsonBody, State, body_doc, ok
+from intently.segments import service
+from intently.segments.schemas import STATUSES, MembersChange, SegmentIn, SegmentPatch
+
+
+def _types(raw: str | None) -> list[str]:
+    if raw is None:
+        return ["static"]
+    value = raw.strip()
+    if value == "all":
+        return ["static", "dynamic"]
+    if value in ("static", "dynamic"):
+        return [value]
+    raise validation_error(
+        "type", "type", "isIn", "type must be one of the following values: static, dynamic, all"
+    )
+
+
+def _statuses(raw: str | None) -> list[str]:
+    if raw is None:
+        return ["active", "draft"]
+    values = [v.strip() for v in raw.split(",") if v.strip()]
+    if not values or any(v not in STATUSES for v in values):
+        raise validation_error(
+            "status",
+            "status",
+            "isIn",
+            "each value in status must be one of the following values: active, draft, archived",
+        )
+    return list(dict.fromkeys(values))
+
+
+def router() -> APIRouter:
+    r = APIRouter(tags=["segments"])
+
+    @r.get("/segments")
+    def list_segments(
+        request: Request,
+        st: State,
+        caller: CallerDep,
+        limit: Annotated[str | None, Query(description="1 to 1000, default 100")] = None,
+        cursor: Annotated[str | None, Query()] = None,
+        type: Annotated[str | None, Query(description="static (default), dynamic or all")] = None,
+        status: Annotated[
+            str | None, Query(description="comma list of active, draft, archived")
+        ] = None,
+    ) -> Response:
+        """E10: static segments that are active or draft (type and status widen it)."""
+        result = service.list_segments(
+            st.engine,
+            st.codec,
+            caller.workspace_id,
+            limit=parse_limit(limit),
+            cursor=cursor,
+            types=_types(type),
+            statuses=_statuses(status),
+            with_type=type is not None or status is not None,
+        )
+        return ok(request, result)
+
+    @r.post("/segments", openapi_extra=body_doc(SegmentIn), status_code=201)
+    def create_segment(request: Request, st: State, caller: CallerDep, body: JsonBody) -> Response:
+        """Extension: create a segment."""
+        return ok(
+            request, service.create(st.engine, caller.workspace_id, validate(SegmentIn, body)), 201
+        )
+
+    @r.get("/segments/{segment_id}")
+    def get_segment(request: Request, segment_id: str, st: State, caller: CallerDep) -> Response:
+        """Extension: one segment with its member count."""
+        return ok(request, service.get(st.engine, caller.workspace_id, segment_id))
+
+    @r.patch("/segments/{segment_id}", openapi_extra=body_doc(SegmentPatch))
+    def patch_segment(
+        request: Request, segment_id: str, st: State, caller: CallerDep, body: JsonBody
+    ) -> Response:
+        """Extension: rename a segment or change its status."""
+        patch = validate(SegmentPatch, body)
+        return ok(request, service.patch(st.engine, caller.workspace_id, segment_id, patch))
+
+    @r.get("/segments/{segment_id}/accounts")
+    def segment_accounts(
+        request: Request,
+        segment_id: str,
+        st: State,
+        caller: CallerDep,
+        limit: Annotated[str | None, Query(description="1 to 1000, default 100")] = None,
+        cursor: Annotated[str | None, Query()] = None,
+    ) -> Response:
+        """Extension: a segment's members in the E1 item shape, keyset-paginated."""
+        result = service.members_page(
+            st.engine,
+            st.codec,
+            caller.workspace_id,
+            segment_id,
+            limit=parse_limit(limit),
+            cursor=cursor,
+        )
+        return ok(request, result)
+
+    @r.post("/segments/{segment_id}/accounts", openapi_extra=body_doc(MembersChange))
+    def add_segment_accounts(
+        request: Request, segment_id: str, st: State, caller: CallerDep, body: JsonBody
+    ) -> Response:
+        """Extension: add accounts to a static segment by rtp_aid or domain (up to 1000)."""
+        change = validate(MembersChange, body)
+        return ok(request, service.add_accounts(st.engine, caller.workspace_id, segment_id, change))
+
+    @r.delete("/segments/{segment_id}/accounts", openapi_extra=body_doc(MembersChange))
+    def remove_segment_accounts(
+        request: Request, segment_id: str, st: State, caller: CallerDep, body: JsonBody
+    ) -> Response:
+        """Extension: remove accounts from a static segment by rtp_aid or domain."""
+        change = validate(MembersChange, body)
+        return ok(
+            request, service.remove_accounts(st.engine, caller.workspace_id, segment_id, change)
+        )
+
+    return r
