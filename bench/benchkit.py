@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,8 +33,10 @@ import msgspec
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
-BIN = Path(sys.executable).parent if (Path(sys.executable).parent / "intently").exists() else (
-    ROOT / ".venv" / "bin"
+BIN = (
+    Path(sys.executable).parent
+    if (Path(sys.executable).parent / "intently").exists()
+    else (ROOT / ".venv" / "bin")
 )
 INTENTLY = BIN / "intently"
 
@@ -92,10 +95,22 @@ def report(title: str, checks: Sequence[Check]) -> None:
         say("  " + c.line())
 
 
+def source_state() -> dict[str, Any]:
+    """The commit measured, and the files of src/ that differ from it (read-only git)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines()]
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_src": changed}
+
+
 def save_results(name: str, payload: dict[str, Any]) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    doc = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "source": source_state(), **payload}
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return path
 
 
@@ -129,7 +144,21 @@ def common_args(parser: argparse.ArgumentParser) -> None:
         help="also sample the server with py-spy (if on PATH or PY_SPY) for this long, "
         "during the last measured run; writes bench/out/*.speedscope.json and a top list",
     )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE["seconds"],
+        metavar="SECONDS",
+        help="before each measured run, wait up to this long for other processes to leave "
+        "the CPU idle (default 30; 0 to skip)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+
+
+def apply_common(args: argparse.Namespace) -> list[int]:
+    """Apply the shared options; returns the concurrency levels."""
+    SETTLE["seconds"] = max(0.0, args.settle)
+    return parse_levels(args.concurrency)
 
 
 def parse_levels(text: str) -> list[int]:
@@ -310,6 +339,33 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLK_TCK
 
 
+def other_load(server_pids: Sequence[int], window: float = 1.0) -> float:
+    """Cores' worth of CPU that neither the server nor this process used over `window` s."""
+    cpu0, own0, busy0 = cpu_seconds(server_pids), time.process_time(), machine_busy_seconds()
+    time.sleep(window)
+    cpu1, own1, busy1 = cpu_seconds(server_pids), time.process_time(), machine_busy_seconds()
+    return max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - (own1 - own0)) / window
+
+
+SETTLE = {"seconds": 30.0, "threshold": 0.25}
+
+
+def settle(server_pids: Sequence[int]) -> None:
+    """Wait (up to SETTLE seconds) until other processes leave the cores mostly idle.
+
+    Other sessions may run test suites on this machine; a run that starts while they do
+    measures them too. The wait is bounded: a busy machine is reported, not waited out.
+    """
+    if SETTLE["seconds"] <= 0:
+        return
+    deadline = time.monotonic() + SETTLE["seconds"]
+    load = other_load(server_pids, 0.5)
+    while load > SETTLE["threshold"] and time.monotonic() < deadline:
+        load = other_load(server_pids, 1.0)
+    if load > SETTLE["threshold"]:
+        say(f"   (machine busy: other processes use {load * 100:.0f}% of a core)")
+
+
 class RssSampler:
     """Samples the server's RSS (with its children) in the background; keeps the peak."""
 
@@ -482,6 +538,7 @@ class LoadResult:
     seconds: float
     latencies: list[float]  # seconds, sorted
     server_cpu: float  # server CPU seconds spent during the run
+    client_cpu: float  # this process's CPU seconds (the load generator)
     machine_cpu: float  # CPU seconds the whole machine spent (all processes)
     errors: list[str] = field(default_factory=list)
 
@@ -499,13 +556,28 @@ class LoadResult:
         rank = max(0, math.ceil(q * len(self.latencies)) - 1)
         return self.latencies[rank] * 1000
 
+    @property
+    def other_cpu(self) -> float:
+        """CPU seconds of everything else on the machine (other sessions, the database)."""
+        return max(0.0, self.machine_cpu - self.server_cpu - self.client_cpu)
+
+    @property
+    def per_cpu_second(self) -> float:
+        """Items per second of server CPU: the rate with a whole core and no contention."""
+        return self.items / self.server_cpu if self.server_cpu else 0.0
+
+    def cpu_pct(self, seconds: float) -> float:
+        return seconds / self.seconds * 100 if self.seconds else 0.0
+
     def summary(self, unit: str) -> str:
         return (
             f"c={self.concurrency}: {self.rate:>9,.0f} {unit}/s  "
             f"{self.request_rate:7,.1f} req/s  p50 {self.pct_ms(0.5):6.1f} ms  "
             f"p99 {self.pct_ms(0.99):6.1f} ms  max {self.pct_ms(1.0):6.1f} ms  "
-            f"server CPU {self.server_cpu / self.seconds * 100:4.0f}%  "
-            f"machine CPU {self.machine_cpu / self.seconds * 100:4.0f}%"
+            f"{self.per_cpu_second:8,.0f} {unit}/server-CPU-s  "
+            f"CPU: server {self.cpu_pct(self.server_cpu):3.0f}%, "
+            f"client {self.cpu_pct(self.client_cpu):3.0f}%, "
+            f"other {self.cpu_pct(self.other_cpu):3.0f}%"
             + (f"  ERRORS {len(self.errors)}" if self.errors else "")
         )
 
@@ -519,8 +591,10 @@ class LoadResult:
             "p50_ms": round(self.pct_ms(0.5), 2),
             "p99_ms": round(self.pct_ms(0.99), 2),
             "max_ms": round(self.pct_ms(1.0), 2),
-            "server_cpu_pct": round(self.server_cpu / self.seconds * 100, 1),
-            "machine_cpu_pct": round(self.machine_cpu / self.seconds * 100, 1),
+            f"{unit}_per_server_cpu_s": round(self.per_cpu_second, 1),
+            "server_cpu_pct": round(self.cpu_pct(self.server_cpu), 1),
+            "client_cpu_pct": round(self.cpu_pct(self.client_cpu), 1),
+            "other_cpu_pct": round(self.cpu_pct(self.other_cpu), 1),
             "errors": self.errors[:5],
         }
 
@@ -533,6 +607,7 @@ def run_load(
     items_per_request: int,
     validate: Validator | None = None,
     expected_status: int = 200,
+    settle_first: bool = True,
 ) -> LoadResult:
     """Send `requests` over `concurrency` persistent connections, each as fast as it can."""
     clients = [server.connect() for _ in range(concurrency)]
@@ -569,17 +644,19 @@ def run_load(
                 if problem:
                     errors.append(problem)
 
+    pids = server.pids()
+    if settle_first:
+        settle(pids)
     threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(concurrency)]
     for t in threads:
         t.start()
-    pids = server.pids()
-    cpu0, busy0 = cpu_seconds(pids), machine_busy_seconds()
+    cpu0, own0, busy0 = cpu_seconds(pids), time.process_time(), machine_busy_seconds()
     start.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     seconds = time.perf_counter() - t0
-    cpu1, busy1 = cpu_seconds(pids), machine_busy_seconds()
+    cpu1, own1, busy1 = cpu_seconds(pids), time.process_time(), machine_busy_seconds()
     for c in clients:
         c.close()
     latencies = sorted(itertools.chain.from_iterable(per_thread))
@@ -590,6 +667,7 @@ def run_load(
         seconds=seconds,
         latencies=latencies,
         server_cpu=cpu1 - cpu0,
+        client_cpu=own1 - own0,
         machine_cpu=busy1 - busy0,
         errors=errors,
     )
@@ -604,8 +682,10 @@ def best(results: Sequence[LoadResult]) -> LoadResult:
 
 
 def py_spy_binary() -> str | None:
-    return os.environ.get("PY_SPY") or shutil.which("py-spy") or (
-        str(BIN / "py-spy") if (BIN / "py-spy").exists() else None
+    return (
+        os.environ.get("PY_SPY")
+        or shutil.which("py-spy")
+        or (str(BIN / "py-spy") if (BIN / "py-spy").exists() else None)
     )
 
 
@@ -658,26 +738,55 @@ class Profiler:
                 say("    " + line)
 
 
+# Leaf frames of threads that wait rather than work (py-spy counts some of them as busy).
+_WAITING = ("Condition.wait ", "Event.wait ", "Runner.run ", "WorkerThread.run ", "select ")
+_FRAME_RE = re.compile(r"^(?P<fn>.*) \((?P<file>.*?)(?::\d+)?\)$")
+
+
+def _frame_name(frame: str) -> str:
+    """`fn (path/to/site-packages/pkg/mod.py:123)` -> `pkg/mod.py:fn`."""
+    m = _FRAME_RE.match(frame)
+    if not m:
+        return frame
+    path = m["file"]
+    for marker in ("site-packages/", "/src/", "/lib/python3"):
+        cut = path.rfind(marker)
+        if cut != -1:
+            path = path[cut + len(marker) :]
+            break
+    return f"{path}:{m['fn']}"
+
+
 def top_frames(collapsed: Path, n: int) -> list[str]:
-    """Self and inclusive sample shares per frame from py-spy's collapsed-stack output."""
+    """Own and inclusive shares of busy samples per function, from py-spy's raw output."""
     inclusive: dict[str, int] = {}
     own: dict[str, int] = {}
-    total = 0
+    total = idle = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [f for f in stack.split(";") if f and not f.startswith("process ")]
-        if not frames or frames[-1].startswith("thread "):
+        frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+        if not frames or frames[-1].startswith(_WAITING):
+            idle += count
             continue
         total += count
-        for f in set(frames):
-            inclusive[f] = inclusive.get(f, 0) + count
-        own[frames[-1]] = own.get(frames[-1], 0) + count
+        names = [_frame_name(f) for f in frames]
+        for name in set(names):
+            inclusive[name] = inclusive.get(name, 0) + count
+        own[names[-1]] = own.get(names[-1], 0) + count
     if not total:
-        return ["(no samples)"]
-    lines = [f"{total} samples; top frames by own time:"]
-    for f, c in sorted(own.items(), key=lambda kv: -kv[1])[:n]:
-        lines.append(f"{c / total * 100:5.1f}% own  {inclusive[f] / total * 100:5.1f}% incl  {f}")
+        return ["(no busy samples)"]
+    lines = [f"{total} busy samples ({idle} waiting left out); by own time:"]
+    for name, c in sorted(own.items(), key=lambda kv: -kv[1])[:n]:
+        lines.append(
+            f"{c / total * 100:5.1f}% own {inclusive[name] / total * 100:5.1f}% incl  {name}"
+        )
+    lines.append("intently functions by inclusive time:")
+    ours = [kv for kv in inclusive.items() if kv[0].startswith("intently/")]
+    for name, c in sorted(ours, key=lambda kv: -kv[1])[:n]:
+        lines.append(
+            f"{own.get(name, 0) / total * 100:5.1f}% own {c / total * 100:5.1f}% incl  {name}"
+        )
     return lines

@@ -101,9 +101,11 @@ def _add_error_handlers(app: FastAPI) -> None:
         ]
         return envelope_response(request.url.path, errors, 400, error=True)
 
-    @app.exception_handler(OperationalError)
-    async def on_database_down(request: Request, exc: OperationalError) -> Response:
-        log.warning("database unavailable: %s", exc.__class__.__name__)
+    @app.exception_handler(DBAPIError)
+    async def on_database_error(request: Request, exc: DBAPIError) -> Response:
+        if not _database_unavailable(exc):
+            return await on_unexpected(request, exc)
+        log.warning("database unavailable: %s", type(exc.orig).__name__)
         return envelope_response(
             request.url.path,
             None,
@@ -111,12 +113,6 @@ def _add_error_handlers(app: FastAPI) -> None:
             custom_message="The database is unavailable; try again shortly",
             error=True,
         )
-
-    @app.exception_handler(DBAPIError)
-    async def on_database_error(request: Request, exc: DBAPIError) -> Response:
-        if exc.connection_invalidated:
-            return await on_database_down(request, exc)  # type: ignore[arg-type]
-        return await on_unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -128,6 +124,20 @@ def _add_error_handlers(app: FastAPI) -> None:
             custom_message="An unexpected error occurred",
             error=True,
         )
+
+
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database", "disk i/o error")
+
+
+def _database_unavailable(exc: DBAPIError) -> bool:
+    """A database that cannot answer now (down, restarting, locked), not a bug in a query."""
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        return str(exc.orig).lower().startswith(_SQLITE_UNAVAILABLE)
+    return True
 
 
 def _add_service_routes(app: FastAPI) -> None:

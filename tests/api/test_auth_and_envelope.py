@@ -277,7 +277,10 @@ def test_crm_mount_serves_write_endpoints(workspace: Workspace) -> None:
     assert r.status_code in (200, 201), r.text
     assert r.json()["data"][0]["key"] == "TIER_C"
     push(crm, "crm-write.com")
-    r = crm.patch("/accounts/external-ids", json={"mappings": [{"domain": "crm-write.com", "externalId": "X1"}]})
+    r = crm.patch(
+        "/accounts/external-ids",
+        json={"mappings": [{"domain": "crm-write.com", "externalId": "X1"}]},
+    )
     envelope(r, 200, "/api/v1/crm/accounts/external-ids")
     assert r.json()["data"] == {"matched": 1, "updated": 1, "notFound": []}
     r = crm.put("/accounts/X1", json={"customFields": {"TIER_C": "gold"}})
@@ -499,19 +502,17 @@ def test_json_with_charset_is_accepted(api: Api) -> None:
 def test_invalid_json_is_400(api: Api, write: tuple[str, str], raw: bytes) -> None:
     method, path = write
     r = api.request(method, path, content=raw, headers={"Content-Type": "application/json"})
-    business_error(
-        r, 400, "/api/v1" + path, "Bad Request", "Request body is not valid JSON"
-    )
+    business_error(r, 400, "/api/v1" + path, "Bad Request", "Request body is not valid JSON")
 
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda w: f"{w[0]} {w[1]}")
-@pytest.mark.parametrize("raw", [b"[]", b'[{"domain": "a.com"}]', b'"text"', b"1", b"null", b"true"])
+@pytest.mark.parametrize(
+    "raw", [b"[]", b'[{"domain": "a.com"}]', b'"text"', b"1", b"null", b"true"]
+)
 def test_non_object_top_level_is_400(api: Api, write: tuple[str, str], raw: bytes) -> None:
     method, path = write
     r = api.request(method, path, content=raw, headers={"Content-Type": "application/json"})
-    business_error(
-        r, 400, "/api/v1" + path, "Bad Request", "Request body must be a JSON object"
-    )
+    business_error(r, 400, "/api/v1" + path, "Bad Request", "Request body must be a JSON object")
 
 
 def _padded(size: int) -> bytes:
@@ -529,7 +530,14 @@ def test_body_at_the_limit_is_accepted(api: Api) -> None:
     assert r.json()["data"]["results"][0]["status"] == "created"
 
 
-@pytest.mark.parametrize("method,path", [("POST", "/accounts"), ("PATCH", "/accounts/external-ids"), ("PUT", "/accounts/000000000000000000000000")])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("POST", "/accounts"),
+        ("PATCH", "/accounts/external-ids"),
+        ("PUT", "/accounts/000000000000000000000000"),
+    ],
+)
 def test_body_over_the_limit_is_413(api: Api, method: str, path: str) -> None:
     body = _padded(MIB + 1)
     r = api.request(method, path, content=body, headers={"Content-Type": "application/json"})

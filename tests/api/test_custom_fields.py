@@ -214,7 +214,11 @@ def test_wrong_types_of_optional_properties(api: Api) -> None:
         )
     )
     assert data == [
-        {"property": "options", "path": "options", "constraints": {"isArray": "options must be an array"}}
+        {
+            "property": "options",
+            "path": "options",
+            "constraints": {"isArray": "options must be an array"},
+        }
     ]
     assert list_fields(api) == []
 
@@ -326,9 +330,7 @@ def test_account_items_list_every_active_key_with_null_where_unset(api: Api) -> 
     create_field(api, label="Tier", labelType="singleSelection", options=["Gold", "Silver"])
     create_field(api, label="Employees", labelType="number")
     create_field(api, label="Notes", labelType="multiLineText")
-    with_values = push_account(
-        api, "acme.com", customFields={"TIER_C": "Gold", "EMPLOYEES_C": 120}
-    )
+    with_values = push_account(api, "acme.com", customFields={"TIER_C": "Gold", "EMPLOYEES_C": 120})
     bare = push_account(api, "globex.com")
     expected_full = {"TIER_C": "Gold", "EMPLOYEES_C": 120, "NOTES_C": None}
     expected_bare = {"TIER_C": None, "EMPLOYEES_C": None, "NOTES_C": None}

@@ -3,34 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, exists, func, select, text, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import ColumnElement
 
 from intently.accounts.tables import accounts as a
+from intently.kit.db import json_param, json_value, param_marker
 from intently.segments.tables import segment_members as sm
 from intently.segments.tables import segments as sg
 
-# What an account item shows, in one select list.
-ITEM_COLUMNS = (
-    a.c.id,
-    a.c.external_id,
-    a.c.name,
-    a.c.domain,
-    a.c.short_name,
-    a.c.linkedin_url,
-    a.c.tags,
-    a.c.custom_fields,
-    a.c.rtp_account_score,
-    a.c.rtp_journey_stage,
-    a.c.rtp_website_intent_score,
-    a.c.rtp_bombora_intent_score,
-    a.c.rtp_g2_intent_score,
-    a.c.rtp_advertising_activity_score,
-    a.c.rtp_last_account_date,
-)
+
+class ItemRow(NamedTuple):
+    """What an account item shows (accounts.service.item)."""
+
+    id: str
+    external_id: str | None
+    name: str
+    domain: str
+    short_name: str | None
+    linkedin_url: str | None
+    tags: list[str]
+    custom_fields: dict[str, Any]
+    rtp_account_score: float
+    rtp_journey_stage: str | None
+    rtp_website_intent_score: float
+    rtp_bombora_intent_score: float
+    rtp_g2_intent_score: float
+    rtp_advertising_activity_score: float
+    rtp_last_account_date: int | None
+
+
+_ITEM_SQL = ", ".join(ItemRow._fields)
+
+
+def _item_row(row: Any) -> ItemRow:
+    values = list(row)
+    values[6] = json_value(values[6])
+    values[7] = json_value(values[7])
+    return ItemRow(*values)
+
 
 # Fields an upsert may change, as (column, request property).
 WRITABLE = ("name", "external_id", "short_name", "linkedin_url", "tags", "custom_fields")
@@ -63,27 +75,49 @@ def by_external_ids(
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
+# The bulk paths below are the API's hottest writes; they skip SQLAlchemy's per-row
+# parameter processing and hand the driver plain tuples (JSON pre-encoded).
+_INSERT_COLUMNS = tuple(c.name for c in a.columns)
+_JSON_COLUMNS = frozenset({"tags", "custom_fields"})
+
+
 def insert_many(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(a.insert(), rows)
-
-
-_UPDATE = (
-    update(a)
-    .where(a.c.workspace_id == bindparam("ws"), a.c.id == bindparam("aid"))
-    .values({c: bindparam("v_" + c) for c in WRITABLE} | {"changed_at": bindparam("v_changed_at")})
-)
+    """Insert full account rows (dicts with every column)."""
+    if not rows:
+        return
+    m = param_marker(conn)
+    sql = (
+        f"INSERT INTO accounts ({', '.join(_INSERT_COLUMNS)}) "
+        f"VALUES ({', '.join([m] * len(_INSERT_COLUMNS))})"
+    )
+    conn.exec_driver_sql(
+        sql,
+        [
+            tuple(json_param(r[c]) if c in _JSON_COLUMNS else r[c] for c in _INSERT_COLUMNS)
+            for r in rows
+        ],
+    )
 
 
 def update_many(conn: Connection, ws: int, rows: list[dict[str, Any]], clock: int) -> None:
     """Write the WRITABLE fields of each row (a dict with `id` and those fields)."""
     if not rows:
         return
-    params = [
-        {"ws": ws, "aid": r["id"], "v_changed_at": clock} | {"v_" + c: r[c] for c in WRITABLE}
-        for r in rows
-    ]
-    conn.execute(_UPDATE, params)
+    m = param_marker(conn)
+    sets = ", ".join(f"{c} = {m}" for c in (*WRITABLE, "changed_at"))
+    sql = f"UPDATE accounts SET {sets} WHERE workspace_id = {m} AND id = {m}"
+    conn.exec_driver_sql(
+        sql,
+        [
+            (
+                *(json_param(r[c]) if c in _JSON_COLUMNS else r[c] for c in WRITABLE),
+                clock,
+                ws,
+                r["id"],
+            )
+            for r in rows
+        ],
+    )
 
 
 def set_external_ids(
@@ -121,21 +155,22 @@ def touch_segment_members(conn: Connection, ws: int, segment_id: str, clock: int
 
 def touch_with_custom_field(conn: Connection, ws: int, key: str, clock: int) -> None:
     """Mark changed every account holding a value for custom field `key`."""
-    has_key: ColumnElement[bool]
+    m = param_marker(conn)
     if conn.dialect.name == "sqlite":
-        has_key = exists(
-            text("SELECT 1 FROM json_each(accounts.custom_fields) WHERE json_each.key = :key")
-        )
+        has_key = f"EXISTS (SELECT 1 FROM json_each(accounts.custom_fields) WHERE key = {m})"
     else:
-        has_key = func.jsonb_exists(a.c.custom_fields, text(":key"))
-    conn.execute(
-        update(a).where(a.c.workspace_id == ws, has_key).values(changed_at=clock),
-        {"key": key},
+        has_key = f"jsonb_exists(custom_fields, {m})"
+    conn.exec_driver_sql(
+        f"UPDATE accounts SET changed_at = {m} WHERE workspace_id = {m} AND {has_key}",
+        (clock, ws, key),
     )
 
 
-def get_item(conn: Connection, ws: int, aid: str) -> Any:
-    return conn.execute(select(*ITEM_COLUMNS).where(a.c.workspace_id == ws, a.c.id == aid)).first()
+def get_item(conn: Connection, ws: int, aid: str) -> ItemRow | None:
+    m = param_marker(conn)
+    sql = f"SELECT {_ITEM_SQL} FROM accounts WHERE workspace_id = {m} AND id = {m}"
+    row = conn.exec_driver_sql(sql, (ws, aid)).first()
+    return _item_row(row) if row is not None else None
 
 
 def get_by_external_id(conn: Connection, ws: int, ext: str) -> dict[str, Any] | None:
@@ -177,22 +212,31 @@ def page(
     changed_after: int | None = None,
     domains: list[str] | None = None,
     segment_id: str | None = None,
-) -> list[Any]:
-    """One keyset page in rtp_aid order (limit + 1 rows tells whether a next page exists)."""
-    q = select(*ITEM_COLUMNS).where(a.c.workspace_id == ws, a.c.id > after)
+) -> list[ItemRow]:
+    """One keyset page in rtp_aid order (limit + 1 rows tells whether a next page exists).
+
+    Hand-written SQL through the driver: this is the API's hottest read.
+    """
+    m = param_marker(conn)
+    where = [f"workspace_id = {m}", f"id > {m}"]
+    params: list[Any] = [ws, after]
     if changed_after is not None:
-        q = q.where(a.c.changed_at > changed_after)
+        where.append(f"changed_at > {m}")
+        params.append(changed_after)
     if domains is not None:
-        q = q.where(a.c.domain.in_(domains))
+        where.append(f"domain IN ({', '.join([m] * len(domains))})")
+        params.extend(domains)
     if segment_id is not None:
-        q = q.where(
-            a.c.id.in_(
-                select(sm.c.account_id).where(
-                    sm.c.workspace_id == ws, sm.c.segment_id == segment_id
-                )
-            )
+        where.append(
+            f"id IN (SELECT account_id FROM segment_members "
+            f"WHERE workspace_id = {m} AND segment_id = {m})"
         )
-    return list(conn.execute(q.order_by(a.c.id).limit(limit + 1)))
+        params.extend((ws, segment_id))
+    sql = (
+        f"SELECT {_ITEM_SQL} FROM accounts WHERE {' AND '.join(where)} "
+        f"ORDER BY id LIMIT {int(limit) + 1}"
+    )
+    return [_item_row(r) for r in conn.exec_driver_sql(sql, tuple(params))]
 
 
 def missing_external_ids(conn: Connection, ws: int, limit: int) -> list[Any]:

@@ -7,16 +7,22 @@ lossless (spec section 5): see `tick`.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import msgspec
 from sqlalchemy import JSON, MetaData, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from intently.kit.timefmt import now_us
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
 
 metadata = MetaData(
     naming_convention={
@@ -81,10 +87,45 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def param_marker(conn: Connection) -> str:
+    """The DB-API placeholder for hand-written hot-path SQL (exec_driver_sql)."""
+    return "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def json_param(value: Any) -> str:
+    """A JSON document as a statement parameter (TEXT on SQLite, cast to JSONB by PostgreSQL)."""
+    return _json_encode(value).decode()
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column read through the raw driver: text on SQLite, decoded on PostgreSQL."""
+    if isinstance(value, str | bytes):
+        return _json_decode(value)
+    return value
+
+
+# SQLite has one writer at a time. Threads of one process queue on this lock instead of
+# polling the database file's lock in the busy handler (which sleeps, and is unfair).
+_sqlite_write_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def _sqlite_write_lock(engine: Engine) -> threading.Lock:
+    with _locks_guard:
+        lock = _sqlite_write_locks.get(engine)
+        if lock is None:
+            lock = _sqlite_write_locks[engine] = threading.Lock()
+        return lock
+
+
 @contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
     """One write transaction: BEGIN IMMEDIATE on SQLite, a normal transaction on PostgreSQL."""
-    with engine.connect() as conn:
+    if engine.dialect.name != "sqlite":
+        with engine.connect() as conn, conn.begin():
+            yield conn
+        return
+    with _sqlite_write_lock(engine), engine.connect() as conn:
         conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             yield conn

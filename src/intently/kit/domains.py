@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 import idna
 
 _SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.\-]*://")
-_LABEL_RE = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
+_LABEL_RE = re.compile(_LABEL)
+# Already a bare host name (the common case in bulk pushes): one match decides.
+_BARE_HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
 
 
 class InvalidDomain(ValueError):
@@ -18,6 +20,11 @@ class InvalidDomain(ValueError):
 def normalise_domain(value: str) -> str:
     """`https://www.Acme.com:443/foo?x=1` -> `acme.com`; raises InvalidDomain when not a domain."""
     host = value.strip().lower()
+    if _BARE_HOST_RE.fullmatch(host) and len(host) <= 253:
+        host = _strip_www(host)
+        if host.rsplit(".", 1)[1].isdigit():  # a dotted IPv4 address, not a domain
+            raise InvalidDomain(value)
+        return host
     m = _SCHEME_RE.match(host)
     if m:
         host = host[m.end() :]
@@ -36,28 +43,29 @@ def normalise_domain(value: str) -> str:
     colon = host.find(":")
     if colon != -1:
         host = host[:colon]
-    if host.endswith("."):
-        host = host[:-1]
-    if host.startswith("www.") and "." in host[4:]:
-        host = host[4:]
-    if not host or "." not in host or any(ch.isspace() for ch in host):
+    if any(ch.isspace() for ch in host):
         raise InvalidDomain(value)
     if not host.isascii():
         try:
-            host = idna.encode(host, uts46=True).decode("ascii")
+            # UTS 46 maps look-alikes first (fullwidth letters, ideographic full stops).
+            host = idna.encode(host.rstrip(".\u3002\uff0e\uff61"), uts46=True).decode("ascii")
         except idna.IDNAError as exc:
             raise InvalidDomain(value) from exc
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        raise InvalidDomain(value)
-    if len(host) > 253:
+    host = _strip_www(host[:-1] if host.endswith(".") else host)
+    if not host or "." not in host or len(host) > 253:
         raise InvalidDomain(value)
     labels = host.split(".")
-    if not all(_LABEL_RE.match(label) for label in labels) or labels[-1].isdigit():
+    # A numeric last label also rules out dotted IPv4 addresses; IPv6 never gets here
+    # (brackets are refused above, and a bare one loses everything after its first colon).
+    if not all(_LABEL_RE.fullmatch(label) for label in labels) or labels[-1].isdigit():
         raise InvalidDomain(value)
+    return host
+
+
+def _strip_www(host: str) -> str:
+    """Drop leading `www.` labels, so that normalising a normalised domain changes nothing."""
+    while host.startswith("www.") and "." in host[4:]:
+        host = host[4:]
     return host
 
 

@@ -13,7 +13,13 @@ from intently.kit.timefmt import format_ms, now_us
 _encoder = msgspec.json.Encoder()
 
 
+# The reason phrases the API promises; Python's table still says "Request Entity Too Large".
+_PHRASES = {413: "Payload Too Large", 422: "Unprocessable Entity"}
+
+
 def reason(status: int) -> str:
+    if status in _PHRASES:
+        return _PHRASES[status]
     try:
         return HTTPStatus(status).phrase
     except ValueError:

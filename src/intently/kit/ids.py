@@ -12,7 +12,7 @@ import re
 import threading
 import time
 
-_ID_RE = re.compile(r"^[0-9a-f]{24}$")
+_ID_RE = re.compile(r"[0-9a-f]{24}")
 _lock = threading.Lock()
 _last_ms = 0
 _last_tail = 0
@@ -42,4 +42,4 @@ def new_ids(n: int) -> list[str]:
 
 
 def is_id(value: str) -> bool:
-    return bool(_ID_RE.match(value))
+    return bool(_ID_RE.fullmatch(value))

@@ -132,7 +132,10 @@ def _describe(err: Any) -> tuple[str, str, str, str]:
             f"{prop} must contain no more than {ctx.get('max_length')} elements",
         )
     if etype in ("greater_than_equal", "greater_than"):
-        return prop, path, "min", f"{prop} must not be less than {ctx.get('ge', ctx.get('gt'))}"
+        bound = ctx.get("ge", ctx.get("gt"))
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        return prop, path, "min", f"{prop} must not be less than {bound}"
     if etype in ("literal_error", "enum"):
         expected = ctx.get("expected", "")
         values = ", ".join(v.strip().strip("'") for v in expected.replace(" or ", ", ").split(","))

@@ -26,7 +26,8 @@ class AppState:
     codec: CursorCodec
 
 
-def state(request: Request) -> AppState:
+async def state(request: Request) -> AppState:
+    # async only so FastAPI calls it inline instead of on a worker thread: no I/O here.
     return request.app.state.intently
 
 

@@ -1,0 +1,59 @@
+"""Every benchmark, SQLite first and then PostgreSQL, with one summary at the end.
+
+    .venv/bin/python bench/run_all.py                       # full size, both databases
+    .venv/bin/python bench/run_all.py --db sqlite --list-accounts 200000
+    .venv/bin/python bench/run_all.py --reuse               # keep/reuse the 1M seed
+
+Each benchmark starts and stops its own server. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import benchkit as bk
+import bulk_push
+import list_pages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--db", choices=("sqlite", "postgres", "both"), default="both", help="default both"
+    )
+    parser.add_argument("--push-accounts", type=int, default=100_000, help="per push run")
+    parser.add_argument("--list-accounts", type=int, default=1_000_000, help="accounts listed")
+    parser.add_argument("--concurrency", default="1,2,4")
+    parser.add_argument("--reuse", action="store_true", help="reuse the list benchmark's seed")
+    parser.add_argument("--settle", type=float, default=bk.SETTLE["seconds"])
+    parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+
+    shared = ["--concurrency", args.concurrency, "--settle", str(args.settle)]
+    shared += ["--profile", str(args.profile)]
+    dbs = ("sqlite", "postgres") if args.db == "both" else (args.db,)
+    sections: list[tuple[str, list[bk.Check]]] = []
+    for db in dbs:
+        bk.say(f"\n######## bulk push, {db}")
+        argv = ["--db", db, "--accounts", str(args.push_accounts), *shared]
+        sections.append((f"bulk push ({db})", bulk_push.main(argv)))
+        bk.say(f"\n######## list pages, {db}")
+        argv = ["--db", db, "--accounts", str(args.list_accounts), *shared]
+        if args.reuse:
+            argv.append("--reuse")
+        sections.append((f"list pages ({db})", list_pages.main(argv)))
+
+    bk.say("\n######## summary")
+    for title, checks in sections:
+        bk.report(title, checks)
+    missed = sum(not c.passed for _, checks in sections for c in checks)
+    total = sum(len(checks) for _, checks in sections)
+    bk.say(f"\n{total - missed} of {total} targets met")
+    if args.strict and missed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
