@@ -9,13 +9,12 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from intently.accounts.tables import accounts as a
-from intently.kit.db import json_param, json_value, param_marker
+from intently.kit.db import fetch_all, in_values, json_param, json_value, param_marker
 from intently.segments.tables import segment_members as sm
-from intently.segments.tables import segments as sg
 
 
 class ItemRow(NamedTuple):
-    """What an account item shows (accounts.service.item)."""
+    """What an account item shows (accounts.service.item); JSON columns as JSON text."""
 
     id: str
     external_id: str | None
@@ -23,8 +22,8 @@ class ItemRow(NamedTuple):
     domain: str
     short_name: str | None
     linkedin_url: str | None
-    tags: list[str]
-    custom_fields: dict[str, Any]
+    tags: str
+    custom_fields: str
     rtp_account_score: float
     rtp_journey_stage: str | None
     rtp_website_intent_score: float
@@ -34,14 +33,11 @@ class ItemRow(NamedTuple):
     rtp_last_account_date: int | None
 
 
-_ITEM_SQL = ", ".join(ItemRow._fields)
-
-
-def _item_row(row: Any) -> ItemRow:
-    values = list(row)
-    values[6] = json_value(values[6])
-    values[7] = json_value(values[7])
-    return ItemRow(*values)
+def _item_sql(conn: Connection) -> str:
+    if conn.dialect.name == "sqlite":
+        return ", ".join(ItemRow._fields)
+    # Ask PostgreSQL for the JSON text, not decoded documents: the API re-emits it as is.
+    return ", ".join(f"{f}::text" if f in _JSON_COLUMNS else f for f in ItemRow._fields)
 
 
 # Fields an upsert may change, as (column, request property).
@@ -52,12 +48,21 @@ def by_domains(conn: Connection, ws: int, domains: Iterable[str]) -> dict[str, d
     wanted = list(set(domains))
     if not wanted:
         return {}
-    rows = conn.execute(
-        select(a.c.id, a.c.domain, *(a.c[c] for c in WRITABLE)).where(
-            a.c.workspace_id == ws, a.c.domain.in_(wanted)
-        )
-    ).mappings()
-    return {r["domain"]: dict(r) for r in rows}
+    cond, params = in_values(conn, "domain", wanted)
+    m = param_marker(conn)
+    names = ("id", "domain", *WRITABLE)
+    rows = fetch_all(
+        conn,
+        f"SELECT {', '.join(names)} FROM accounts WHERE workspace_id = {m} AND {cond}",
+        (ws, *params),
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        r = dict(zip(names, row, strict=True))
+        r["tags"] = json_value(r["tags"])
+        r["custom_fields"] = json_value(r["custom_fields"])
+        out[r["domain"]] = r
+    return out
 
 
 def by_external_ids(
@@ -67,12 +72,10 @@ def by_external_ids(
     wanted = list(set(ext_ids))
     if not wanted:
         return {}
-    rows = conn.execute(
-        select(a.c.external_id, a.c.id, a.c.domain).where(
-            a.c.workspace_id == ws, a.c.external_id.in_(wanted)
-        )
-    )
-    return {r[0]: (r[1], r[2]) for r in rows}
+    cond, params = in_values(conn, "external_id", wanted)
+    m = param_marker(conn)
+    sql = f"SELECT external_id, id, domain FROM accounts WHERE workspace_id = {m} AND {cond}"
+    return {r[0]: (r[1], r[2]) for r in fetch_all(conn, sql, (ws, *params))}
 
 
 # The bulk paths below are the API's hottest writes; they skip SQLAlchemy's per-row
@@ -168,9 +171,9 @@ def touch_with_custom_field(conn: Connection, ws: int, key: str, clock: int) -> 
 
 def get_item(conn: Connection, ws: int, aid: str) -> ItemRow | None:
     m = param_marker(conn)
-    sql = f"SELECT {_ITEM_SQL} FROM accounts WHERE workspace_id = {m} AND id = {m}"
-    row = conn.exec_driver_sql(sql, (ws, aid)).first()
-    return _item_row(row) if row is not None else None
+    sql = f"SELECT {_item_sql(conn)} FROM accounts WHERE workspace_id = {m} AND id = {m}"
+    rows = fetch_all(conn, sql, (ws, aid))
+    return ItemRow(*rows[0]) if rows else None
 
 
 def get_by_external_id(conn: Connection, ws: int, ext: str) -> dict[str, Any] | None:
@@ -224,8 +227,9 @@ def page(
         where.append(f"changed_at > {m}")
         params.append(changed_after)
     if domains is not None:
-        where.append(f"domain IN ({', '.join([m] * len(domains))})")
-        params.extend(domains)
+        cond, values = in_values(conn, "domain", domains)
+        where.append(cond)
+        params.extend(values)
     if segment_id is not None:
         where.append(
             f"id IN (SELECT account_id FROM segment_members "
@@ -233,10 +237,10 @@ def page(
         )
         params.extend((ws, segment_id))
     sql = (
-        f"SELECT {_ITEM_SQL} FROM accounts WHERE {' AND '.join(where)} "
+        f"SELECT {_item_sql(conn)} FROM accounts WHERE {' AND '.join(where)} "
         f"ORDER BY id LIMIT {int(limit) + 1}"
     )
-    return [_item_row(r) for r in conn.exec_driver_sql(sql, tuple(params))]
+    return [ItemRow(*r) for r in fetch_all(conn, sql, tuple(params))]
 
 
 def missing_external_ids(conn: Connection, ws: int, limit: int) -> list[Any]:
@@ -257,13 +261,15 @@ def active_segments_of(
     out: dict[str, list[dict[str, str]]] = {}
     if not ids:
         return out
-    rows = conn.execute(
-        select(sm.c.account_id, sg.c.id, sg.c.name)
-        .join(sg, (sg.c.workspace_id == sm.c.workspace_id) & (sg.c.id == sm.c.segment_id))
-        .where(sm.c.workspace_id == ws, sm.c.account_id.in_(ids), sg.c.status == "active")
-        .order_by(sm.c.account_id, sg.c.id)
+    m = param_marker(conn)
+    cond, params = in_values(conn, "sm.account_id", ids)
+    sql = (
+        "SELECT sm.account_id, sg.id, sg.name FROM segment_members sm "
+        "JOIN segments sg ON sg.workspace_id = sm.workspace_id AND sg.id = sm.segment_id "
+        f"WHERE sm.workspace_id = {m} AND {cond} "
+        "AND sg.status = 'active' ORDER BY sm.account_id, sg.id"
     )
-    for aid, sid, name in rows:
+    for aid, sid, name in fetch_all(conn, sql, (ws, *params)):
         out.setdefault(aid, []).append({"segmentId": sid, "name": name})
     return out
 

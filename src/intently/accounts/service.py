@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -18,6 +19,8 @@ from intently.kit.pagination import Cursor, CursorCodec, page
 from intently.kit.timefmt import format_ms, format_us, now_us
 from intently.segments import service as segments_service
 
+_decode_json = msgspec.json.Decoder().decode
+
 SCORE_FIELDS = (
     "rtp_website_intent_score",
     "rtp_bombora_intent_score",
@@ -26,9 +29,20 @@ SCORE_FIELDS = (
 )
 
 
-def item(row: Any, keys: list[str], segments: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+def _custom_fields(stored_json: str, keys: list[str]) -> dict[str, Any]:
+    """Every active key, null where unset (values of inactive keys stay hidden)."""
+    if not keys:
+        return {}
+    if stored_json == "{}":
+        return dict.fromkeys(keys)
+    stored = _decode_json(stored_json)
+    return {k: stored.get(k) for k in keys}
+
+
+def item(
+    row: repo.ItemRow, keys: list[str], segments: dict[str, list[dict[str, str]]]
+) -> dict[str, Any]:
     """One account in the External API's shape (E1)."""
-    stored = row.custom_fields or {}
     last = row.rtp_last_account_date
     return {
         "externalId": row.external_id,
@@ -42,15 +56,15 @@ def item(row: Any, keys: list[str], segments: dict[str, list[dict[str, str]]]) -
         "rtp_g2_intent_score": round(row.rtp_g2_intent_score, 2),
         "rtp_advertising_activity_score": round(row.rtp_advertising_activity_score, 2),
         "rtp_last_account_date": format_ms(last) if last is not None else None,
-        "customFields": {k: stored.get(k) for k in keys},
+        "customFields": _custom_fields(row.custom_fields, keys),
         "segments": segments.get(row.id, []),
         "shortName": row.short_name,
         "linkedinUrl": row.linkedin_url,
-        "tags": list(row.tags or []),
+        "tags": msgspec.Raw(row.tags),
     }
 
 
-def items(conn: Connection, ws: int, rows: list[Any]) -> list[dict[str, Any]]:
+def items(conn: Connection, ws: int, rows: list[repo.ItemRow]) -> list[dict[str, Any]]:
     keys = cf_repo.active_keys(conn, ws)
     segs = repo.active_segments_of(conn, ws, [r.id for r in rows])
     return [item(r, keys, segs) for r in rows]

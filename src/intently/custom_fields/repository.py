@@ -8,6 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from intently.custom_fields.tables import custom_fields as cf
+from intently.kit.db import fetch_all, param_marker
 
 
 def active(conn: Connection, workspace_id: int) -> list[dict[str, Any]]:
@@ -20,14 +21,13 @@ def active(conn: Connection, workspace_id: int) -> list[dict[str, Any]]:
 
 
 def active_keys(conn: Connection, workspace_id: int) -> list[str]:
-    return [
-        str(k)
-        for k in conn.execute(
-            select(cf.c.key)
-            .where(cf.c.workspace_id == workspace_id, cf.c.status == "active")
-            .order_by(cf.c.created_at, cf.c.key)
-        ).scalars()
-    ]
+    """Keys of the active fields, in creation order (read on every account page)."""
+    m = param_marker(conn)
+    sql = (
+        f"SELECT key FROM custom_fields WHERE workspace_id = {m} AND status = 'active' "
+        "ORDER BY created_at, key"
+    )
+    return [row[0] for row in fetch_all(conn, sql, (workspace_id,))]
 
 
 def get(conn: Connection, workspace_id: int, key: str) -> dict[str, Any] | None:

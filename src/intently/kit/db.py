@@ -92,6 +92,24 @@ def param_marker(conn: Connection) -> str:
     return "?" if conn.dialect.name == "sqlite" else "%s"
 
 
+def in_values(conn: Connection, column: str, values: list[Any]) -> tuple[str, tuple[Any, ...]]:
+    """`column IN (...)` for hand-written SQL: one array parameter on PostgreSQL (a long list
+    of placeholders would defeat psycopg's query cache), placeholders on SQLite."""
+    if conn.dialect.name == "sqlite":
+        return f"{column} IN ({', '.join('?' * len(values))})", tuple(values)
+    return f"{column} = ANY(%s)", (list(values),)
+
+
+def fetch_all(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of a hand-written query straight from the driver's cursor (hot reads only)."""
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(sql, params)
+        return list(cur.fetchall())
+    finally:
+        cur.close()
+
+
 def json_param(value: Any) -> str:
     """A JSON document as a statement parameter (TEXT on SQLite, cast to JSONB by PostgreSQL)."""
     return _json_encode(value).decode()
@@ -159,8 +177,6 @@ def tick(conn: Connection, workspace_id: int) -> int:
 
 
 def read_clock(conn: Connection, workspace_id: int) -> int:
-    return int(
-        conn.execute(
-            text("SELECT change_clock FROM workspaces WHERE id = :ws"), {"ws": workspace_id}
-        ).scalar_one()
-    )
+    m = param_marker(conn)
+    rows = fetch_all(conn, f"SELECT change_clock FROM workspaces WHERE id = {m}", (workspace_id,))
+    return int(rows[0][0])
