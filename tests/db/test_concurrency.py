@@ -216,3 +216,77 @@ def test_batch_refused_halfway_reports_each_item_truthfully(api: Any, engine: An
         [f"first-{tag}.example.com", f"third-{tag}.example.com"]
     )
     assert {a["rtp_aid"] for a in listed} == {results[0]["rtp_aid"], results[2]["rtp_aid"]}
+
+
+@pytest.mark.slow
+def test_concurrent_pushes_of_the_same_deals_activities_and_values(live_server: LiveServer) -> None:
+    """Same natural keys from several clients at once: no 500, no duplicate, no lost value."""
+    key = live_server.key()
+    tag = uuid.uuid4().hex[:6]
+    with _client(live_server, key) as c:
+        for w in range(4):
+            c.post("/accounts/custom-field", json={"label": f"P{w}", "labelType": "number"})
+        aid = c.post(
+            "/accounts", json={"accounts": [{"domain": f"deal-{tag}.example.com", "name": "D"}]}
+        ).json()["data"]["results"][0]["rtp_aid"]
+    deal_statuses: list[str] = []
+    activity_statuses: list[str] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def writer(w: int) -> None:
+        with _client(live_server, key) as c:
+            deals = {
+                "deals": [
+                    {
+                        "externalDealId": f"D{i}-{tag}",
+                        "name": f"Deal {i} by {w}",
+                        "associatedAccounts": [{"domain": f"deal-{tag}.example.com"}],
+                    }
+                    for i in range(20)
+                ]
+            }
+            activities = {
+                "activities": [
+                    {
+                        "externalActivityId": f"A{i}-{tag}",
+                        "activityType": "email",
+                        "occurredAt": "2026-11-01T10:00:00Z",
+                        "domain": f"deal-{tag}.example.com",
+                        "ownerEmail": "rep@example.com",
+                        "contacts": [{"email": f"c{i % 3}@deal-{tag}.example.com"}],
+                    }
+                    for i in range(20)
+                ]
+            }
+            for path, body, sink, field in (
+                ("/deals", deals, deal_statuses, "results"),
+                ("/sales-activities", activities, activity_statuses, "results"),
+            ):
+                r = c.post(path, json=body)
+                if r.status_code != 200:
+                    failures.append(r.text)
+                    continue
+                with lock:
+                    sink.extend(x["status"] for x in r.json()["data"][field])
+            r = c.put(f"/accounts/{aid}", json={"customFields": {f"P{w}_C": w}})
+            if r.status_code != 200:
+                failures.append(r.text)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:2]
+    assert sorted(deal_statuses) == sorted(["created"] * 20 + ["updated"] * 60)
+    assert sorted(activity_statuses) == sorted(["created"] * 20 + ["failed"] * 60)
+    with _client(live_server, key) as c:
+        deals = c.get(f"/accounts/{aid}/deals").json()["data"]
+        assert len(deals) == 20
+        activities = c.get(f"/accounts/{aid}/activities").json()["data"]
+        assert len(activities) == 20
+        fields = c.get(f"/accounts/{aid}").json()["data"]["customFields"]
+    assert {k: v for k, v in fields.items() if k.startswith("P")} == {
+        f"P{w}_C": w for w in range(4)
+    }

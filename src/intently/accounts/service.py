@@ -287,6 +287,7 @@ def update_custom_fields(
     if not by_external_id:
         check_aid(ident)
     with write_tx(engine) as conn:
+        clock = tick(conn, ws)  # first: two updates of one account must not interleave
         found = (
             repo.get_by_external_id(conn, ws, ident)
             if by_external_id
@@ -299,7 +300,7 @@ def update_custom_fields(
             raise BadRequest(problem)
         merged = cf_service.merge(found["custom_fields"] or {}, values)
         if merged != (found["custom_fields"] or {}):
-            repo.set_custom_fields(conn, ws, found["id"], merged, tick(conn, ws))
+            repo.set_custom_fields(conn, ws, found["id"], merged, clock)
 
 
 # ---- externalId mappings (E5) ----------------------------------------------------------

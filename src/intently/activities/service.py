@@ -10,7 +10,7 @@ from intently.accounts.repository import existing_ids
 from intently.accounts.service import check_aid
 from intently.activities import repository as repo
 from intently.activities.schemas import ActivitiesPush, ContactIn
-from intently.kit.db import read_tx, write_tx
+from intently.kit.db import lock_workspace, read_tx, write_tx
 from intently.kit.errors import NotFound
 from intently.kit.ids import new_id
 from intently.kit.timefmt import format_ms, now_us, parse_iso8601
@@ -32,6 +32,7 @@ def push_activities(engine: Engine, ws: int, body: ActivitiesPush) -> list[dict[
     now = now_us()
     results: list[dict[str, Any]] = []
     with write_tx(engine) as conn:
+        lock_workspace(conn, ws)
         taken = repo.existing_external_ids(
             conn, ws, (x.externalActivityId for x in body.activities)
         )

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection, Engine
 from intently.accounts import repository as accounts_repo
 from intently.custom_fields import repository as repo
 from intently.custom_fields.schemas import SELECTION_TYPES, CustomFieldIn
-from intently.kit.db import read_tx, tick, write_tx
+from intently.kit.db import lock_workspace, read_tx, tick, write_tx
 from intently.kit.errors import Conflict, NotFound, validation_error
 from intently.kit.timefmt import now_us, parse_iso8601
 
@@ -49,6 +49,7 @@ def create(engine: Engine, workspace_id: int, body: CustomFieldIn) -> dict[str, 
         "updated_at": now,
     }
     with write_tx(engine) as conn:
+        lock_workspace(conn, workspace_id)
         existing = repo.get(conn, workspace_id, key)
         if existing is not None and existing["status"] == "active":
             raise Conflict(f"Custom field with key '{key}' already exists")
@@ -72,6 +73,7 @@ def list_active(engine: Engine, workspace_id: int) -> list[dict[str, Any]]:
 
 def deactivate(engine: Engine, workspace_id: int, key: str) -> dict[str, Any]:
     with write_tx(engine) as conn:
+        lock_workspace(conn, workspace_id)
         existing = repo.get(conn, workspace_id, key)
         if existing is None or existing["status"] != "active":
             raise NotFound(f"Custom field '{key}' not found")

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 from intently.accounts.service import check_aid
 from intently.deals import repository as repo
 from intently.deals.schemas import DealsPush
-from intently.kit.db import read_tx, write_tx
+from intently.kit.db import lock_workspace, read_tx, write_tx
 from intently.kit.ids import new_id
 from intently.kit.timefmt import format_ms, now_us, parse_iso8601
 
@@ -18,6 +18,7 @@ def push_deals(engine: Engine, ws: int, body: DealsPush) -> list[dict[str, Any]]
     now = now_us()
     results: list[dict[str, Any]] = []
     with write_tx(engine) as conn:
+        lock_workspace(conn, ws)
         existing = repo.ids_by_external(conn, ws, (x.externalDealId for x in body.deals))
         inserts: dict[str, dict[str, Any]] = {}
         updates: dict[str, dict[str, Any]] = {}

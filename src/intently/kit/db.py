@@ -176,6 +176,17 @@ def tick(conn: Connection, workspace_id: int) -> int:
     return int(row[0])
 
 
+def lock_workspace(conn: Connection, workspace_id: int) -> None:
+    """Serialise this transaction with the workspace's other writers until it ends.
+
+    For writes that check then insert by a natural key (deals, activities, contacts,
+    custom fields): two concurrent pushes of the same key then see each other instead of
+    one failing on the unique index. SQLite writers are serialised already.
+    """
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql("SELECT id FROM workspaces WHERE id = %s FOR UPDATE", (workspace_id,))
+
+
 def read_clock(conn: Connection, workspace_id: int) -> int:
     m = param_marker(conn)
     rows = fetch_all(conn, f"SELECT change_clock FROM workspaces WHERE id = {m}", (workspace_id,))

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from intently.accounts import repository as accounts_repo
-from intently.kit.db import read_clock, read_tx, tick, write_tx
+from intently.kit.db import lock_workspace, read_clock, read_tx, tick, write_tx
 from intently.kit.errors import BadRequest, NotFound, validation_error
 from intently.kit.ids import is_id, new_id
 from intently.kit.pagination import Cursor, CursorCodec, page
@@ -95,6 +95,7 @@ def get(engine: Engine, ws: int, sid: str) -> dict[str, Any]:
 def patch(engine: Engine, ws: int, sid: str, body: SegmentPatch) -> dict[str, Any]:
     _check_id(sid)
     with write_tx(engine) as conn:
+        lock_workspace(conn, ws)
         seg = repo.get(conn, ws, sid)
         if seg is None:
             raise NotFound(f"Segment '{sid}' not found")
@@ -198,6 +199,7 @@ def _static_segment(conn: Connection, ws: int, sid: str) -> dict[str, Any]:
 
 def add_accounts(engine: Engine, ws: int, sid: str, body: MembersChange) -> dict[str, Any]:
     with write_tx(engine) as conn:
+        lock_workspace(conn, ws)
         _static_segment(conn, ws, sid)
         seg = require_open_static(conn, ws, sid)
         found, missing = _resolve(conn, ws, body)
@@ -207,6 +209,7 @@ def add_accounts(engine: Engine, ws: int, sid: str, body: MembersChange) -> dict
 
 def remove_accounts(engine: Engine, ws: int, sid: str, body: MembersChange) -> dict[str, Any]:
     with write_tx(engine) as conn:
+        lock_workspace(conn, ws)
         seg = _static_segment(conn, ws, sid)
         found, missing = _resolve(conn, ws, body)
         members = repo.members_among(conn, ws, sid, found)
