@@ -147,17 +147,23 @@ def common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--settle",
         type=float,
-        default=SETTLE["seconds"],
+        default=OPTIONS.settle_seconds,
         metavar="SECONDS",
         help="before each measured run, wait up to this long for other processes to leave "
         "the CPU idle (default 30; 0 to skip)",
+    )
+    parser.add_argument(
+        "--no-autoanalyze",
+        action="store_true",
+        help="PostgreSQL with autovacuum off: do not run ANALYZE as autovacuum would",
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
 
 
 def apply_common(args: argparse.Namespace) -> list[int]:
     """Apply the shared options; returns the concurrency levels."""
-    SETTLE["seconds"] = max(0.0, args.settle)
+    OPTIONS.settle_seconds = max(0.0, args.settle)
+    OPTIONS.autoanalyze = not args.no_autoanalyze
     return parse_levels(args.concurrency)
 
 
@@ -242,6 +248,65 @@ def fresh_postgres() -> Database:
 
 def postgres_exists() -> bool:
     return psql(f"SELECT 1 FROM pg_database WHERE datname = '{PG_DB}'") == "1"
+
+
+@dataclass
+class Options:
+    """Run-wide settings that the command-line options change (see common_args)."""
+
+    settle_seconds: float = 30.0  # how long to wait for a quiet machine before a run
+    settle_threshold: float = 0.25  # "quiet": other processes use under this many cores
+    autoanalyze: bool = True  # emulate autoanalyze when PostgreSQL has autovacuum off
+    autoanalyze_interval: float = 2.0
+
+
+OPTIONS = Options()
+
+
+class AutoAnalyze:
+    """PostgreSQL's autoanalyze, done by hand for a server that runs with autovacuum off.
+
+    Without statistics the planner takes the accounts table for a few rows, and the
+    lookups by domain scan every account of the workspace. Like autovacuum, this analyzes
+    each table of the bench database once 50 rows + 10% of it changed (checked every 2 s).
+    """
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="autoanalyze", daemon=True)
+
+    @staticmethod
+    def needed() -> bool:
+        return OPTIONS.autoanalyze and psql("SHOW autovacuum") == "off"
+
+    def start(self) -> AutoAnalyze:
+        self._thread.start()
+        return self
+
+    def check(self) -> None:
+        """Analyze the tables that autovacuum would analyze now."""
+        query = (
+            "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+            "WHERE s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0)"
+        )
+        with self._lock:
+            try:
+                tables = psql(query, database=PG_DB).split()
+                if tables:
+                    psql(f"ANALYZE {', '.join(tables)}", database=PG_DB)
+                    self.runs += 1
+            except SystemExit:
+                pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(OPTIONS.autoanalyze_interval):
+            self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def fresh_sqlite(name: str) -> Database:
@@ -339,30 +404,73 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLK_TCK
 
 
-def other_load(server_pids: Sequence[int], window: float = 1.0) -> float:
-    """Cores' worth of CPU that neither the server nor this process used over `window` s."""
-    cpu0, own0, busy0 = cpu_seconds(server_pids), time.process_time(), machine_busy_seconds()
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL process on the machine (the server under test's database work)."""
+    out: list[int] = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
+                    out.append(int(entry))
+            except OSError:
+                continue
+    return out
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    server: float
+    client: float
+    database: float
+    machine: float
+
+
+class CpuMeter:
+    """CPU seconds of the server, this process (the client), PostgreSQL and the machine."""
+
+    def __init__(self, server_pids: Sequence[int], postgres: bool):
+        self.server_pids = list(server_pids)
+        self.postgres = postgres
+
+    def sample(self) -> CpuSample:
+        return CpuSample(
+            server=cpu_seconds(self.server_pids),
+            client=time.process_time(),
+            database=cpu_seconds(postgres_pids()) if self.postgres else 0.0,
+            machine=machine_busy_seconds(),
+        )
+
+    @staticmethod
+    def delta(a: CpuSample, b: CpuSample) -> CpuSample:
+        return CpuSample(
+            server=b.server - a.server,
+            client=b.client - a.client,
+            database=b.database - a.database,
+            machine=b.machine - a.machine,
+        )
+
+
+def other_load(meter: CpuMeter, window: float = 1.0) -> float:
+    """Cores' worth of CPU used by neither the server, its database nor this process."""
+    a = meter.sample()
     time.sleep(window)
-    cpu1, own1, busy1 = cpu_seconds(server_pids), time.process_time(), machine_busy_seconds()
-    return max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - (own1 - own0)) / window
+    d = CpuMeter.delta(a, meter.sample())
+    return max(0.0, d.machine - d.server - d.client - d.database) / window
 
 
-SETTLE = {"seconds": 30.0, "threshold": 0.25}
-
-
-def settle(server_pids: Sequence[int]) -> None:
-    """Wait (up to SETTLE seconds) until other processes leave the cores mostly idle.
+def settle(meter: CpuMeter) -> None:
+    """Wait (up to OPTIONS.settle_seconds) until other processes leave the cores mostly idle.
 
     Other sessions may run test suites on this machine; a run that starts while they do
     measures them too. The wait is bounded: a busy machine is reported, not waited out.
     """
-    if SETTLE["seconds"] <= 0:
+    if OPTIONS.settle_seconds <= 0:
         return
-    deadline = time.monotonic() + SETTLE["seconds"]
-    load = other_load(server_pids, 0.5)
-    while load > SETTLE["threshold"] and time.monotonic() < deadline:
-        load = other_load(server_pids, 1.0)
-    if load > SETTLE["threshold"]:
+    deadline = time.monotonic() + OPTIONS.settle_seconds
+    load = other_load(meter, 0.5)
+    while load > OPTIONS.settle_threshold and time.monotonic() < deadline:
+        load = other_load(meter, 1.0)
+    if load > OPTIONS.settle_threshold:
         say(f"   (machine busy: other processes use {load * 100:.0f}% of a core)")
 
 
@@ -415,6 +523,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.key = ""
         self.rss: RssSampler | None = None
+        self.analyze: AutoAnalyze | None = None
 
     @property
     def pid(self) -> int:
@@ -423,6 +532,9 @@ class Server:
 
     def pids(self) -> list[int]:
         return descendants(self.pid)
+
+    def meter(self) -> CpuMeter:
+        return CpuMeter(self.pids(), postgres=self.db.kind == "postgres")
 
     def start(self, timeout: float = 120.0) -> None:
         log = self.log_path.open("wb")
@@ -468,6 +580,8 @@ class Server:
         return done.stdout.strip().splitlines()[-1]
 
     def stop(self) -> None:
+        if self.analyze is not None:
+            self.analyze.stop()
         if self.rss is not None:
             self.rss.stop()
         if self.proc is None or self.proc.poll() is not None:
@@ -493,6 +607,12 @@ def running_server(db: Database, log_name: str) -> Iterator[Server]:
     try:
         server.start()
         say(f"server pid {server.pid} on port {server.port} ({db.kind}: {db.url})")
+        if db.kind == "postgres" and AutoAnalyze.needed():
+            say(
+                "PostgreSQL runs with autovacuum off here: ANALYZE is run as autoanalyze "
+                "would (--no-autoanalyze to skip)"
+            )
+            server.analyze = AutoAnalyze().start()
         yield server
     finally:
         server.stop()
@@ -537,9 +657,7 @@ class LoadResult:
     items: int  # accounts or pages, as the caller counts them
     seconds: float
     latencies: list[float]  # seconds, sorted
-    server_cpu: float  # server CPU seconds spent during the run
-    client_cpu: float  # this process's CPU seconds (the load generator)
-    machine_cpu: float  # CPU seconds the whole machine spent (all processes)
+    cpu: CpuSample  # CPU seconds spent during the run
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -558,13 +676,14 @@ class LoadResult:
 
     @property
     def other_cpu(self) -> float:
-        """CPU seconds of everything else on the machine (other sessions, the database)."""
-        return max(0.0, self.machine_cpu - self.server_cpu - self.client_cpu)
+        """CPU seconds of everything else on the machine (other sessions' work)."""
+        c = self.cpu
+        return max(0.0, c.machine - c.server - c.client - c.database)
 
     @property
     def per_cpu_second(self) -> float:
         """Items per second of server CPU: the rate with a whole core and no contention."""
-        return self.items / self.server_cpu if self.server_cpu else 0.0
+        return self.items / self.cpu.server if self.cpu.server else 0.0
 
     def cpu_pct(self, seconds: float) -> float:
         return seconds / self.seconds * 100 if self.seconds else 0.0
@@ -575,8 +694,9 @@ class LoadResult:
             f"{self.request_rate:7,.1f} req/s  p50 {self.pct_ms(0.5):6.1f} ms  "
             f"p99 {self.pct_ms(0.99):6.1f} ms  max {self.pct_ms(1.0):6.1f} ms  "
             f"{self.per_cpu_second:8,.0f} {unit}/server-CPU-s  "
-            f"CPU: server {self.cpu_pct(self.server_cpu):3.0f}%, "
-            f"client {self.cpu_pct(self.client_cpu):3.0f}%, "
+            f"CPU: server {self.cpu_pct(self.cpu.server):3.0f}%, "
+            + (f"postgres {self.cpu_pct(self.cpu.database):3.0f}%, " if self.cpu.database else "")
+            + f"client {self.cpu_pct(self.cpu.client):3.0f}%, "
             f"other {self.cpu_pct(self.other_cpu):3.0f}%"
             + (f"  ERRORS {len(self.errors)}" if self.errors else "")
         )
@@ -592,8 +712,9 @@ class LoadResult:
             "p99_ms": round(self.pct_ms(0.99), 2),
             "max_ms": round(self.pct_ms(1.0), 2),
             f"{unit}_per_server_cpu_s": round(self.per_cpu_second, 1),
-            "server_cpu_pct": round(self.cpu_pct(self.server_cpu), 1),
-            "client_cpu_pct": round(self.cpu_pct(self.client_cpu), 1),
+            "server_cpu_pct": round(self.cpu_pct(self.cpu.server), 1),
+            "postgres_cpu_pct": round(self.cpu_pct(self.cpu.database), 1),
+            "client_cpu_pct": round(self.cpu_pct(self.cpu.client), 1),
             "other_cpu_pct": round(self.cpu_pct(self.other_cpu), 1),
             "errors": self.errors[:5],
         }
@@ -644,19 +765,21 @@ def run_load(
                 if problem:
                     errors.append(problem)
 
-    pids = server.pids()
+    meter = server.meter()
+    if server.analyze is not None:
+        server.analyze.check()  # what the server saw before this run, analyzed
     if settle_first:
-        settle(pids)
+        settle(meter)
     threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(concurrency)]
     for t in threads:
         t.start()
-    cpu0, own0, busy0 = cpu_seconds(pids), time.process_time(), machine_busy_seconds()
+    cpu0 = meter.sample()
     start.wait()
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     seconds = time.perf_counter() - t0
-    cpu1, own1, busy1 = cpu_seconds(pids), time.process_time(), machine_busy_seconds()
+    cpu = CpuMeter.delta(cpu0, meter.sample())
     for c in clients:
         c.close()
     latencies = sorted(itertools.chain.from_iterable(per_thread))
@@ -666,9 +789,7 @@ def run_load(
         items=len(latencies) * items_per_request,
         seconds=seconds,
         latencies=latencies,
-        server_cpu=cpu1 - cpu0,
-        client_cpu=own1 - own0,
-        machine_cpu=busy1 - busy0,
+        cpu=cpu,
         errors=errors,
     )
 

@@ -68,14 +68,19 @@ def checks_for(
         note += f"; {errors} ERRORS"
     out = [bk.Check(label, top.rate, "accounts/s", target, note=note)]
     if p99:
+        # Both at once: of the runs that meet the rate target, the one with the lowest p99.
+        meeting = [r for r in results if r.rate >= target]
+        run = min(meeting, key=lambda r: r.pct_ms(0.99)) if meeting else top
+        where = "lowest of the runs meeting the rate" if meeting else "at the best rate"
         out.append(
             bk.Check(
                 f"{label} p99 latency",
-                top.pct_ms(0.99),
+                run.pct_ms(0.99),
                 "ms",
                 P99_TARGET_MS,
                 higher_is_better=False,
-                note=f"c={top.concurrency}, p50 {top.pct_ms(0.5):.1f} ms",
+                note=f"c={run.concurrency}, {run.rate:,.0f} accounts/s, {where}; "
+                f"p50 {run.pct_ms(0.5):.1f} ms",
                 decimals=1,
             )
         )
@@ -83,17 +88,23 @@ def checks_for(
 
 
 def profile_run(
-    server: bk.Server, name: str, seconds: float, bodies: list[bytes], concurrency: int, status: str
+    server: bk.Server,
+    name: str,
+    seconds: float,
+    bodies: list[bytes],
+    concurrency: int,
+    status: str,
+    per_request: int,
 ) -> None:
     bk.say(f"-- profiling {name} for {seconds:.0f} s at c={concurrency}")
-    bk.settle(server.pids())
+    bk.settle(server.meter())
     prof = bk.Profiler(server, f"bulk_push-{server.db.kind}-{name}", seconds)
     bk.run_load(
         server,
         requests_for(bodies),
         concurrency,
-        items_per_request=100,
-        validate=bk.expect_status(status, 100),
+        items_per_request=per_request,
+        validate=bk.expect_status(status, per_request),
         settle_first=False,
     )
     prof.finish()
@@ -161,12 +172,12 @@ def main(argv: list[str] | None = None) -> list[bk.Check]:
                 top = bk.best(pushed)
                 count = int(top.rate * args.profile * 1.3) // per * per + per
                 bodies = bk.push_bodies(extra_start, count, per_request=per)
-                profile_run(server, "new", args.profile, bodies, top.concurrency, "created")
+                profile_run(server, "new", args.profile, bodies, top.concurrency, "created", per)
                 top = bk.best(changed)
                 bodies = bk.push_bodies(
                     extra_start, count, per_request=per, upsert=True, rename=True
                 )
-                profile_run(server, "upsert", args.profile, bodies, top.concurrency, "updated")
+                profile_run(server, "upsert", args.profile, bodies, top.concurrency, "updated", per)
             peak = server.peak_rss_mb
     finally:
         db.cleanup()

@@ -6,9 +6,10 @@
 
 Steps: seed --accounts accounts through the API (100 a request; the time it takes is a
 push figure too); walk every page once with the cursors the API returns, keeping them;
-replay all pages from those cursors over 1, 2 and 4 connections (pages/s, best one
-checked); then time the first page against the page at --depth (900,000 by default),
-interleaved, and compare medians. The server's peak RSS is checked throughout.
+replay 3,000 pages spread over the whole walk from those cursors over 1, 2 and 4
+connections (pages/s; the best is checked); then time the first page against the page
+at --depth (900,000 by default), interleaved, and compare medians. The server's peak
+RSS is checked throughout.
 
 --reuse keeps the seeded database (bench/out/list-<N>.sqlite3 on SQLite; the database
 intently_bench on PostgreSQL) and skips seeding when it already holds the accounts.
@@ -48,6 +49,11 @@ def page_path(cursor: str | None) -> str:
     return PATH if cursor is None else f"{PATH}&cursor={cursor}"
 
 
+def rss(server: bk.Server) -> str:
+    assert server.rss is not None
+    return f"server RSS {server.rss.sample():,.0f} MB (peak {server.rss.peak_mb:,.0f} MB)"
+
+
 def full_page(body: bytes) -> str | None:
     found = body.count(b'"rtp_aid":')
     return None if found == LIMIT else f"page with {found} items, not {LIMIT}: {body[:200]!r}"
@@ -56,10 +62,9 @@ def full_page(body: bytes) -> str | None:
 def open_database(kind: str, accounts: int, reuse: bool) -> tuple[bk.Database, bool]:
     """The database to use, and whether it already holds the seeded accounts."""
     if kind == "postgres":
-        if reuse and bk.postgres_exists() and bk.count_accounts(bk.Database(kind, bk.PG_URL)):
-            db = bk.Database(kind, bk.PG_URL)
-            if bk.count_accounts(db) == accounts:
-                return db, True
+        db = bk.Database(kind, bk.PG_URL)
+        if reuse and bk.postgres_exists() and bk.count_accounts(db) == accounts:
+            return db, True
         return bk.fresh_postgres(), False
     if not reuse:
         return bk.fresh_sqlite("list"), False
@@ -99,9 +104,9 @@ def walk(server: bk.Server, accounts: int) -> tuple[list[str], bk.LoadResult]:
     latencies: list[float] = []
     seen = 0
     cursor: str | None = None
-    pids = server.pids()
-    bk.settle(pids)
-    cpu0, own0, busy0 = bk.cpu_seconds(pids), time.process_time(), bk.machine_busy_seconds()
+    meter = server.meter()
+    bk.settle(meter)
+    cpu0 = meter.sample()
     start = time.perf_counter()
     while True:
         t0 = time.perf_counter()
@@ -122,9 +127,7 @@ def walk(server: bk.Server, accounts: int) -> tuple[list[str], bk.LoadResult]:
         items=len(latencies),
         seconds=seconds,
         latencies=sorted(latencies),
-        server_cpu=bk.cpu_seconds(pids) - cpu0,
-        client_cpu=time.process_time() - own0,
-        machine_cpu=bk.machine_busy_seconds() - busy0,
+        cpu=bk.CpuMeter.delta(cpu0, meter.sample()),
     )
     client.close()
     if seen != accounts:
@@ -165,6 +168,12 @@ def main(argv: list[str] | None = None) -> list[bk.Check]:
         help="connections while seeding (default 2 on SQLite, 4 on PostgreSQL)",
     )
     parser.add_argument("--samples", type=int, default=300, help="depth comparison samples")
+    parser.add_argument(
+        "--replay-pages",
+        type=int,
+        default=3000,
+        help="pages replayed at each concurrency, spread over the whole walk (0: all)",
+    )
     parser.add_argument("--reuse", action="store_true", help="keep and reuse the seeded database")
     args = parser.parse_args(argv)
     levels = bk.apply_common(args)
@@ -194,16 +203,20 @@ def main(argv: list[str] | None = None) -> list[bk.Check]:
                     f"{seeding['accounts_per_s']:,.0f} accounts/s (c={seed_c}, "
                     f"p99 {seeding['p99_ms']:.1f} ms)"
                 )
-            bk.say(f"database size: {bk.db_size_mb(db):,.0f} MB")
+            bk.say(f"database size: {bk.db_size_mb(db):,.0f} MB; {rss(server)}")
 
             bk.say("-- walking every page once, following nextCursor")
             cursors, walked = walk(server, accounts)
             bk.say("   " + walked.summary("pages"))
             info.append(f"sequential walk with nextCursor: {walked.rate:,.0f} pages/s")
             payload["walk"] = walked.as_dict("pages")
+            bk.say(f"   {rss(server)}")
 
-            bk.say("-- replaying every page from the stored cursors")
-            requests = [bk.Request("GET", page_path(c)) for c in [None, *cursors[:-1]]]
+            pages = [None, *cursors]
+            step = max(1, len(pages) // args.replay_pages) if args.replay_pages else 1
+            sample = pages[::step]
+            bk.say(f"-- replaying {len(sample):,} pages (every {step}) from the stored cursors")
+            requests = [bk.Request("GET", page_path(c)) for c in sample]
             replays: list[bk.LoadResult] = []
             for c in levels:
                 result = bk.run_load(server, requests, c, items_per_request=1, validate=full_page)
@@ -212,6 +225,7 @@ def main(argv: list[str] | None = None) -> list[bk.Check]:
                     bk.say(f"     error: {e}")
                 replays.append(result)
             payload["replay"] = [r.as_dict("pages") for r in replays]
+            bk.say(f"   {rss(server)}")
 
             bk.say(f"-- first page vs page at {depth:,}, {args.samples} samples each")
             times = compare_depth(server, cursors[depth // LIMIT - 1], cursors[0], args.samples)
@@ -225,7 +239,7 @@ def main(argv: list[str] | None = None) -> list[bk.Check]:
                 top = bk.best(replays)
                 count = min(len(requests), int(top.rate * args.profile * 1.3) + 1)
                 bk.say(f"-- profiling page reads for {args.profile:.0f} s at c={top.concurrency}")
-                bk.settle(server.pids())
+                bk.settle(server.meter())
                 profiler = bk.Profiler(server, f"list_pages-{args.db}", args.profile)
                 bk.run_load(
                     server,

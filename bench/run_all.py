@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--list-accounts", type=int, default=1_000_000, help="accounts listed")
     parser.add_argument("--concurrency", default="1,2,4")
     parser.add_argument("--reuse", action="store_true", help="reuse the list benchmark's seed")
-    parser.add_argument("--settle", type=float, default=bk.SETTLE["seconds"])
+    parser.add_argument("--settle", type=float, default=bk.OPTIONS.settle_seconds)
     parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 import intently
 from intently.accounts import endpoints as accounts_endpoints
 from intently.activities import endpoints as activities_endpoints
+from intently.auth.endpoints import API_KEY_SCHEME
 from intently.custom_fields import endpoints as custom_fields_endpoints
 from intently.deals import endpoints as deals_endpoints
 from intently.kit.db import make_engine
@@ -176,7 +177,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    schema.setdefault("components", {})["securitySchemes"] = {"ApiKey": API_KEY_SCHEME}
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith("/api/v1/"):
+            for operation in operations.values():
+                operation["security"] = [{"ApiKey": []}]
+    components = schema["components"].setdefault("schemas", {})
     for name, model in BODY_MODELS.items():
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))

@@ -21,13 +21,6 @@ from intently.segments import service as segments_service
 
 _decode_json = msgspec.json.Decoder().decode
 
-SCORE_FIELDS = (
-    "rtp_website_intent_score",
-    "rtp_bombora_intent_score",
-    "rtp_g2_intent_score",
-    "rtp_advertising_activity_score",
-)
-
 
 def _custom_fields(stored_json: str, keys: list[str]) -> dict[str, Any]:
     """Every active key, null where unset (values of inactive keys stay hidden)."""
@@ -49,12 +42,13 @@ def item(
         "name": row.name,
         "domain": row.domain,
         "rtp_aid": row.id,
-        "rtp_account_score": round(row.rtp_account_score, 2),
+        # Scores are stored rounded to 2 decimals (their writers round), so shown as stored.
+        "rtp_account_score": row.rtp_account_score,
         "rtp_journey_stage": row.rtp_journey_stage,
-        "rtp_website_intent_score": round(row.rtp_website_intent_score, 2),
-        "rtp_bombora_intent_score": round(row.rtp_bombora_intent_score, 2),
-        "rtp_g2_intent_score": round(row.rtp_g2_intent_score, 2),
-        "rtp_advertising_activity_score": round(row.rtp_advertising_activity_score, 2),
+        "rtp_website_intent_score": row.rtp_website_intent_score,
+        "rtp_bombora_intent_score": row.rtp_bombora_intent_score,
+        "rtp_g2_intent_score": row.rtp_g2_intent_score,
+        "rtp_advertising_activity_score": row.rtp_advertising_activity_score,
         "rtp_last_account_date": format_ms(last) if last is not None else None,
         "customFields": _custom_fields(row.custom_fields, keys),
         "segments": segments.get(row.id, []),

@@ -15,6 +15,7 @@ accounts = Table(
     Column("tags", JSONDoc, nullable=False),
     # Values by custom field key, including keys of deactivated fields (kept, hidden).
     Column("custom_fields", JSONDoc, nullable=False),
+    # Scores are 0 to 100 and stored rounded to 2 decimals: the API shows them as stored.
     Column("rtp_account_score", Float, nullable=False, default=0),
     Column("rtp_website_intent_score", Float, nullable=False, default=0),
     Column("rtp_bombora_intent_score", Float, nullable=False, default=0),

@@ -6,6 +6,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from intently.auth.tables import api_keys, users, workspaces
+from intently.kit.db import fetch_all, param_marker
 from intently.kit.ids import new_id
 from intently.kit.timefmt import now_us
 
@@ -73,17 +74,18 @@ def insert_key(
 
 
 def key_lookup(conn: Connection, key_hash: str) -> tuple[int, str, bool, int | None] | None:
-    """(workspace_id, stored hash, workspace api_access, revoked_at) for a key hash."""
-    row = conn.execute(
-        select(
-            api_keys.c.workspace_id,
-            api_keys.c.key_hash,
-            workspaces.c.api_access,
-            api_keys.c.revoked_at,
-        )
-        .join(workspaces, workspaces.c.id == api_keys.c.workspace_id)
-        .where(api_keys.c.key_hash == key_hash)
-    ).first()
-    if row is None:
+    """(workspace_id, stored hash, workspace api_access, revoked_at) for a key hash.
+
+    Runs on every API request: one hand-written query through the driver.
+    """
+    m = param_marker(conn)
+    rows = fetch_all(
+        conn,
+        "SELECT k.workspace_id, k.key_hash, w.api_access, k.revoked_at FROM api_keys k "
+        f"JOIN workspaces w ON w.id = k.workspace_id WHERE k.key_hash = {m}",
+        (key_hash,),
+    )
+    if not rows:
         return None
-    return int(row[0]), str(row[1]), bool(row[2]), row[3]
+    ws, stored, access, revoked = rows[0]
+    return int(ws), str(stored), bool(access), revoked

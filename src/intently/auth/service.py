@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from intently.auth import repository as repo
-from intently.kit.db import read_tx, write_tx
+from intently.kit.db import write_tx
 from intently.kit.errors import BadRequest, NotFound, Unauthorized
 
 KEY_PREFIX = "itly_"
@@ -66,7 +66,8 @@ def authenticate(engine: Engine, key: str | None) -> Caller:
     if not key:
         raise Unauthorized("X-Api-Key header is required")
     digest = hash_key(key)
-    with read_tx(engine) as conn:
+    # One statement, so no explicit transaction: a revoked key fails on its next request.
+    with engine.connect() as conn:
         found = repo.key_lookup(conn, digest)
     if found is None or not hmac.compare_digest(found[1], digest) or found[3] is not None:
         raise Unauthorized("Invalid API key")

@@ -63,7 +63,9 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10)
         )
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout. A connection that died is
+    # invalidated when it fails (the request answers 503) and replaced on next use.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -77,7 +79,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA cache_size=-65536")
+        cur.execute("PRAGMA cache_size=-16384")  # 16 MB a connection; the OS caches the rest
         cur.execute("PRAGMA temp_store=MEMORY")
         cur.close()
 
