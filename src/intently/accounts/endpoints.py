@@ -14,7 +14,7 @@ from intently.kit.errors import BadRequest, ValidationFailed, validation_error
 from intently.kit.pagination import parse_limit
 from intently.kit.timefmt import parse_iso8601
 from intently.kit.validation import validate
-from intently.kit.web import JsonBody, State, body_doc, ok
+from intently.kit.web import JsonBody, State, body_doc, ok, run_read
 
 MAX_DOMAINS = 100
 
@@ -84,7 +84,7 @@ def router(*, crm: bool) -> APIRouter:
     r = APIRouter(tags=["accounts"])
 
     @r.get("/accounts")
-    def list_accounts(
+    async def list_accounts(
         request: Request,
         st: State,
         caller: CallerDep,
@@ -99,7 +99,9 @@ def router(*, crm: bool) -> APIRouter:
     ) -> Response:
         """E1: accounts in rtp_aid order, keyset-paginated, optionally changed since lastSync."""
         n = parse_limit(limit)
-        result = service.list_accounts(
+        result = await run_read(
+            st,
+            service.list_accounts,
             st.engine,
             st.codec,
             caller.workspace_id,
@@ -119,7 +121,7 @@ def router(*, crm: bool) -> APIRouter:
         return ok(request, {"results": results})
 
     @r.get("/accounts/missing-external-ids")
-    def missing_external_ids(
+    async def missing_external_ids(
         request: Request,
         st: State,
         caller: CallerDep,
@@ -128,7 +130,9 @@ def router(*, crm: bool) -> APIRouter:
         """E4: accounts without an externalId, oldest first."""
         return ok(
             request,
-            service.missing_external_ids(st.engine, caller.workspace_id, parse_limit(limit)),
+            await run_read(
+                st, service.missing_external_ids, st.engine, caller.workspace_id, parse_limit(limit)
+            ),
         )
 
     @r.patch("/accounts/external-ids", openapi_extra=body_doc(ExternalIdsPatch))
@@ -159,8 +163,11 @@ def router(*, crm: bool) -> APIRouter:
     update_account.__doc__ = f"E3: merge custom field values of the account named by {ident}."
 
     @r.get("/accounts/{rtp_aid}")
-    def get_account(request: Request, rtp_aid: str, st: State, caller: CallerDep) -> Response:
+    async def get_account(request: Request, rtp_aid: str, st: State, caller: CallerDep) -> Response:
         """One account, in the E1 item shape."""
-        return ok(request, service.get_account(st.engine, caller.workspace_id, rtp_aid))
+        return ok(
+            request,
+            await run_read(st, service.get_account, st.engine, caller.workspace_id, rtp_aid),
+        )
 
     return r

@@ -7,7 +7,7 @@ from intently.activities import service
 from intently.activities.schemas import ActivitiesPush
 from intently.auth.endpoints import CallerDep
 from intently.kit.validation import validate
-from intently.kit.web import JsonBody, State, body_doc, ok
+from intently.kit.web import JsonBody, State, body_doc, ok, run_read
 
 
 def router() -> APIRouter:
@@ -22,10 +22,15 @@ def router() -> APIRouter:
         return ok(request, {"results": results})
 
     @r.get("/accounts/{rtp_aid}/activities")
-    def account_activities(
+    async def account_activities(
         request: Request, rtp_aid: str, st: State, caller: CallerDep
     ) -> Response:
         """Extension: an account's sales activities, newest first (up to 1000)."""
-        return ok(request, service.activities_of_account(st.engine, caller.workspace_id, rtp_aid))
+        return ok(
+            request,
+            await run_read(
+                st, service.activities_of_account, st.engine, caller.workspace_id, rtp_aid
+            ),
+        )
 
     return r

@@ -7,7 +7,7 @@ from intently.auth.endpoints import CallerDep
 from intently.custom_fields import service
 from intently.custom_fields.schemas import CustomFieldIn
 from intently.kit.validation import validate
-from intently.kit.web import JsonBody, State, body_doc, ok
+from intently.kit.web import JsonBody, State, body_doc, ok, run_read
 
 
 def router() -> APIRouter:
@@ -22,9 +22,9 @@ def router() -> APIRouter:
         return ok(request, [field], 201)
 
     @r.get("/accounts/custom-fields")
-    def list_custom_fields(request: Request, st: State, caller: CallerDep) -> Response:
+    async def list_custom_fields(request: Request, st: State, caller: CallerDep) -> Response:
         """E9: the workspace's active account custom fields."""
-        return ok(request, service.list_active(st.engine, caller.workspace_id))
+        return ok(request, await run_read(st, service.list_active, st.engine, caller.workspace_id))
 
     @r.delete("/accounts/custom-fields/{key}")
     def delete_custom_field(request: Request, key: str, st: State, caller: CallerDep) -> Response:

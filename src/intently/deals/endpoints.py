@@ -7,7 +7,7 @@ from intently.auth.endpoints import CallerDep
 from intently.deals import service
 from intently.deals.schemas import DealsPush
 from intently.kit.validation import validate
-from intently.kit.web import JsonBody, State, body_doc, ok
+from intently.kit.web import JsonBody, State, body_doc, ok, run_read
 
 
 def router() -> APIRouter:
@@ -20,8 +20,13 @@ def router() -> APIRouter:
         return ok(request, {"results": results})
 
     @r.get("/accounts/{rtp_aid}/deals")
-    def account_deals(request: Request, rtp_aid: str, st: State, caller: CallerDep) -> Response:
+    async def account_deals(
+        request: Request, rtp_aid: str, st: State, caller: CallerDep
+    ) -> Response:
         """Extension: the deals linked to an account (by externalId, else domain)."""
-        return ok(request, service.deals_of_account(st.engine, caller.workspace_id, rtp_aid))
+        return ok(
+            request,
+            await run_read(st, service.deals_of_account, st.engine, caller.workspace_id, rtp_aid),
+        )
 
     return r

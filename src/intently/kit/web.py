@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from intently.kit.body import json_object
 from intently.kit.envelope import envelope_response
 from intently.kit.pagination import CursorCodec
 from intently.settings import Settings
+
+T = TypeVar("T")
 
 # Request body models, so the OpenAPI document can show what json_object() reads.
 BODY_MODELS: dict[str, type[BaseModel]] = {}
@@ -33,6 +37,19 @@ async def state(request: Request) -> AppState:
 
 State = Annotated[AppState, Depends(state)]
 JsonBody = Annotated[dict[str, Any], Depends(json_object)]
+
+
+async def run_read(st: AppState, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run a read-only service call from an async endpoint.
+
+    On SQLite it runs inline: WAL readers never wait for a lock, and a page of reads
+    costs less than the hop to a worker thread and back (which also makes the event loop
+    and the worker fight over the GIL). On PostgreSQL every query is a network round
+    trip, so it runs on a worker thread and the event loop stays free.
+    """
+    if st.engine.dialect.name == "sqlite":
+        return fn(*args, **kwargs)
+    return await run_in_threadpool(fn, *args, **kwargs)
 
 
 def body_doc(model: type[BaseModel]) -> dict[str, Any]:

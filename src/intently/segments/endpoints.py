@@ -9,7 +9,7 @@ from intently.auth.endpoints import CallerDep
 from intently.kit.errors import validation_error
 from intently.kit.pagination import parse_limit
 from intently.kit.validation import validate
-from intently.kit.web import JsonBody, State, body_doc, ok
+from intently.kit.web import JsonBody, State, body_doc, ok, run_read
 from intently.segments import service
 from intently.segments.schemas import STATUSES, MembersChange, SegmentIn, SegmentPatch
 
@@ -45,7 +45,7 @@ def router() -> APIRouter:
     r = APIRouter(tags=["segments"])
 
     @r.get("/segments")
-    def list_segments(
+    async def list_segments(
         request: Request,
         st: State,
         caller: CallerDep,
@@ -57,7 +57,9 @@ def router() -> APIRouter:
         ] = None,
     ) -> Response:
         """E10: static segments that are active or draft (type and status widen it)."""
-        result = service.list_segments(
+        result = await run_read(
+            st,
+            service.list_segments,
             st.engine,
             st.codec,
             caller.workspace_id,
@@ -77,9 +79,13 @@ def router() -> APIRouter:
         )
 
     @r.get("/segments/{segment_id}")
-    def get_segment(request: Request, segment_id: str, st: State, caller: CallerDep) -> Response:
+    async def get_segment(
+        request: Request, segment_id: str, st: State, caller: CallerDep
+    ) -> Response:
         """Extension: one segment with its member count."""
-        return ok(request, service.get(st.engine, caller.workspace_id, segment_id))
+        return ok(
+            request, await run_read(st, service.get, st.engine, caller.workspace_id, segment_id)
+        )
 
     @r.patch("/segments/{segment_id}", openapi_extra=body_doc(SegmentPatch))
     def patch_segment(
@@ -90,7 +96,7 @@ def router() -> APIRouter:
         return ok(request, service.patch(st.engine, caller.workspace_id, segment_id, patch))
 
     @r.get("/segments/{segment_id}/accounts")
-    def segment_accounts(
+    async def segment_accounts(
         request: Request,
         segment_id: str,
         st: State,
@@ -99,7 +105,9 @@ def router() -> APIRouter:
         cursor: Annotated[str | None, Query()] = None,
     ) -> Response:
         """Extension: a segment's members in the E1 item shape, keyset-paginated."""
-        result = service.members_page(
+        result = await run_read(
+            st,
+            service.members_page,
             st.engine,
             st.codec,
             caller.workspace_id,
