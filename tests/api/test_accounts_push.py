@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.api.support import acc, business, custom_field, segment
 from tests.conftest import Api, Workspace
 
 SCORES = (
@@ -20,10 +20,6 @@ SCORES = (
 
 
 # ---- helpers ---------------------------------------------------------------------------
-
-
-def acc(domain: str, name: str = "Acme", **extra: Any) -> dict[str, Any]:
-    return {"domain": domain, "name": name, **extra}
 
 
 def push_raw(api: Api, accounts: list[dict[str, Any]], **body: Any) -> httpx.Response:
@@ -46,23 +42,6 @@ def all_accounts(api: Api) -> list[dict[str, Any]]:
 
 def by_domain(api: Api) -> dict[str, dict[str, Any]]:
     return {a["domain"]: a for a in all_accounts(api)}
-
-
-def custom_field(api: Api, label: str, label_type: str, options: list[str] | None = None) -> str:
-    body: dict[str, Any] = {"label": label, "labelType": label_type}
-    if options is not None:
-        body["options"] = options
-    r = api.post("/accounts/custom-field", json=body)
-    assert r.status_code in (200, 201), r.text
-    return str(r.json()["data"][0]["key"])
-
-
-def segment(api: Api, status: str = "active", name: str | None = None) -> str:
-    r = api.post(
-        "/segments", json={"name": name or f"seg-{uuid.uuid4().hex[:6]}", "status": status}
-    )
-    assert r.status_code in (200, 201), r.text
-    return str(r.json()["data"]["segmentId"])
 
 
 def members(api: Api, sid: str) -> list[str]:
@@ -90,14 +69,6 @@ def assert_violation(r: httpx.Response, path: str, prop: str, text: str) -> None
     assert hits, f"no error at {path}: {errors}"
     assert hits[0]["property"] == prop
     assert text in hits[0]["constraints"].values(), hits[0]
-
-
-def business(r: httpx.Response, status: int, custom: str) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert body["statusCode"] == status
-    assert body["customMessage"] == custom
-    assert body["data"] is None
 
 
 # ---- validation texts ------------------------------------------------------------------

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.api.support import acc, business, custom_field, segment
 from tests.conftest import Api, Workspace
 
 ITEM_TYPES: dict[str, tuple[type, ...]] = {
@@ -32,10 +32,6 @@ UNKNOWN_ID = "0123456789abcdef01234567"
 
 
 # ---- helpers ---------------------------------------------------------------------------
-
-
-def acc(domain: str, name: str = "Acme", **extra: Any) -> dict[str, Any]:
-    return {"domain": domain, "name": name, **extra}
 
 
 def push(api: Api, accounts: list[dict[str, Any]], **body: Any) -> list[dict[str, Any]]:
@@ -84,23 +80,6 @@ def sync_point(api: Api) -> str:
     return str(pages[-1]["syncTimestamp"])
 
 
-def custom_field(api: Api, label: str, label_type: str, options: list[str] | None = None) -> str:
-    body: dict[str, Any] = {"label": label, "labelType": label_type}
-    if options is not None:
-        body["options"] = options
-    r = api.post("/accounts/custom-field", json=body)
-    assert r.status_code in (200, 201), r.text
-    return str(r.json()["data"][0]["key"])
-
-
-def segment(api: Api, status: str = "active", name: str | None = None) -> str:
-    r = api.post(
-        "/segments", json={"name": name or f"seg-{uuid.uuid4().hex[:6]}", "status": status}
-    )
-    assert r.status_code in (200, 201), r.text
-    return str(r.json()["data"]["segmentId"])
-
-
 def item(api: Api, aid: str) -> dict[str, Any]:
     r = api.get(f"/accounts/{aid}")
     assert r.status_code == 200, r.text
@@ -119,14 +98,6 @@ def validation(r: httpx.Response, path: str, text: str | None = None) -> None:
     assert set(hits[0]) == {"property", "path", "constraints"}
     if text is not None:
         assert text in hits[0]["constraints"].values(), hits[0]
-
-
-def business(r: httpx.Response, status: int, custom: str) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert body["statusCode"] == status
-    assert body["customMessage"] == custom
-    assert body["data"] is None
 
 
 def tamper(cursor: str) -> str:

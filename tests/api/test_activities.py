@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.support import one_error, validation_data
 from tests.conftest import Api, Workspace
 
 # ---- helpers ----------------------------------------------------------------------------
@@ -50,20 +51,6 @@ def activities_of(api: Api, aid: str) -> list[dict[str, Any]]:
 
 def ids_of(api: Api, aid: str) -> list[str]:
     return [a["externalActivityId"] for a in activities_of(api, aid)]
-
-
-def validation_data(r: Any) -> list[dict[str, Any]]:
-    assert r.status_code == 400, r.text
-    body = r.json()
-    assert body["message"] == "Bad Request"
-    assert "customMessage" not in body
-    return list(body["data"])
-
-
-def one_error(r: Any) -> dict[str, Any]:
-    data = validation_data(r)
-    assert len(data) == 1, data
-    return dict(data[0])
 
 
 def post(api: Api, *items: dict[str, Any]) -> Any:

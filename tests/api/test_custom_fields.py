@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.support import get_account, validation_data
 from tests.conftest import Api, Workspace
 
 LABEL_TYPES_TEXT = (
@@ -42,12 +43,6 @@ def push_account(api: Api, domain: str, **fields: Any) -> str:
     return str(result["rtp_aid"])
 
 
-def get_account(api: Api, aid: str) -> dict[str, Any]:
-    r = api.get(f"/accounts/{aid}")
-    assert r.status_code == 200, r.text
-    return dict(r.json()["data"])
-
-
 def walk(api: Api, **params: Any) -> tuple[dict[str, dict[str, Any]], str]:
     """Every page of GET /accounts; the items by rtp_aid and the walk's syncTimestamp."""
     seen: dict[str, dict[str, Any]] = {}
@@ -63,14 +58,6 @@ def walk(api: Api, **params: Any) -> tuple[dict[str, dict[str, Any]], str]:
         if not page["hasNextPage"]:
             return seen, sync
         query = {"limit": 100, "cursor": page["nextCursor"]}
-
-
-def validation_data(r: Any) -> list[dict[str, Any]]:
-    assert r.status_code == 400, r.text
-    body = r.json()
-    assert body["message"] == "Bad Request"
-    assert "customMessage" not in body
-    return list(body["data"])
 
 
 def field(key: str, label: str, label_type: str, **extra: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.support import one_error, validation_data
 from tests.conftest import Api, Workspace
 
 # ---- helpers ----------------------------------------------------------------------------
@@ -45,20 +46,6 @@ def deals_of(api: Api, aid: str) -> list[dict[str, Any]]:
 
 def linked(api: Api, aid: str) -> list[str]:
     return sorted(d["externalDealId"] for d in deals_of(api, aid))
-
-
-def validation_data(r: Any) -> list[dict[str, Any]]:
-    assert r.status_code == 400, r.text
-    body = r.json()
-    assert body["message"] == "Bad Request"
-    assert "customMessage" not in body
-    return list(body["data"])
-
-
-def one_error(r: Any) -> dict[str, Any]:
-    data = validation_data(r)
-    assert len(data) == 1, data
-    return dict(data[0])
 
 
 def created(index: int, ext: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.support import listed
 from tests.conftest import Api
 
 ID_RE = re.compile(r"^[0-9a-f]{24}$")
@@ -28,12 +29,6 @@ def push(api: Api, *domains: str, **body: Any) -> list[dict[str, Any]]:
     r = push_raw(api, *domains, **body)
     assert r.status_code == 200, r.text
     return list(r.json()["data"]["results"])
-
-
-def listed(api: Api, **params: Any) -> list[dict[str, Any]]:
-    r = api.get("/accounts", params={"limit": 1000, **params})
-    assert r.status_code == 200, r.text
-    return list(r.json()["data"]["data"])
 
 
 def invalid_domain(r: httpx.Response, path: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.support import get_account
 from tests.conftest import Api, Workspace
 
 ID_RE = re.compile(r"^[0-9a-f]{24}$")
@@ -33,12 +34,6 @@ def push_accounts(api: Api, *domains: str) -> list[str]:
     results = r.json()["data"]["results"]
     assert [x["status"] for x in results] == ["created"] * len(domains), results
     return [str(x["rtp_aid"]) for x in results]
-
-
-def get_account(api: Api, aid: str) -> dict[str, Any]:
-    r = api.get(f"/accounts/{aid}")
-    assert r.status_code == 200, r.text
-    return dict(r.json()["data"])
 
 
 def get_segment(api: Api, sid: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.support import listed
 from tests.conftest import Api, Workspace
 
 UNKNOWN_ID = "0123456789abcdef01234567"
@@ -22,12 +23,6 @@ def push(api: Api, accounts: list[dict[str, Any]], **body: Any) -> list[dict[str
     r = api.post("/accounts", json={"accounts": accounts, **body})
     assert r.status_code == 200, r.text
     return list(r.json()["data"]["results"])
-
-
-def listed(api: Api, **params: Any) -> list[dict[str, Any]]:
-    r = api.get("/accounts", params={"limit": 1000, **params})
-    assert r.status_code == 200, r.text
-    return list(r.json()["data"]["data"])
 
 
 def custom_field(api: Api, label: str, label_type: str = "singleLineText") -> str:
