@@ -15,7 +15,7 @@ from intently.accounts.schemas import AccountsPush, ExternalIdsPatch
 from intently.activities.schemas import ActivitiesPush
 from intently.deals.schemas import DealsPush
 from intently.kit.errors import ValidationFailed
-from intently.kit.timefmt import format_ms, format_us, now_us, parse_iso8601, to_datetime
+from intently.kit.timefmt import format_ms, format_us, now_us, parse_iso8601
 from intently.kit.validation import (
     CurrencyStr,
     DomainStr,
@@ -437,13 +437,6 @@ def test_format_us_round_trips(us: int) -> None:
 @settings(max_examples=300, deadline=None)
 def test_format_ms_round_trips_to_the_millisecond(us: int) -> None:
     assert parse_iso8601(format_ms(us)) == us - us % 1000
-
-
-@given(instants)
-@settings(max_examples=300, deadline=None)
-def test_to_datetime_is_exact(us: int) -> None:
-    expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
-    assert to_datetime(us) == expected
 
 
 @given(instants, st.integers(min_value=-23 * 60, max_value=23 * 60))

@@ -42,14 +42,6 @@ class UnsupportedMediaType(IntentlyError):
     status = 415
 
 
-class Unprocessable(IntentlyError):
-    status = 422
-
-
-class ServiceUnavailable(IntentlyError):
-    status = 503
-
-
 class ValidationFailed(IntentlyError):
     """The request's shape is wrong: 400 with a list of per-property constraint failures."""
 

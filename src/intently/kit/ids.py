@@ -37,9 +37,5 @@ def new_id() -> str:
     return f"{ms:012x}{tail:012x}"
 
 
-def new_ids(n: int) -> list[str]:
-    return [new_id() for _ in range(n)]
-
-
 def is_id(value: str) -> bool:
     return bool(_ID_RE.fullmatch(value))

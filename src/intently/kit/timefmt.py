@@ -24,10 +24,6 @@ def parse_iso8601(value: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def to_datetime(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, tz=UTC).replace(microsecond=us % 1_000_000)
-
-
 def format_ms(us: int) -> str:
     """`2026-04-30T10:00:00.000Z` (milliseconds, as the envelope uses)."""
     dt = datetime.fromtimestamp(us // 1_000_000, tz=UTC)
