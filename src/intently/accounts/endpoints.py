@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-from typing import Annotated
-
 import msgspec
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from intently.accounts import service
@@ -14,7 +12,16 @@ from intently.kit.errors import BadRequest, ValidationFailed, validation_error
 from intently.kit.pagination import parse_limit
 from intently.kit.timefmt import parse_iso8601
 from intently.kit.validation import validate
-from intently.kit.web import JsonBody, State, body_doc, ok, run_read
+from intently.kit.web import (
+    CURSOR_DOC,
+    LIMIT_DOC,
+    JsonBody,
+    State,
+    body_doc,
+    ok,
+    query_doc,
+    run_read,
+)
 
 MAX_DOMAINS = 100
 
@@ -83,22 +90,20 @@ def parse_last_sync(raw: str | None) -> int | None:
 def router(*, crm: bool) -> APIRouter:
     r = APIRouter(tags=["accounts"])
 
-    @r.get("/accounts")
-    async def list_accounts(
-        request: Request,
-        st: State,
-        caller: CallerDep,
-        limit: Annotated[str | None, Query(description="1 to 1000, default 100")] = None,
-        cursor: Annotated[str | None, Query()] = None,
-        lastSync: Annotated[
-            str | None, Query(description="ISO 8601; only changes after it")
-        ] = None,
-        domains: Annotated[
-            str | None, Query(description="JSON array or comma list, up to 100")
-        ] = None,
-    ) -> Response:
+    @r.get(
+        "/accounts",
+        openapi_extra=query_doc(
+            LIMIT_DOC,
+            CURSOR_DOC,
+            ("lastSync", "ISO 8601; only accounts changed after it"),
+            ("domains", "JSON array or comma list of up to 100 domains"),
+        ),
+    )
+    async def list_accounts(request: Request, st: State, caller: CallerDep) -> Response:
         """E1: accounts in rtp_aid order, keyset-paginated, optionally changed since lastSync."""
-        n = parse_limit(limit)
+        q = request.query_params
+        n = parse_limit(q.get("limit"))
+        cursor, lastSync, domains = q.get("cursor"), q.get("lastSync"), q.get("domains")
         result = await run_read(
             st,
             service.list_accounts,
@@ -120,18 +125,17 @@ def router(*, crm: bool) -> APIRouter:
         )
         return ok(request, {"results": results})
 
-    @r.get("/accounts/missing-external-ids")
-    async def missing_external_ids(
-        request: Request,
-        st: State,
-        caller: CallerDep,
-        limit: Annotated[str | None, Query(description="1 to 1000, default 100")] = None,
-    ) -> Response:
+    @r.get("/accounts/missing-external-ids", openapi_extra=query_doc(LIMIT_DOC))
+    async def missing_external_ids(request: Request, st: State, caller: CallerDep) -> Response:
         """E4: accounts without an externalId, oldest first."""
         return ok(
             request,
             await run_read(
-                st, service.missing_external_ids, st.engine, caller.workspace_id, parse_limit(limit)
+                st,
+                service.missing_external_ids,
+                st.engine,
+                caller.workspace_id,
+                parse_limit(request.query_params.get("limit")),
             ),
         )
 

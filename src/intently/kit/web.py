@@ -65,5 +65,30 @@ def body_doc(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
+LIMIT_DOC = ("limit", "1 to 1000, default 100")
+CURSOR_DOC = ("cursor", "nextCursor of the page before")
+
+
+def query_doc(*params: tuple[str, str]) -> dict[str, Any]:
+    """openapi_extra declaring optional string query parameters.
+
+    List endpoints read `request.query_params` themselves: they parse and answer bad
+    values in the API's own words, and FastAPI's per-parameter machinery was a measured
+    tenth of a page's cost.
+    """
+    return {
+        "parameters": [
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "description": text,
+                "schema": {"type": "string"},
+            }
+            for name, text in params
+        ]
+    }
+
+
 def ok(request: Request, data: Any, status: int = 200) -> Response:
     return envelope_response(request.url.path, data, status)

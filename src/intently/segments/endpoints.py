@@ -1,15 +1,22 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from intently.auth.endpoints import CallerDep
 from intently.kit.errors import validation_error
 from intently.kit.pagination import parse_limit
 from intently.kit.validation import validate
-from intently.kit.web import JsonBody, State, body_doc, ok, run_read
+from intently.kit.web import (
+    CURSOR_DOC,
+    LIMIT_DOC,
+    JsonBody,
+    State,
+    body_doc,
+    ok,
+    query_doc,
+    run_read,
+)
 from intently.segments import service
 from intently.segments.schemas import STATUSES, MembersChange, SegmentIn, SegmentPatch
 
@@ -44,19 +51,24 @@ def _statuses(raw: str | None) -> list[str]:
 def router() -> APIRouter:
     r = APIRouter(tags=["segments"])
 
-    @r.get("/segments")
-    async def list_segments(
-        request: Request,
-        st: State,
-        caller: CallerDep,
-        limit: Annotated[str | None, Query(description="1 to 1000, default 100")] = None,
-        cursor: Annotated[str | None, Query()] = None,
-        type: Annotated[str | None, Query(description="static (default), dynamic or all")] = None,
-        status: Annotated[
-            str | None, Query(description="comma list of active, draft, archived")
-        ] = None,
-    ) -> Response:
+    @r.get(
+        "/segments",
+        openapi_extra=query_doc(
+            LIMIT_DOC,
+            CURSOR_DOC,
+            ("type", "static (default), dynamic or all"),
+            ("status", "comma list of active, draft, archived (default active,draft)"),
+        ),
+    )
+    async def list_segments(request: Request, st: State, caller: CallerDep) -> Response:
         """E10: static segments that are active or draft (type and status widen it)."""
+        q = request.query_params
+        limit, cursor, type, status = (
+            q.get("limit"),
+            q.get("cursor"),
+            q.get("type"),
+            q.get("status"),
+        )
         result = await run_read(
             st,
             service.list_segments,
@@ -95,16 +107,12 @@ def router() -> APIRouter:
         patch = validate(SegmentPatch, body)
         return ok(request, service.patch(st.engine, caller.workspace_id, segment_id, patch))
 
-    @r.get("/segments/{segment_id}/accounts")
+    @r.get("/segments/{segment_id}/accounts", openapi_extra=query_doc(LIMIT_DOC, CURSOR_DOC))
     async def segment_accounts(
-        request: Request,
-        segment_id: str,
-        st: State,
-        caller: CallerDep,
-        limit: Annotated[str | None, Query(description="1 to 1000, default 100")] = None,
-        cursor: Annotated[str | None, Query()] = None,
+        request: Request, segment_id: str, st: State, caller: CallerDep
     ) -> Response:
         """Extension: a segment's members in the E1 item shape, keyset-paginated."""
+        limit, cursor = request.query_params.get("limit"), request.query_params.get("cursor")
         result = await run_read(
             st,
             service.members_page,
