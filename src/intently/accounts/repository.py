@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
@@ -12,32 +12,58 @@ from intently.accounts.tables import accounts as a
 from intently.kit.db import fetch_all, in_values, json_param, json_value, param_marker
 from intently.segments.tables import segment_members as sm
 
+# An account item (E1) rendered by the database as JSON text, so a page of 100 costs the
+# server one fetch and no per-field Python. One bound parameter: the active custom field
+# keys (a JSON array on SQLite, a text array on PostgreSQL), in their display order.
+_ITEM_JSON_SQLITE = """json_object(
+  'externalId', external_id, 'name', name, 'domain', domain, 'rtp_aid', id,
+  'rtp_account_score', rtp_account_score, 'rtp_journey_stage', rtp_journey_stage,
+  'rtp_website_intent_score', rtp_website_intent_score,
+  'rtp_bombora_intent_score', rtp_bombora_intent_score,
+  'rtp_g2_intent_score', rtp_g2_intent_score,
+  'rtp_advertising_activity_score', rtp_advertising_activity_score,
+  'rtp_last_account_date', CASE WHEN rtp_last_account_date IS NULL THEN NULL ELSE
+    strftime('%Y-%m-%dT%H:%M:%S', rtp_last_account_date / 1000000, 'unixepoch')
+    || '.' || printf('%03d', (rtp_last_account_date / 1000) % 1000) || 'Z' END,
+  'customFields', json((SELECT json_group_object(k.value,
+      (SELECT value FROM json_each(accounts.custom_fields) WHERE key = k.value))
+    FROM json_each(?) k)),
+  'segments', json((SELECT json_group_array(json(s)) FROM (
+    SELECT json_object('segmentId', sg.id, 'name', sg.name) AS s
+    FROM segment_members sm JOIN segments sg
+      ON sg.workspace_id = sm.workspace_id AND sg.id = sm.segment_id
+    WHERE sm.workspace_id = accounts.workspace_id AND sm.account_id = accounts.id
+      AND sg.status = 'active' ORDER BY sg.id))),
+  'shortName', short_name, 'linkedinUrl', linkedin_url, 'tags', json(tags))"""
 
-class ItemRow(NamedTuple):
-    """What an account item shows (accounts.service.item); JSON columns as JSON text."""
+_ITEM_JSON_POSTGRES = """json_build_object(
+  'externalId', external_id, 'name', name, 'domain', domain, 'rtp_aid', id,
+  'rtp_account_score', rtp_account_score, 'rtp_journey_stage', rtp_journey_stage,
+  'rtp_website_intent_score', rtp_website_intent_score,
+  'rtp_bombora_intent_score', rtp_bombora_intent_score,
+  'rtp_g2_intent_score', rtp_g2_intent_score,
+  'rtp_advertising_activity_score', rtp_advertising_activity_score,
+  'rtp_last_account_date', CASE WHEN rtp_last_account_date IS NULL THEN NULL ELSE
+    to_char(to_timestamp(rtp_last_account_date / 1000000) AT TIME ZONE 'UTC',
+            'YYYY-MM-DD"T"HH24:MI:SS')
+    || '.' || lpad(((rtp_last_account_date / 1000) %% 1000)::text, 3, '0') || 'Z' END,
+  'customFields', (SELECT coalesce(json_object_agg(k.key, accounts.custom_fields -> k.key
+      ORDER BY k.n), '{}'::json)
+    FROM unnest(%s::text[]) WITH ORDINALITY AS k(key, n)),
+  'segments', (SELECT coalesce(json_agg(json_build_object('segmentId', sg.id, 'name', sg.name)
+      ORDER BY sg.id), '[]'::json)
+    FROM segment_members sm JOIN segments sg
+      ON sg.workspace_id = sm.workspace_id AND sg.id = sm.segment_id
+    WHERE sm.workspace_id = accounts.workspace_id AND sm.account_id = accounts.id
+      AND sg.status = 'active'),
+  'shortName', short_name, 'linkedinUrl', linkedin_url, 'tags', tags)::text"""
 
-    id: str
-    external_id: str | None
-    name: str
-    domain: str
-    short_name: str | None
-    linkedin_url: str | None
-    tags: str
-    custom_fields: str
-    rtp_account_score: float
-    rtp_journey_stage: str | None
-    rtp_website_intent_score: float
-    rtp_bombora_intent_score: float
-    rtp_g2_intent_score: float
-    rtp_advertising_activity_score: float
-    rtp_last_account_date: int | None
 
-
-def _item_sql(conn: Connection) -> str:
+def _item_json(conn: Connection, keys: list[str]) -> tuple[str, Any]:
+    """The item expression and its parameter, for these active custom field keys."""
     if conn.dialect.name == "sqlite":
-        return ", ".join(ItemRow._fields)
-    # Ask PostgreSQL for the JSON text, not decoded documents: the API re-emits it as is.
-    return ", ".join(f"{f}::text" if f in _JSON_COLUMNS else f for f in ItemRow._fields)
+        return _ITEM_JSON_SQLITE, json_param(keys)
+    return _ITEM_JSON_POSTGRES, list(keys)
 
 
 # Fields an upsert may change, as (column, request property).
@@ -169,11 +195,13 @@ def touch_with_custom_field(conn: Connection, ws: int, key: str, clock: int) -> 
     )
 
 
-def get_item(conn: Connection, ws: int, aid: str) -> ItemRow | None:
+def get_item(conn: Connection, ws: int, aid: str, keys: list[str]) -> str | None:
+    """One account as its E1 JSON item, or None."""
     m = param_marker(conn)
-    sql = f"SELECT {_item_sql(conn)} FROM accounts WHERE workspace_id = {m} AND id = {m}"
-    rows = fetch_all(conn, sql, (ws, aid))
-    return ItemRow(*rows[0]) if rows else None
+    item, keys_param = _item_json(conn, keys)
+    sql = f"SELECT {item} FROM accounts WHERE workspace_id = {m} AND id = {m}"
+    rows = fetch_all(conn, sql, (keys_param, ws, aid))
+    return str(rows[0][0]) if rows else None
 
 
 def get_by_external_id(conn: Connection, ws: int, ext: str) -> dict[str, Any] | None:
@@ -215,8 +243,10 @@ def page(
     changed_after: int | None = None,
     domains: list[str] | None = None,
     segment_id: str | None = None,
-) -> list[ItemRow]:
-    """One keyset page in rtp_aid order (limit + 1 rows tells whether a next page exists).
+    keys: list[str],
+) -> list[tuple[str, str]]:
+    """One keyset page of (rtp_aid, E1 JSON item) in rtp_aid order; limit + 1 rows tells
+    whether a next page exists.
 
     Hand-written SQL through the driver: this is the API's hottest read.
     """
@@ -236,11 +266,12 @@ def page(
             f"WHERE workspace_id = {m} AND segment_id = {m})"
         )
         params.extend((ws, segment_id))
+    item, keys_param = _item_json(conn, keys)
     sql = (
-        f"SELECT {_item_sql(conn)} FROM accounts WHERE {' AND '.join(where)} "
+        f"SELECT id, {item} FROM accounts WHERE {' AND '.join(where)} "
         f"ORDER BY id LIMIT {int(limit) + 1}"
     )
-    return [ItemRow(*r) for r in fetch_all(conn, sql, tuple(params))]
+    return [(r[0], r[1]) for r in fetch_all(conn, sql, (keys_param, *params))]
 
 
 def missing_external_ids(conn: Connection, ws: int, limit: int) -> list[Any]:
@@ -252,26 +283,6 @@ def missing_external_ids(conn: Connection, ws: int, limit: int) -> list[Any]:
             .limit(limit)
         )
     )
-
-
-def active_segments_of(
-    conn: Connection, ws: int, ids: list[str]
-) -> dict[str, list[dict[str, str]]]:
-    """rtp_aid -> [{segmentId, name}] of the active segments holding it."""
-    out: dict[str, list[dict[str, str]]] = {}
-    if not ids:
-        return out
-    m = param_marker(conn)
-    cond, params = in_values(conn, "sm.account_id", ids)
-    sql = (
-        "SELECT sm.account_id, sg.id, sg.name FROM segment_members sm "
-        "JOIN segments sg ON sg.workspace_id = sm.workspace_id AND sg.id = sm.segment_id "
-        f"WHERE sm.workspace_id = {m} AND {cond} "
-        "AND sg.status = 'active' ORDER BY sm.account_id, sg.id"
-    )
-    for aid, sid, name in fetch_all(conn, sql, (ws, *params)):
-        out.setdefault(aid, []).append({"segmentId": sid, "name": name})
-    return out
 
 
 def ids_by_domains(conn: Connection, ws: int, domains: Iterable[str]) -> dict[str, str]:

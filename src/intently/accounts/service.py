@@ -16,52 +16,13 @@ from intently.kit.db import read_clock, read_tx, tick, write_tx
 from intently.kit.errors import BadRequest, NotFound
 from intently.kit.ids import is_id, new_id
 from intently.kit.pagination import Cursor, CursorCodec, page
-from intently.kit.timefmt import format_ms, format_us, now_us
+from intently.kit.timefmt import format_us, now_us
 from intently.segments import service as segments_service
 
-_decode_json = msgspec.json.Decoder().decode
 
-
-def _custom_fields(stored_json: str, keys: list[str]) -> dict[str, Any]:
-    """Every active key, null where unset (values of inactive keys stay hidden)."""
-    if not keys:
-        return {}
-    if stored_json == "{}":
-        return dict.fromkeys(keys)
-    stored = _decode_json(stored_json)
-    return {k: stored.get(k) for k in keys}
-
-
-def item(
-    row: repo.ItemRow, keys: list[str], segments: dict[str, list[dict[str, str]]]
-) -> dict[str, Any]:
-    """One account in the External API's shape (E1)."""
-    last = row.rtp_last_account_date
-    return {
-        "externalId": row.external_id,
-        "name": row.name,
-        "domain": row.domain,
-        "rtp_aid": row.id,
-        # Scores are stored rounded to 2 decimals (their writers round), so shown as stored.
-        "rtp_account_score": row.rtp_account_score,
-        "rtp_journey_stage": row.rtp_journey_stage,
-        "rtp_website_intent_score": row.rtp_website_intent_score,
-        "rtp_bombora_intent_score": row.rtp_bombora_intent_score,
-        "rtp_g2_intent_score": row.rtp_g2_intent_score,
-        "rtp_advertising_activity_score": row.rtp_advertising_activity_score,
-        "rtp_last_account_date": format_ms(last) if last is not None else None,
-        "customFields": _custom_fields(row.custom_fields, keys),
-        "segments": segments.get(row.id, []),
-        "shortName": row.short_name,
-        "linkedinUrl": row.linkedin_url,
-        "tags": msgspec.Raw(row.tags),
-    }
-
-
-def items(conn: Connection, ws: int, rows: list[repo.ItemRow]) -> list[dict[str, Any]]:
-    keys = cf_repo.active_keys(conn, ws)
-    segs = repo.active_segments_of(conn, ws, [r.id for r in rows])
-    return [item(r, keys, segs) for r in rows]
+def items_json(rows: list[tuple[str, str]]) -> msgspec.Raw:
+    """A JSON array of the items the database rendered (repository.page)."""
+    return msgspec.Raw("[" + ",".join(item for _aid, item in rows) + "]")
 
 
 def check_aid(aid: str) -> None:
@@ -92,11 +53,16 @@ def list_accounts(
         else:
             after, sync_us = "", read_clock(conn, ws)
         rows = repo.page(
-            conn, ws, after=after, limit=limit, changed_after=last_sync_us, domains=domains
+            conn,
+            ws,
+            after=after,
+            limit=limit,
+            changed_after=last_sync_us,
+            domains=domains,
+            keys=cf_repo.active_keys(conn, ws),
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        data = items(conn, ws, rows)
+    more = len(rows) > limit
+    rows = rows[:limit]
     next_cursor = None
     if more:
         filters: dict[str, Any] = {}
@@ -104,17 +70,17 @@ def list_accounts(
             filters["lastSync"] = last_sync_us
         if domains is not None:
             filters["domains"] = domains
-        next_cursor = codec.encode(Cursor("accounts", ws, rows[-1].id, sync_us, filters))
-    return page(data, next_cursor, format_us(sync_us))
+        next_cursor = codec.encode(Cursor("accounts", ws, rows[-1][0], sync_us, filters))
+    return page(items_json(rows), next_cursor, format_us(sync_us))
 
 
-def get_account(engine: Engine, ws: int, aid: str) -> dict[str, Any]:
+def get_account(engine: Engine, ws: int, aid: str) -> msgspec.Raw:
     check_aid(aid)
     with read_tx(engine) as conn:
-        row = repo.get_item(conn, ws, aid)
-        if row is None:
-            raise NotFound(f"Account '{aid}' not found")
-        return items(conn, ws, [row])[0]
+        item = repo.get_item(conn, ws, aid, cf_repo.active_keys(conn, ws))
+    if item is None:
+        raise NotFound(f"Account '{aid}' not found")
+    return msgspec.Raw(item)
 
 
 def missing_external_ids(engine: Engine, ws: int, limit: int) -> list[dict[str, Any]]:

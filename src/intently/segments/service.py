@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from intently.accounts import repository as accounts_repo
+from intently.custom_fields import repository as cf_repo
 from intently.kit.db import lock_workspace, read_clock, read_tx, tick, write_tx
 from intently.kit.errors import BadRequest, NotFound, validation_error
 from intently.kit.ids import is_id, new_id
@@ -234,11 +235,13 @@ def members_page(
             after, sync_us = c.after, c.sync_us
         else:
             after, sync_us = "", read_clock(conn, ws)
-        rows = accounts_repo.page(conn, ws, after=after, limit=limit, segment_id=sid)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        data = accounts_service.items(conn, ws, rows)
+        rows = accounts_repo.page(
+            conn, ws, after=after, limit=limit, segment_id=sid, keys=cf_repo.active_keys(conn, ws)
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    data = accounts_service.items_json(rows)
     next_cursor = (
-        codec.encode(Cursor("segment-members:" + sid, ws, rows[-1].id, sync_us)) if more else None
+        codec.encode(Cursor("segment-members:" + sid, ws, rows[-1][0], sync_us)) if more else None
     )
     return page(data, next_cursor, format_us(sync_us))
