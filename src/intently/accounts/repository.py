@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -25,9 +25,7 @@ _ITEM_JSON_SQLITE = """json_object(
   'rtp_last_account_date', CASE WHEN rtp_last_account_date IS NULL THEN NULL ELSE
     strftime('%Y-%m-%dT%H:%M:%S', rtp_last_account_date / 1000000, 'unixepoch')
     || '.' || printf('%03d', (rtp_last_account_date / 1000) % 1000) || 'Z' END,
-  'customFields', json((SELECT json_group_object(k.value,
-      (SELECT value FROM json_each(accounts.custom_fields) WHERE key = k.value))
-    FROM json_each(?) k)),
+  'customFields', CUSTOM_FIELDS,
   'segments', json((SELECT json_group_array(json(s)) FROM (
     SELECT json_object('segmentId', sg.id, 'name', sg.name) AS s
     FROM segment_members sm JOIN segments sg
@@ -47,9 +45,7 @@ _ITEM_JSON_POSTGRES = """json_build_object(
     to_char(to_timestamp(rtp_last_account_date / 1000000) AT TIME ZONE 'UTC',
             'YYYY-MM-DD"T"HH24:MI:SS')
     || '.' || lpad(((rtp_last_account_date / 1000) %% 1000)::text, 3, '0') || 'Z' END,
-  'customFields', (SELECT coalesce(json_object_agg(k.key, accounts.custom_fields -> k.key
-      ORDER BY k.n), '{}'::json)
-    FROM unnest(%s::text[]) WITH ORDINALITY AS k(key, n)),
+  'customFields', CUSTOM_FIELDS,
   'segments', (SELECT coalesce(json_agg(json_build_object('segmentId', sg.id, 'name', sg.name)
       ORDER BY sg.id), '[]'::json)
     FROM segment_members sm JOIN segments sg
@@ -59,11 +55,35 @@ _ITEM_JSON_POSTGRES = """json_build_object(
   'shortName', short_name, 'linkedinUrl', linkedin_url, 'tags', tags)::text"""
 
 
+# customFields: every active key in order, null where unset. A workspace without custom
+# fields gets a constant instead of a subquery per row (a sixth of a page's cost).
+_CUSTOM_FIELDS_SQLITE = """json((SELECT json_group_object(k.value,
+      (SELECT value FROM json_each(accounts.custom_fields) WHERE key = k.value))
+    FROM json_each(?) k))"""
+_CUSTOM_FIELDS_POSTGRES = """(SELECT coalesce(json_object_agg(k.key,
+      accounts.custom_fields -> k.key ORDER BY k.n), '{}'::json)
+    FROM unnest(%s::text[]) WITH ORDINALITY AS k(key, n))"""
+_ITEMS: dict[str, tuple[str, str, Callable[[list[str]], Any]]] = {
+    # dialect: (item with keys, item without keys, keys as a parameter)
+    "sqlite": (
+        _ITEM_JSON_SQLITE.replace("CUSTOM_FIELDS", _CUSTOM_FIELDS_SQLITE),
+        _ITEM_JSON_SQLITE.replace("CUSTOM_FIELDS", "json(?)"),
+        json_param,
+    ),
+    "postgresql": (
+        _ITEM_JSON_POSTGRES.replace("CUSTOM_FIELDS", _CUSTOM_FIELDS_POSTGRES),
+        _ITEM_JSON_POSTGRES.replace("CUSTOM_FIELDS", "%s::json"),
+        list,
+    ),
+}
+
+
 def _item_json(conn: Connection, keys: list[str]) -> tuple[str, Any]:
-    """The item expression and its parameter, for these active custom field keys."""
-    if conn.dialect.name == "sqlite":
-        return _ITEM_JSON_SQLITE, json_param(keys)
-    return _ITEM_JSON_POSTGRES, list(keys)
+    """The item expression and its one parameter, for these active custom field keys."""
+    with_keys, without_keys, as_param = _ITEMS[conn.dialect.name]
+    if not keys:
+        return without_keys, "{}"
+    return with_keys, as_param(keys)
 
 
 # Fields an upsert may change, as (column, request property).

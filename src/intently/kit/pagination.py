@@ -67,7 +67,9 @@ def parse_limit(raw: str | None) -> int:
     return int(text)
 
 
-def page(items: list[Any] | msgspec.Raw, next_cursor: str | None, sync_timestamp: str) -> dict[str, Any]:
+def page(
+    items: list[Any] | msgspec.Raw, next_cursor: str | None, sync_timestamp: str
+) -> dict[str, Any]:
     return {
         "data": items,
         "nextCursor": next_cursor,
