@@ -55,7 +55,7 @@ def rss(server: bk.Server) -> str:
 
 
 def full_page(body: bytes) -> str | None:
-    found = body.count(b'"rtp_aid":')
+    found = body.count(b'"rtp_aid"')  # PostgreSQL renders JSON with spaces
     return None if found == LIMIT else f"page with {found} items, not {LIMIT}: {body[:200]!r}"
 
 
