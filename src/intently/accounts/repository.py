@@ -12,17 +12,20 @@ from intently.accounts.tables import accounts as a
 from intently.kit.db import fetch_all, in_values, json_param, json_value, param_marker
 from intently.segments.tables import segment_members as sm
 
-# An account item (E1) rendered by the database as JSON text, so a page of 100 costs the
-# server one fetch and no per-field Python. One bound parameter: the active custom field
-# keys (a JSON array on SQLite, a text array on PostgreSQL), in their display order.
-_ITEM_JSON_SQLITE = """json_object(
-  'externalId', external_id, 'name', name, 'domain', domain, 'rtp_aid', id,
+# The fields both databases render the same way, as JSON object arguments.
+_PLAIN_FIELDS = """  'externalId', external_id, 'name', name, 'domain', domain, 'rtp_aid', id,
   'rtp_account_score', rtp_account_score, 'rtp_journey_stage', rtp_journey_stage,
   'rtp_website_intent_score', rtp_website_intent_score,
   'rtp_bombora_intent_score', rtp_bombora_intent_score,
   'rtp_g2_intent_score', rtp_g2_intent_score,
   'rtp_advertising_activity_score', rtp_advertising_activity_score,
-  'rtp_last_account_date', CASE WHEN rtp_last_account_date IS NULL THEN NULL ELSE
+"""
+
+# An account item (E1) rendered by the database as JSON text, so a page of 100 costs the
+# server one fetch and no per-field Python. One bound parameter: the active custom field
+# keys (a JSON array on SQLite, a text array on PostgreSQL), in their display order.
+_ITEM_JSON_SQLITE = """json_object(
+PLAIN_FIELDS  'rtp_last_account_date', CASE WHEN rtp_last_account_date IS NULL THEN NULL ELSE
     strftime('%Y-%m-%dT%H:%M:%S', rtp_last_account_date / 1000000, 'unixepoch')
     || '.' || printf('%03d', (rtp_last_account_date / 1000) % 1000) || 'Z' END,
   'customFields', CUSTOM_FIELDS,
@@ -35,13 +38,7 @@ _ITEM_JSON_SQLITE = """json_object(
   'shortName', short_name, 'linkedinUrl', linkedin_url, 'tags', json(tags))"""
 
 _ITEM_JSON_POSTGRES = """json_build_object(
-  'externalId', external_id, 'name', name, 'domain', domain, 'rtp_aid', id,
-  'rtp_account_score', rtp_account_score, 'rtp_journey_stage', rtp_journey_stage,
-  'rtp_website_intent_score', rtp_website_intent_score,
-  'rtp_bombora_intent_score', rtp_bombora_intent_score,
-  'rtp_g2_intent_score', rtp_g2_intent_score,
-  'rtp_advertising_activity_score', rtp_advertising_activity_score,
-  'rtp_last_account_date', CASE WHEN rtp_last_account_date IS NULL THEN NULL ELSE
+PLAIN_FIELDS  'rtp_last_account_date', CASE WHEN rtp_last_account_date IS NULL THEN NULL ELSE
     to_char(to_timestamp(rtp_last_account_date / 1000000) AT TIME ZONE 'UTC',
             'YYYY-MM-DD"T"HH24:MI:SS')
     || '.' || lpad(((rtp_last_account_date / 1000) %% 1000)::text, 3, '0') || 'Z' END,
@@ -63,16 +60,22 @@ _CUSTOM_FIELDS_SQLITE = """json((SELECT json_group_object(k.value,
 _CUSTOM_FIELDS_POSTGRES = """(SELECT coalesce(json_object_agg(k.key,
       accounts.custom_fields -> k.key ORDER BY k.n), '{}'::json)
     FROM unnest(%s::text[]) WITH ORDINALITY AS k(key, n))"""
+
+
+def _item_sql(template: str, custom_fields: str) -> str:
+    return template.replace("PLAIN_FIELDS", _PLAIN_FIELDS).replace("CUSTOM_FIELDS", custom_fields)
+
+
 _ITEMS: dict[str, tuple[str, str, Callable[[list[str]], Any]]] = {
     # dialect: (item with keys, item without keys, keys as a parameter)
     "sqlite": (
-        _ITEM_JSON_SQLITE.replace("CUSTOM_FIELDS", _CUSTOM_FIELDS_SQLITE),
-        _ITEM_JSON_SQLITE.replace("CUSTOM_FIELDS", "json(?)"),
+        _item_sql(_ITEM_JSON_SQLITE, _CUSTOM_FIELDS_SQLITE),
+        _item_sql(_ITEM_JSON_SQLITE, "json(?)"),
         json_param,
     ),
     "postgresql": (
-        _ITEM_JSON_POSTGRES.replace("CUSTOM_FIELDS", _CUSTOM_FIELDS_POSTGRES),
-        _ITEM_JSON_POSTGRES.replace("CUSTOM_FIELDS", "%s::json"),
+        _item_sql(_ITEM_JSON_POSTGRES, _CUSTOM_FIELDS_POSTGRES),
+        _item_sql(_ITEM_JSON_POSTGRES, "%s::json"),
         list,
     ),
 }
