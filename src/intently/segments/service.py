@@ -29,9 +29,15 @@ def require_open_static(conn: Connection, ws: int, sid: str) -> dict[str, Any]:
         raise BadRequest(f"Segment '{sid}' not found")
     if seg["type"] != "static":
         raise BadRequest(f"Segment '{sid}' is not a static segment")
-    if seg["status"] not in ("active", "draft"):
-        raise BadRequest(f"Segment '{sid}' is not active or draft and cannot accept new members")
+    _require_open(seg)
     return seg
+
+
+def _require_open(seg: dict[str, Any]) -> None:
+    if seg["status"] not in ("active", "draft"):
+        raise BadRequest(
+            f"Segment '{seg['id']}' is not active or draft and cannot accept new members"
+        )
 
 
 def add_members(conn: Connection, ws: int, seg: dict[str, Any], ids: list[str], clock: int) -> int:
@@ -200,11 +206,11 @@ def _static_segment(conn: Connection, ws: int, sid: str) -> dict[str, Any]:
 
 def add_accounts(engine: Engine, ws: int, sid: str, body: MembersChange) -> dict[str, Any]:
     with write_tx(engine) as conn:
-        lock_workspace(conn, ws)
-        _static_segment(conn, ws, sid)
-        seg = require_open_static(conn, ws, sid)
+        clock = tick(conn, ws)  # holds the workspace until commit, like lock_workspace
+        seg = _static_segment(conn, ws, sid)
+        _require_open(seg)
         found, missing = _resolve(conn, ws, body)
-        added = add_members(conn, ws, seg, found, tick(conn, ws))
+        added = add_members(conn, ws, seg, found, clock)
     return {"added": added, "alreadyMembers": len(found) - added, "notFound": missing}
 
 
