@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from intently.app import create_app
+from intently.auth.repository import workspace_id_by_name
 from intently.auth.service import generate_key
 from intently.kit.db import make_engine
 from intently.kit.migrate import migrate
@@ -108,6 +109,7 @@ class Workspace:
     key: str
     api: Api  # /api/v1
     crm: Api  # /api/v1/crm
+    id: int = 0  # workspace id, for library calls (importers, the signal store)
 
 
 @pytest.fixture
@@ -118,7 +120,11 @@ def make_workspace(client: TestClient, engine: Any) -> Callable[[], Workspace]:
         name = f"ws-{uuid.uuid4().hex[:12]}"
         email = f"owner-{uuid.uuid4().hex[:8]}@example.com"
         key = generate_key(engine, name, email)
-        return Workspace(name, email, key, Api(client, key), Api(client, key, "/api/v1/crm"))
+        with engine.connect() as conn:
+            ws_id = workspace_id_by_name(conn, name)
+        return Workspace(
+            name, email, key, Api(client, key), Api(client, key, "/api/v1/crm"), ws_id or 0
+        )
 
     return make
 

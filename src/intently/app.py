@@ -31,6 +31,7 @@ from intently.kit.secrets import get_or_create_secret
 from intently.kit.web import BODY_MODELS, AppState
 from intently.segments import endpoints as segments_endpoints
 from intently.settings import Settings, get_settings
+from intently.signals import endpoints as signals_endpoints
 
 log = logging.getLogger("intently")
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(deals_endpoints.router(), prefix=prefix)
         app.include_router(activities_endpoints.router(), prefix=prefix)
         app.include_router(segments_endpoints.router(), prefix=prefix)
+        app.include_router(signals_endpoints.router(), prefix=prefix)
 
     _add_error_handlers(app)
     _add_service_routes(app)

@@ -21,6 +21,17 @@ class Settings(BaseSettings):
     secret_key: str = ""
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     db_pool_size: int = Field(default=10, ge=1)
+    # Seals vendor credentials (Bombora, G2, LinkedIn) in the database. Any long random
+    # string; keep it out of the database and its backups. Without it no credentials can
+    # be stored or used.
+    credentials_key: str = ""
+    # MaxMind-format IP databases (GeoIP2 Domain, ISP or Enterprise layouts), comma
+    # separated, searched in order after a workspace's own uploaded ranges.
+    ip_databases: str = ""
+    # How long the collector holds accepted events before writing them (the most a crash
+    # can lose), and how many events it writes at once.
+    collector_flush_ms: int = Field(default=500, ge=10, le=60_000)
+    collector_batch: int = Field(default=2000, ge=1, le=100_000)
 
 
 @lru_cache(maxsize=1)

@@ -325,3 +325,11 @@ def existing_ids(conn: Connection, ws: int, ids: Iterable[str]) -> set[str]:
     return set(
         conn.execute(select(a.c.id).where(a.c.workspace_id == ws, a.c.id.in_(wanted))).scalars()
     )
+
+
+def domain_of(conn: Connection, ws: int, aid: str) -> str | None:
+    m = param_marker(conn)
+    rows = fetch_all(
+        conn, f"SELECT domain FROM accounts WHERE workspace_id = {m} AND id = {m}", (ws, aid)
+    )
+    return rows[0][0] if rows else None

@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from intently.cli import ingest
 from intently.settings import get_settings
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ keys_app = typer.Typer(help="API keys: one active key per user.", no_args_is_hel
 workspaces_app = typer.Typer(help="Workspaces and their settings.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(workspaces_app, name="workspaces")
+ingest.register(app)
 
 
 def _engine():

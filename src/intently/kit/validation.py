@@ -136,6 +136,16 @@ def _describe(err: Any) -> tuple[str, str, str, str]:
         if isinstance(bound, float) and bound.is_integer():
             bound = int(bound)
         return prop, path, "min", f"{prop} must not be less than {bound}"
+    if etype in ("less_than_equal", "less_than"):
+        bound = ctx.get("le", ctx.get("lt"))
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        return prop, path, "max", f"{prop} must not be greater than {bound}"
+    if etype == "extra_forbidden":
+        return prop, path, "whitelistValidation", f"property {prop} should not exist"
+    if etype == "value_error":
+        # Our own validators word the whole sentence, starting with the property name.
+        return prop, path, "isValid", str(ctx.get("error") or err["msg"])
     if etype in ("literal_error", "enum"):
         expected = ctx.get("expected", "")
         values = ", ".join(v.strip().strip("'") for v in expected.replace(" or ", ", ").split(","))

@@ -1,0 +1,1 @@
+"""Getting signals in: the website collector, vendor importers and pullers, resolvers."""
