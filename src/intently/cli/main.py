@@ -41,8 +41,11 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     workers: int = typer.Option(1, min=1, help="Server processes."),
+    worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="Run the job worker (scheduled pulls) in this process."
+    ),
 ) -> None:
-    """Migrate the database, then serve the API, docs and health check."""
+    """Migrate the database, then serve the API, docs and health check (and run the worker)."""
     import uvicorn
 
     from intently.kit.migrate import migrate as run
@@ -50,15 +53,44 @@ def serve(
     settings = get_settings()
     run(settings.database_url)
     typer.echo(f"Intently on http://{host}:{port} (database: {_safe_url(settings.database_url)})")
-    uvicorn.run(
-        "intently.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
-    )
+    consumer = None
+    if worker:
+        from intently.worker import huey
+
+        # Threads in this (main) process: with --workers N the HTTP processes are children
+        # and do not run jobs, so there is one consumer either way.
+        consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=True)
+        consumer.start()
+    try:
+        uvicorn.run(
+            "intently.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=True)
+
+
+@app.command("worker")
+def worker_command(
+    threads: int = typer.Option(2, min=1, help="Jobs run at once."),
+) -> None:
+    """Run the job worker alone (scheduled vendor pulls); any number may run."""
+    import logging
+
+    from intently.kit.migrate import migrate as run
+
+    run(get_settings().database_url)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from intently.worker import huey
+
+    typer.echo(f"Intently worker ({threads} threads); Ctrl-C stops it", err=True)
+    huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
 
 
 def _safe_url(url: str) -> str:

@@ -1,0 +1,239 @@
+"""The job queue's storage: huey's own SQLite storage beside the database file, or PostgreSQL.
+
+huey ships storages for Redis, SQLite and files, none for PostgreSQL. `PostgresStorage`
+keeps its queue, schedule and results in three tables of the application database
+(created by the Alembic migrations like every other table), so any number of workers on
+any hosts share one queue: a task is taken with `FOR UPDATE SKIP LOCKED`, so exactly one
+worker gets it.
+
+These tables hold no workspace data and so are the one exception to "workspace_id first".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from huey import Huey, MemoryHuey, SqliteHuey
+from huey.constants import EmptyData
+from huey.storage import BaseStorage
+from sqlalchemy import BigInteger, Column, Float, Index, LargeBinary, Table, Text
+from sqlalchemy.engine import make_url
+
+from intently.kit.db import is_sqlite, metadata, normalise_url
+
+jobs_task = Table(
+    "jobs_task",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("queue", Text, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("priority", Float, nullable=False, default=0.0),
+)
+Index("ix_jobs_task_queue_priority_id", jobs_task.c.queue, jobs_task.c.priority, jobs_task.c.id)
+
+jobs_schedule = Table(
+    "jobs_schedule",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("queue", Text, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("ts", Float, nullable=False),
+)
+Index("ix_jobs_schedule_queue_ts", jobs_schedule.c.queue, jobs_schedule.c.ts)
+
+jobs_kv = Table(
+    "jobs_kv",
+    metadata,
+    Column("queue", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+)
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as a plain libpq one (psycopg.connect takes it)."""
+    return (
+        make_url(normalise_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
+
+
+class PostgresStorage(BaseStorage):
+    """huey storage in PostgreSQL: one autocommit connection per storage, used under a lock."""
+
+    def __init__(self, name: str = "huey", conninfo: str = "", **kwargs: Any) -> None:
+        super().__init__(name)
+        self.conninfo = conninfo
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self.conninfo, autocommit=True)
+            try:
+                with self._conn.cursor() as cur:
+                    yield cur
+            except psycopg.OperationalError:
+                # The connection died (server restart): the next call reconnects.
+                self._conn.close()
+                self._conn = None
+                raise
+
+    def _all(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def close(self) -> bool:
+        with self._lock:
+            if self._conn is None:
+                return False
+            self._conn.close()
+            self._conn = None
+            return True
+
+    # queue
+    def enqueue(self, data: bytes, priority: float | None = None) -> None:
+        self._all(
+            "INSERT INTO jobs_task (queue, data, priority) VALUES (%s, %s, %s)",
+            (self.name, data, priority or 0.0),
+        )
+
+    def dequeue(self) -> bytes | None:
+        rows = self._all(
+            "DELETE FROM jobs_task WHERE id = (SELECT id FROM jobs_task WHERE queue = %s "
+            "ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING data",
+            (self.name,),
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    def queue_size(self) -> int:
+        return int(self._all("SELECT count(*) FROM jobs_task WHERE queue = %s", (self.name,))[0][0])
+
+    def enqueued_items(self, limit: int | None = None) -> list[bytes]:
+        sql = "SELECT data FROM jobs_task WHERE queue = %s ORDER BY priority DESC, id"
+        params: tuple[Any, ...] = (self.name,)
+        if limit is not None:
+            sql += " LIMIT %s"
+            params = (self.name, limit)
+        return [bytes(r[0]) for r in self._all(sql, params)]
+
+    def flush_queue(self) -> None:
+        self._all("DELETE FROM jobs_task WHERE queue = %s", (self.name,))
+
+    # schedule
+    def add_to_schedule(self, data: bytes, ts: datetime) -> None:
+        self._all(
+            "INSERT INTO jobs_schedule (queue, data, ts) VALUES (%s, %s, %s)",
+            (self.name, data, ts.timestamp()),
+        )
+
+    def read_schedule(self, ts: datetime) -> list[bytes]:
+        rows = self._all(
+            "DELETE FROM jobs_schedule WHERE id IN (SELECT id FROM jobs_schedule WHERE queue = %s "
+            "AND ts <= %s ORDER BY ts, id FOR UPDATE SKIP LOCKED) RETURNING ts, id, data",
+            (self.name, ts.timestamp()),
+        )
+        return [bytes(r[2]) for r in sorted(rows, key=lambda r: (r[0], r[1]))]
+
+    def schedule_size(self) -> int:
+        return int(
+            self._all("SELECT count(*) FROM jobs_schedule WHERE queue = %s", (self.name,))[0][0]
+        )
+
+    def scheduled_items(self, limit: int | None = None) -> list[bytes]:
+        sql = "SELECT data FROM jobs_schedule WHERE queue = %s ORDER BY ts, id"
+        params: tuple[Any, ...] = (self.name,)
+        if limit is not None:
+            sql += " LIMIT %s"
+            params = (self.name, limit)
+        return [bytes(r[0]) for r in self._all(sql, params)]
+
+    def flush_schedule(self) -> None:
+        self._all("DELETE FROM jobs_schedule WHERE queue = %s", (self.name,))
+
+    # results and locks
+    def put_data(self, key: str, value: bytes, is_result: bool = False) -> None:
+        self._all(
+            "INSERT INTO jobs_kv (queue, key, value) VALUES (%s, %s, %s) "
+            "ON CONFLICT (queue, key) DO UPDATE SET value = excluded.value",
+            (self.name, key, value),
+        )
+
+    def peek_data(self, key: str) -> Any:
+        rows = self._all(
+            "SELECT value FROM jobs_kv WHERE queue = %s AND key = %s", (self.name, key)
+        )
+        return bytes(rows[0][0]) if rows else EmptyData
+
+    def peek_many(self, keys: list[str]) -> dict[str, bytes]:
+        rows = self._all(
+            "SELECT key, value FROM jobs_kv WHERE queue = %s AND key = ANY(%s)",
+            (self.name, list(keys)),
+        )
+        return {r[0]: bytes(r[1]) for r in rows}
+
+    def pop_data(self, key: str) -> Any:
+        rows = self._all(
+            "DELETE FROM jobs_kv WHERE queue = %s AND key = %s RETURNING value", (self.name, key)
+        )
+        return bytes(rows[0][0]) if rows else EmptyData
+
+    def has_data_for_key(self, key: str) -> bool:
+        return bool(
+            self._all("SELECT 1 FROM jobs_kv WHERE queue = %s AND key = %s", (self.name, key))
+        )
+
+    def put_if_empty(self, key: str, value: bytes, ttl: int | None = None) -> bool:
+        if ttl is not None:
+            raise NotImplementedError("ttl is not supported by this storage")
+        rows = self._all(
+            "INSERT INTO jobs_kv (queue, key, value) VALUES (%s, %s, %s) "
+            "ON CONFLICT (queue, key) DO NOTHING RETURNING 1",
+            (self.name, key, value),
+        )
+        return bool(rows)
+
+    def delete_data(self, key: str) -> bool:
+        return bool(
+            self._all(
+                "DELETE FROM jobs_kv WHERE queue = %s AND key = %s RETURNING 1", (self.name, key)
+            )
+        )
+
+    def result_store_size(self) -> int:
+        return int(self._all("SELECT count(*) FROM jobs_kv WHERE queue = %s", (self.name,))[0][0])
+
+    def result_items(self) -> dict[str, bytes]:
+        rows = self._all("SELECT key, value FROM jobs_kv WHERE queue = %s", (self.name,))
+        return {r[0]: bytes(r[1]) for r in rows}
+
+    def flush_results(self) -> None:
+        self._all("DELETE FROM jobs_kv WHERE queue = %s", (self.name,))
+
+
+def make_huey(database_url: str, *, immediate: bool = False) -> Huey:
+    """The queue for this database: SQLite file `<db>-jobs` beside it, or PostgreSQL tables."""
+    url = normalise_url(database_url)
+    if is_sqlite(url):
+        path = make_url(url).database
+        if not path or path == ":memory:":
+            return MemoryHuey("intently", utc=True, immediate=immediate)
+        # A file of its own: huey's tables stay out of the application schema, and queue
+        # writes never wait for the application's write lock.
+        return SqliteHuey("intently", filename=f"{path}-jobs", utc=True, immediate=immediate)
+    return Huey(
+        "intently",
+        storage_class=PostgresStorage,
+        conninfo=libpq_url(url),
+        utc=True,
+        immediate=immediate,
+    )
