@@ -21,8 +21,8 @@ from sqlalchemy.engine import Engine
 
 from intently.settings import get_settings
 
-err_console = Console(stderr=True)
-out_console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
 
 WORKSPACE_HELP = "Workspace name (may be left out when there is exactly one)."
 
@@ -67,10 +67,15 @@ def workspace_id(eng: Engine, name: str | None) -> int:
 @contextmanager
 def intently_errors() -> Iterator[None]:
     """IntentlyError (bad file, bad setting, unknown id) as a one-line error and exit 2."""
-    from intently.kit.errors import IntentlyError
+    from intently.kit.errors import IntentlyError, ValidationFailed
 
     try:
         yield
+    except ValidationFailed as exc:
+        problems = [
+            f"{e['path']}: {text}" for e in exc.errors for text in e["constraints"].values()
+        ]
+        fail("; ".join(problems) or exc.custom_message)
     except IntentlyError as exc:
         fail(exc.custom_message)
 
