@@ -103,11 +103,19 @@ def add_to_rollup(conn: Connection, ws: int, deltas: RollupDeltas) -> None:
         cur.executemany(sql, rows)
     finally:
         cur.close()
-    # A revision can move a signal to another day or type: drop rollup rows left empty.
-    if any(d[0] < 0 for d in deltas.values()):
-        conn.exec_driver_sql(
-            f"DELETE FROM signal_daily WHERE workspace_id = {m} AND count <= 0", (ws,)
-        )
+    # A revision can move a signal to another day or type: drop rollup rows left empty
+    # (only the ones this batch took from, found by their primary key).
+    emptied = [(ws, *key) for key, d in deltas.items() if d[0] < 0]
+    if emptied:
+        cur = conn.connection.cursor()
+        try:
+            cur.executemany(
+                f"DELETE FROM signal_daily WHERE workspace_id = {m} AND domain = {m} "
+                f"AND source = {m} AND type = {m} AND topic = {m} AND day = {m} AND count <= 0",
+                emptied,
+            )
+        finally:
+            cur.close()
 
 
 def signals_page(
