@@ -214,8 +214,12 @@ class IngestRun:
         *,
         batch_size: int = 5000,
         on_progress: Callable[[RunReport], None] | None = None,
+        on_flush: Callable[[Connection], None] | None = None,
     ) -> None:
+        """`on_flush(conn)` runs inside each batch's transaction, for writes that must
+        commit with the batch's signals (marking re-applied rejects, say)."""
         self.engine, self.ws, self.batch_size = engine, ws, batch_size
+        self.on_flush = on_flush
         self.report = RunReport(run_id=new_id(), source=source, label=label)
         self.kind = kind
         self.on_progress = on_progress
@@ -283,6 +287,8 @@ class IngestRun:
             self.report.updated += counts[UPDATED]
             self.report.duplicate += counts[DUPLICATE]
             repo.insert_rejects(conn, rejects)
+            if self.on_flush is not None:
+                self.on_flush(conn)
             repo.update_run(conn, self.ws, self.run_id, self._run_row())
         if self.on_progress is not None:
             self.on_progress(self.report)
