@@ -90,3 +90,12 @@ linkedin_orgs = Table(
     Column("origin", String(16), nullable=False),  # manual | import | website
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# Moves with every change to a workspace's ip_ranges (same transaction), so each process's
+# resolver learns of a change with one primary-key read, not an aggregate over the ranges.
+ip_range_versions = Table(
+    "ip_range_versions",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
