@@ -1,0 +1,277 @@
+"""The collector's HTTP face: the Segment-compatible routes at the root (`/v1/...`), the
+`/t.js` tracker, and `GET /api/v1/website` (the write key and the HTML to paste).
+
+The `/v1/...` routes speak Segment's HTTP tracking API, not the External API: they answer
+`{"success": true}`, and problems as `{"success": false, "message": ...}` (with per-event
+`errors` for a batch), with CORS headers so that pages on any site can post to them.
+They are left out of the OpenAPI document, which describes the External API.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+import zlib
+from importlib import resources
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, FastAPI, Request
+from starlette.responses import Response
+
+from intently.auth.endpoints import CallerDep
+from intently.ingest.collector import (
+    MAX_BATCH_BYTES,
+    MAX_EVENT_BYTES,
+    BodyError,
+    BufferFull,
+    Collector,
+    parse_body,
+)
+from intently.ingest.writekeys import get_write_key, snippet
+from intently.kit.timefmt import now_us
+from intently.kit.web import AppState, State, ok, run_read
+
+TRACKER = resources.files("intently.ingest").joinpath("static/t.js").read_bytes()
+_CONFIG_SLOT = b"/*INTENTLY_CONFIG*/null"
+_encoder = msgspec.json.Encoder()
+_create_lock = threading.Lock()
+
+# Path -> the event type it carries (None: a batch); the one-letter paths are the ones
+# Segment's analytics.js posts to.
+ROUTES: dict[str, str | None] = {
+    "/v1/batch": None,
+    "/v1/page": "page",
+    "/v1/track": "track",
+    "/v1/identify": "identify",
+    "/v1/group": "group",
+    "/v1/p": "page",
+    "/v1/t": "track",
+    "/v1/i": "identify",
+    "/v1/g": "group",
+}
+
+
+def collector_of(app: FastAPI) -> Collector:
+    """The app's collector, made on first use (the lifespan starts its flusher)."""
+    c: Collector | None = getattr(app.state, "collector", None)
+    if c is None:
+        with _create_lock:
+            c = getattr(app.state, "collector", None)
+            if c is None:
+                st: AppState = app.state.intently
+                c = app.state.collector = Collector(st.engine, st.settings)
+    return c
+
+
+def start_collector(app: FastAPI) -> None:
+    """App start-up: the flusher thread begins writing the buffer."""
+    collector_of(app).start()
+
+
+def stop_collector(app: FastAPI) -> None:
+    """App shut-down: write what is buffered, then let a later start make a fresh collector."""
+    c: Collector | None = getattr(app.state, "collector", None)
+    if c is not None:
+        c.stop()
+        app.state.collector = None
+
+
+def _cors(request: Request) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": request.headers.get("origin") or "*", "Vary": "Origin"}
+
+
+def _answer(request: Request, status: int, payload: dict[str, Any], **headers: str) -> Response:
+    return Response(
+        _encoder.encode(payload),
+        status_code=status,
+        media_type="application/json",
+        headers=_cors(request) | headers,
+    )
+
+
+def _failure(request: Request, status: int, message: str, **headers: str) -> Response:
+    return _answer(request, status, {"success": False, "message": message}, **headers)
+
+
+def _behind(request: Request) -> Response:
+    return _failure(request, 503, "The collector is behind; retry shortly", **{"Retry-After": "2"})
+
+
+def _preflight(request: Request) -> Response:
+    asked = request.headers.get("access-control-request-headers")
+    return Response(
+        status_code=204,
+        headers=_cors(request)
+        | {
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": asked or "Authorization, Content-Type",
+            "Access-Control-Max-Age": "86400",
+        },
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body (gunzipped when sent so), or None when it is larger than `limit`."""
+    declared = request.headers.get("content-length")
+    gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
+    if declared and declared.isdigit() and int(declared) > limit and not gzipped:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if gzipped:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            raise BodyError("Request body is not valid gzip") from None
+        if len(body) > limit:
+            return None
+    return body
+
+
+def _basic_user(header: str) -> str | None:
+    """The user name of an HTTP Basic Authorization header; raises ValueError when malformed."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise ValueError(header)
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError(header) from None
+    return decoded.partition(":")[0].strip() or None
+
+
+async def _workspace(st: AppState, c: Collector, key: str) -> int | None:
+    found, ws = c.keys.cached(key)
+    if found:
+        return ws
+    result: int | None = await run_read(st, c.keys.lookup, key)
+    return result
+
+
+async def _settings(st: AppState, c: Collector, ws: int) -> dict[str, Any]:
+    cfg = c.cached_settings(ws)
+    if cfg is None:
+        cfg = await run_read(st, c.website_settings, ws)
+    return cfg
+
+
+def _opted_out(request: Request) -> bool:
+    h = request.headers
+    return h.get("dnt", "").strip() == "1" or h.get("sec-gpc", "").strip() == "1"
+
+
+async def collect(request: Request, kind: str | None) -> Response:
+    """One Segment call (`kind` its type) or a batch (`kind` None)."""
+    if request.method == "OPTIONS":
+        return _preflight(request)
+    st: AppState = request.app.state.intently
+    c = collector_of(request.app)
+    if c.full:
+        return _behind(request)
+    limit = MAX_BATCH_BYTES if kind is None else MAX_EVENT_BYTES
+    try:
+        body = await _read_body(request, limit)
+        if body is None:
+            what = "batch" if kind is None else "event"
+            return _failure(request, 413, f"The {what} is larger than {limit // 1024} KB")
+        peer = request.client.host if request.client else None
+        parsed = parse_body(body, kind, received=now_us(), peer=peer)
+    except BodyError as exc:
+        return _failure(request, 400, str(exc))
+    auth = request.headers.get("authorization")
+    key = parsed.write_key
+    if auth:
+        try:
+            key = _basic_user(auth)
+        except ValueError:
+            return _failure(
+                request, 401, "Authorization must be HTTP Basic with the write key as user name"
+            )
+    if not key:
+        return _failure(
+            request,
+            401,
+            "Missing write key: send it as the HTTP Basic user name or as writeKey in the body",
+        )
+    ws = await _workspace(st, c, key)
+    if ws is None:
+        return _failure(request, 401, "Invalid write key (unknown or rotated)")
+    if _opted_out(request) and (await _settings(st, c, ws)).get("respectDoNotTrack", True):
+        c.accept(ws, [], skipped="do_not_track", skipped_count=parsed.count)
+        return _answer(request, 200, {"success": True})
+    try:
+        c.accept(ws, parsed.events, parsed.problems)
+    except BufferFull:
+        return _behind(request)
+    problems = parsed.problems
+    if not problems:
+        return _answer(request, 200, {"success": True})
+    status = 413 if any(p.status == 413 for p in problems) else 400
+    if kind is not None:
+        p = problems[0]
+        return _answer(
+            request, p.status, {"success": False, "message": p.message, "field": p.field}
+        )
+    return _answer(
+        request,
+        status,
+        {
+            "success": False,
+            "message": f"{len(problems)} of {parsed.count} events were rejected; "
+            "the others were accepted",
+            "accepted": len(parsed.events),
+            "errors": [p.as_dict() for p in problems],
+        },
+    )
+
+
+def _route(kind: str | None) -> Any:
+    async def handler(request: Request) -> Response:
+        return await collect(request, kind)
+
+    return handler
+
+
+def router() -> APIRouter:
+    r = APIRouter()
+    for path, kind in ROUTES.items():
+        r.add_route(path, _route(kind), methods=["POST", "OPTIONS"], include_in_schema=False)
+
+    @r.get("/t.js", include_in_schema=False)
+    async def tracker(request: Request, st: State) -> Response:
+        """The tracking script; with `?k=KEY` it carries the workspace's Do-Not-Track choice."""
+        body, max_age = TRACKER, 3600
+        key = request.query_params.get("k")
+        if key:
+            c = collector_of(request.app)
+            ws = await _workspace(st, c, key)
+            if ws is not None:
+                cfg = await _settings(st, c, ws)
+                config = _encoder.encode({"dnt": bool(cfg.get("respectDoNotTrack", True))})
+                # Short, so a changed setting reaches visitors within minutes.
+                body, max_age = TRACKER.replace(_CONFIG_SLOT, config), 300
+        return Response(
+            body,
+            media_type="text/javascript; charset=utf-8",
+            headers={
+                "Cache-Control": f"public, max-age={max_age}",
+                "Access-Control-Allow-Origin": "*",
+            },
+        )
+
+    @r.get("/api/v1/website", tags=["website"])
+    def website(request: Request, st: State, caller: CallerDep) -> Response:
+        """The workspace's public write key (made on first use) and the snippet to paste."""
+        key = get_write_key(st.engine, caller.workspace_id)
+        return ok(request, {"writeKey": key, "snippet": snippet(str(request.base_url), key)})
+
+    return r

@@ -1,0 +1,892 @@
+"""The website collector: the Segment-compatible endpoints, write keys, the buffer and its
+flushes, account resolution, website signals, IP retention and tenancy.
+
+Requests go through the app (TestClient); the app's lifespan is not entered here, so no
+flusher thread runs and each test writes the buffer itself with `Collector.flush()`.
+What landed is read from the tables and through the API.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from netaddr import IPSet
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from intently.app import create_app
+from intently.ingest import collector as collector_module
+from intently.ingest.collector import BufferFull, Collector, page_topic, purge_ips
+from intently.ingest.endpoints import collector_of
+from intently.ingest.resolvers import upload_ranges
+from intently.ingest.writekeys import (
+    KEY_CACHE_SECONDS,
+    WriteKeyCache,
+    get_write_key,
+    rotate_write_key,
+)
+from intently.kit.timefmt import now_us, parse_iso8601
+from intently.settings import Settings
+from intently.signals.service import US_PER_DAY, day_of
+from tests.clitools import intently
+from tests.conftest import Workspace
+
+
+def iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def now_iso(**delta: float) -> str:
+    return iso(datetime.now(UTC) + timedelta(**delta))
+
+
+def basic(key: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def event(kind: str = "page", **fields: Any) -> dict[str, Any]:
+    """A Segment event; a page on `path` from `ip` unless told otherwise."""
+    path = fields.pop("path", "/blog/hello")
+    ip = fields.pop("ip", "198.51.100.7")
+    e: dict[str, Any] = {
+        "type": kind,
+        "messageId": fields.pop("messageId", uuid.uuid4().hex),
+        "anonymousId": fields.pop("anonymousId", "anon-" + uuid.uuid4().hex[:12]),
+        "timestamp": fields.pop("timestamp", now_iso()),
+        "context": {
+            "ip": ip,
+            "page": {"path": path, "url": "https://www.customer.example" + path, "title": "T"},
+            "userAgent": "pytest",
+        },
+    }
+    if ip is None:
+        del e["context"]["ip"]
+    e.update(fields)
+    return e
+
+
+@dataclass
+class Site:
+    """A workspace's website: its write key, and requests to the collector with it."""
+
+    ws: Workspace
+    key: str
+    client: TestClient
+    collector: Collector
+
+    def post(self, path: str, body: Any, *, auth: bool = True, **headers: str) -> Any:
+        h = basic(self.key) if auth else {}
+        h.update(headers)
+        return self.client.post(path, json=body, headers=h)
+
+    def batch(self, *events: dict[str, Any], **headers: str) -> Any:
+        return self.post("/v1/batch", {"batch": list(events)}, **headers)
+
+    def send(self, *events: dict[str, Any]) -> None:
+        r = self.batch(*events)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"success": True}
+
+    def flush(self) -> collector_module.FlushResult:
+        result = self.collector.flush()
+        assert not result.failed, result.errors
+        return result
+
+
+@pytest.fixture
+def collector(app: Any) -> Collector:
+    return collector_of(app)
+
+
+@pytest.fixture
+def site(workspace: Workspace, engine: Any, client: TestClient, collector: Collector) -> Site:
+    return Site(workspace, get_write_key(engine, workspace.id), client, collector)
+
+
+@pytest.fixture
+def make_site(
+    make_workspace: Callable[[], Workspace], engine: Any, client: TestClient, collector: Collector
+) -> Callable[[], Site]:
+    def make() -> Site:
+        ws = make_workspace()
+        return Site(ws, get_write_key(engine, ws.id), client, collector)
+
+    return make
+
+
+def web_events(engine: Any, ws: int, **where: Any) -> list[dict[str, Any]]:
+    sql = "SELECT * FROM web_events WHERE workspace_id = :ws"
+    for name in where:
+        sql += f" AND {name} = :{name}"
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql + " ORDER BY occurred_at, id"), {"ws": ws, **where})
+        return [dict(r._mapping) for r in rows]
+
+
+def signals(engine: Any, ws: int) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT * FROM signals WHERE workspace_id = :ws AND source = 'website' "
+                "ORDER BY occurred_at, id"
+            ),
+            {"ws": ws},
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+def signal_of(engine: Any, ws: int, message_id: str) -> dict[str, Any] | None:
+    found = [s for s in signals(engine, ws) if s["natural_key"] == "msg:" + message_id]
+    return found[0] if found else None
+
+
+def set_website(site: Site, **settings: Any) -> None:
+    r = site.ws.api.put("/sources/website/settings", json=settings)
+    assert r.status_code == 200, r.text
+    site.collector._configs.pop(site.ws.id, None)  # the request path caches them for 5 s
+
+
+def collector_runs(site: Site) -> list[dict[str, Any]]:
+    r = site.ws.api.get("/ingest/runs", params={"source": "website"})
+    assert r.status_code == 200, r.text
+    return [run for run in r.json()["data"]["data"] if run["kind"] == "collector"]
+
+
+def rejects(site: Site) -> list[dict[str, Any]]:
+    r = site.ws.api.get("/ingest/rejects", params={"source": "website"})
+    assert r.status_code == 200, r.text
+    return list(r.json()["data"]["data"])
+
+
+def ranges_csv(tmp_path: Path, *lines: str) -> Path:
+    path = tmp_path / f"ranges-{uuid.uuid4().hex[:6]}.csv"
+    path.write_text("network,domain,company\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# ---- endpoints and auth --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "extra"),
+    [
+        ("/v1/page", "page", {}),
+        ("/v1/track", "track", {"event": "Clicked"}),
+        ("/v1/identify", "identify", {"traits": {"name": "Jo"}}),
+        ("/v1/group", "group", {"groupId": "g1", "traits": {"name": "Org"}}),
+        ("/v1/p", "page", {}),
+        ("/v1/t", "track", {"event": "Clicked"}),
+        ("/v1/i", "identify", {}),
+        ("/v1/g", "group", {"groupId": "g2"}),
+    ],
+)
+def test_each_call_is_accepted_and_stored_with_its_type(
+    site: Site, engine: Any, path: str, kind: str, extra: dict[str, Any]
+) -> None:
+    e = event("page", **extra)
+    del e["type"]  # the path says what it is
+    r = site.post(path, e)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"success": True}
+    assert site.flush().written == 1
+    (row,) = web_events(engine, site.ws.id)
+    assert row["type"] == kind and row["message_id"] == e["messageId"]
+    assert row["anonymous_id"] == e["anonymousId"]
+    if kind == "track":
+        assert row["event"] == "Clicked"
+    if kind == "page":
+        assert row["path"] == "/blog/hello" and row["title"] == "T"
+        assert row["url"] == "https://www.customer.example/blog/hello"
+
+
+def test_write_key_in_the_body_is_accepted(site: Site, engine: Any) -> None:
+    e = event()
+    r = site.post("/v1/batch", {"writeKey": site.key, "batch": [e]}, auth=False)
+    assert r.status_code == 200, r.text
+    single = event()
+    r = site.post("/v1/page", {**single, "writeKey": site.key}, auth=False)
+    assert r.status_code == 200, r.text
+    site.flush()
+    assert {r["message_id"] for r in web_events(engine, site.ws.id)} == {
+        e["messageId"],
+        single["messageId"],
+    }
+
+
+def test_sendbeacon_text_plain_and_gzip_bodies(site: Site, client: TestClient, engine: Any) -> None:
+    a, b = event(), event()
+    r = client.post(
+        "/v1/batch",
+        content=json.dumps({"writeKey": site.key, "batch": [a]}),
+        headers={"Content-Type": "text/plain;charset=UTF-8"},
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(
+        "/v1/batch",
+        content=gzip.compress(json.dumps({"batch": [b]}).encode()),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json", **basic(site.key)},
+    )
+    assert r.status_code == 200, r.text
+    site.flush()
+    assert len(web_events(engine, site.ws.id)) == 2
+
+
+def test_missing_wrong_and_malformed_keys_are_401(site: Site, client: TestClient) -> None:
+    r = site.post("/v1/batch", {"batch": [event()]}, auth=False)
+    assert r.status_code == 401
+    assert r.json()["success"] is False
+    assert "Missing write key" in r.json()["message"]
+    r = client.post("/v1/batch", json={"batch": [event()]}, headers=basic("itlyw_nope"))
+    assert r.status_code == 401 and "Invalid write key" in r.json()["message"]
+    r = client.post(
+        "/v1/track", json=event("track", event="x"), headers={"Authorization": "Bearer abc"}
+    )
+    assert r.status_code == 401 and "HTTP Basic" in r.json()["message"]
+    r = client.post("/v1/page", json={**event(), "writeKey": "itlyw_wrong"})
+    assert r.status_code == 401
+    # An API key is not a write key.
+    r = client.post("/v1/batch", json={"batch": [event()]}, headers=basic(site.ws.key))
+    assert r.status_code == 401
+
+
+def test_a_rotated_key_stops_working_and_the_new_one_works(
+    site: Site, engine: Any, client: TestClient
+) -> None:
+    assert site.post("/v1/page", event()).status_code == 200
+    old = site.key
+    new = rotate_write_key(engine, site.ws.id)
+    assert new != old and get_write_key(engine, site.ws.id) == new
+    site.collector.keys.forget()  # instead of waiting out KEY_CACHE_SECONDS
+    assert client.post("/v1/page", json=event(), headers=basic(old)).status_code == 401
+    assert client.post("/v1/page", json=event(), headers=basic(new)).status_code == 200
+
+
+def test_the_key_cache_forgets_a_rotated_key_after_its_ttl(site: Site, engine: Any) -> None:
+    clock = [1000.0]
+    cache = WriteKeyCache(engine, clock=lambda: clock[0])
+    assert cache.lookup(site.key) == site.ws.id
+    rotate_write_key(engine, site.ws.id)
+    assert cache.lookup(site.key) == site.ws.id  # still cached
+    clock[0] += KEY_CACHE_SECONDS + 0.01
+    assert cache.lookup(site.key) is None
+    assert cache.cached(site.key) == (True, None)  # bad keys are cached too
+
+
+def test_one_active_key_per_workspace(site: Site, engine: Any) -> None:
+    assert get_write_key(engine, site.ws.id) == site.key
+    with engine.connect() as conn:
+        active = conn.execute(
+            text("SELECT count(*) FROM write_keys WHERE workspace_id = :ws AND revoked_at IS NULL"),
+            {"ws": site.ws.id},
+        ).scalar()
+    assert active == 1
+
+
+def test_cors_preflight_and_origin_echo(site: Site, client: TestClient) -> None:
+    r = client.options(
+        "/v1/batch",
+        headers={
+            "Origin": "https://www.customer.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
+    assert r.status_code == 204
+    assert r.headers["access-control-allow-origin"] == "https://www.customer.example"
+    assert "POST" in r.headers["access-control-allow-methods"]
+    assert r.headers["access-control-allow-headers"] == "authorization,content-type"
+    r = site.batch(event(), Origin="https://shop.customer.example")
+    assert r.headers["access-control-allow-origin"] == "https://shop.customer.example"
+    r = site.post("/v1/page", event(), auth=False, Origin="https://x.example")
+    assert r.status_code == 401
+    assert r.headers["access-control-allow-origin"] == "https://x.example"
+
+
+def test_website_endpoint_gives_the_key_and_snippet(site: Site, client: TestClient) -> None:
+    r = site.ws.api.get("/website")
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["writeKey"] == site.key
+    assert data["snippet"] == f'<script async src="http://testserver/t.js?k={site.key}"></script>'
+    assert client.get("/api/v1/website").status_code == 401
+
+
+def test_a_new_workspace_gets_its_key_on_first_use(
+    make_workspace: Callable[[], Workspace], engine: Any
+) -> None:
+    ws = make_workspace()
+    key = ws.api.get("/website").json()["data"]["writeKey"]
+    assert key.startswith("itlyw_") and get_write_key(engine, ws.id) == key
+
+
+# ---- dedup, limits, malformed events ---------------------------------------------------------
+
+
+def test_the_same_message_twice_is_one_event_and_one_signal(
+    site: Site, engine: Any, tmp_path: Path
+) -> None:
+    upload_ranges(engine, site.ws.id, ranges_csv(tmp_path, "91.198.174.0/24,dedup-corp.com,Dedup"))
+    e = event(ip="91.198.174.10")
+    site.send(e, e)  # twice in one batch
+    site.send(e)  # and again later, before the flush
+    result = site.flush()
+    assert result.written == 1 and result.duplicate == 2
+    site.send(e)  # and after it
+    assert site.flush().duplicate == 1
+    assert len(web_events(engine, site.ws.id)) == 1
+    (s,) = signals(engine, site.ws.id)
+    assert s["natural_key"] == "msg:" + e["messageId"] and s["domain"] == "dedup-corp.com"
+    (run,) = collector_runs(site)
+    assert run["kind"] == "collector" and run["read"] == 4
+    assert run["accepted"] == 1 and run["duplicate"] == 3
+
+
+def test_a_message_without_id_gets_one(site: Site, engine: Any) -> None:
+    e = event()
+    del e["messageId"]
+    site.send(e)
+    site.flush()
+    (row,) = web_events(engine, site.ws.id)
+    assert row["message_id"].startswith("itly-")
+
+
+def test_an_oversize_event_is_413_and_the_rest_of_the_batch_is_kept(
+    site: Site, engine: Any
+) -> None:
+    big = event(properties={"blob": "x" * (33 * 1024)})
+    ok1, ok2 = event(), event()
+    r = site.batch(ok1, big, ok2)
+    assert r.status_code == 413, r.text
+    body = r.json()
+    assert body["success"] is False and body["accepted"] == 2
+    (err,) = body["errors"]
+    assert err["index"] == 1 and err["status"] == 413 and "32 KB" in err["message"]
+    r = site.post("/v1/track", event("track", event="Big", properties={"b": "y" * 40_000}))
+    assert r.status_code == 413
+    site.flush()
+    assert {r["message_id"] for r in web_events(engine, site.ws.id)} == {
+        ok1["messageId"],
+        ok2["messageId"],
+    }
+    # The batch's event is kept as a reject; a whole request over the limit is only refused.
+    assert [r["reason"] for r in rejects(site)] == ["event_too_large"]
+
+
+def test_an_oversize_batch_is_413_and_nothing_is_kept(site: Site, engine: Any) -> None:
+    events = [event(properties={"pad": "z" * 20_000}) for _ in range(30)]  # ~600 KB
+    r = site.batch(*events)
+    assert r.status_code == 413
+    assert "500 KB" in r.json()["message"]
+    site.flush()
+    assert web_events(engine, site.ws.id) == []
+
+
+def test_malformed_events_are_400_naming_the_field_and_the_rest_is_kept(
+    site: Site, engine: Any
+) -> None:
+    good = event()
+    no_ids = event()
+    del no_ids["anonymousId"]
+    bad_ip = event(ip="999.1.1.1")
+    r = site.batch(
+        good,
+        "not an event",
+        event("screen"),
+        event(timestamp="yesterday at noon"),
+        no_ids,
+        event(context={"ip": 42}),
+        event("track"),  # no event name
+        bad_ip,
+        event(anonymousId="a" * 300),
+    )
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["accepted"] == 1
+    errors = {e["index"]: e for e in body["errors"]}
+    assert set(errors) == {1, 2, 3, 4, 5, 6, 7, 8}
+    assert all(e["status"] == 400 for e in errors.values())
+    assert errors[1]["field"] == "event" and '"not an event"' in errors[1]["message"]
+    assert errors[2]["field"] == "type" and '"screen"' in errors[2]["message"]
+    assert errors[3]["field"] == "timestamp" and "yesterday at noon" in errors[3]["message"]
+    assert errors[4]["field"] == "userId" and "anonymousId" in errors[4]["message"]
+    assert errors[5]["field"] == "context.ip" and "got 42" in errors[5]["message"]
+    assert errors[6]["field"] == "event"
+    assert errors[7]["field"] == "context.ip" and "999.1.1.1" in errors[7]["message"]
+    assert errors[8]["field"] == "anonymousId"
+    site.flush()
+    assert [r["message_id"] for r in web_events(engine, site.ws.id)] == [good["messageId"]]
+    found = rejects(site)
+    assert len(found) == 8
+    assert {r["reason"] for r in found} == {"invalid_event"}
+    assert any("yesterday at noon" in r["detail"] for r in found)
+
+
+def test_a_malformed_single_call_or_body(site: Site, client: TestClient) -> None:
+    r = site.post("/v1/page", event(timestamp="2024-13-45T00:00:00Z"))
+    assert r.status_code == 400
+    assert r.json()["field"] == "timestamp" and "2024-13-45" in r.json()["message"]
+    r = client.post(
+        "/v1/batch", content=b"{not json", headers={**basic(site.key), "Content-Type": "text/plain"}
+    )
+    assert r.status_code == 400 and "not valid JSON" in r.json()["message"]
+    r = site.post("/v1/batch", {"events": []})
+    assert r.status_code == 400 and "batch" in r.json()["message"]
+    r = site.post("/v1/batch", {"batch": [event()], "sentAt": "soon"})
+    assert r.status_code == 400 and "sentAt" in r.json()["message"]
+
+
+def test_buffer_full_answers_503(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(site.collector, "max_buffered", site.collector.pending)
+    r = site.batch(event())
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"
+    with pytest.raises(BufferFull):
+        site.collector.accept(site.ws.id, [], [collector_module.Problem(0, 400, "x", "y", {})])
+
+
+# ---- Do-Not-Track ----------------------------------------------------------------------------
+
+
+def test_do_not_track_requests_are_answered_and_dropped(site: Site, engine: Any) -> None:
+    assert site.batch(event(), DNT="1").json() == {"success": True}
+    assert site.post("/v1/page", event(), **{"Sec-GPC": "1"}).status_code == 200
+    site.flush()
+    assert web_events(engine, site.ws.id) == []
+    (run,) = collector_runs(site)
+    assert run["skippedByReason"] == {"do_not_track": 2}
+
+    set_website(site, respectDoNotTrack=False)
+    assert site.batch(event(), DNT="1").status_code == 200
+    site.flush()
+    assert len(web_events(engine, site.ws.id)) == 1
+
+
+# ---- resolution ------------------------------------------------------------------------------
+
+
+def test_group_traits_resolve_the_visitor_now_and_later(site: Site, engine: Any) -> None:
+    anon = "anon-" + uuid.uuid4().hex
+    grp = event(
+        "group",
+        anonymousId=anon,
+        groupId="acct-1",
+        traits={"website": "https://www.Acme-Rockets.com/"},
+    )
+    p1 = event(anonymousId=anon, path="/features")
+    site.send(grp, p1)
+    site.flush()
+    s = signal_of(engine, site.ws.id, p1["messageId"])
+    assert s is not None and s["domain"] == "acme-rockets.com" and s["match_method"] == "group"
+    assert s["type"] == "page_view" and s["topic"] == "features"
+    (g,) = web_events(engine, site.ws.id, type="group")
+    assert g["domain"] == "acme-rockets.com" and g["match_method"] == "group"
+    # A later visit of the same visitor, and of another visitor in the same group.
+    p2 = event(anonymousId=anon)
+    p3 = event(context={"groupId": "acct-1", "page": {"path": "/x"}})
+    site.send(p2, p3)
+    site.flush()
+    for e in (p2, p3):
+        s = signal_of(engine, site.ws.id, e["messageId"])
+        assert s is not None and s["domain"] == "acme-rockets.com", e
+        assert s["match_method"] == "group"
+
+
+def test_identify_with_a_business_email_resolves(site: Site, engine: Any) -> None:
+    anon = "anon-" + uuid.uuid4().hex
+    ident = event("identify", anonymousId=anon, userId="u-77", traits={"email": "Jo@Initech.com"})
+    site.send(ident)
+    site.flush()
+    (row,) = web_events(engine, site.ws.id)
+    assert row["domain"] == "initech.com" and row["match_method"] == "email"
+    # Later events of the visitor, and of the user on another device.
+    p1 = event(anonymousId=anon)
+    p2 = event(anonymousId="other-device", userId="u-77")
+    site.send(p1, p2)
+    site.flush()
+    for e in (p1, p2):
+        s = signal_of(engine, site.ws.id, e["messageId"])
+        assert s is not None and s["domain"] == "initech.com" and s["match_method"] == "email"
+
+
+def test_free_mail_never_resolves(site: Site, engine: Any) -> None:
+    anon = "anon-" + uuid.uuid4().hex
+    site.send(
+        event("identify", anonymousId=anon, traits={"email": "someone@gmail.com"}),
+        event(anonymousId=anon, ip="198.51.100.200"),
+    )
+    site.flush()
+    assert signals(engine, site.ws.id) == []
+    assert all(r["domain"] is None for r in web_events(engine, site.ws.id))
+
+
+def test_ip_ranges_resolve_and_the_visitor_keeps_it(
+    site: Site, engine: Any, tmp_path: Path
+) -> None:
+    upload_ranges(engine, site.ws.id, ranges_csv(tmp_path, "84.17.32.0/24,globex.com,Globex Corp"))
+    anon = "anon-" + uuid.uuid4().hex
+    office = event(anonymousId=anon, ip="84.17.32.45", path="/pricing")
+    site.send(office)
+    site.flush()
+    s = signal_of(engine, site.ws.id, office["messageId"])
+    assert s is not None and s["domain"] == "globex.com" and s["match_method"] == "ip"
+    assert s["type"] == "high_value_page_view" and s["topic"] == "pricing"
+    # The same visitor from home: the earlier IP resolution, a little less sure.
+    home = event(anonymousId=anon, ip="198.51.100.99")
+    stranger = event(ip="198.51.100.98")
+    site.send(home, stranger)
+    site.flush()
+    h = signal_of(engine, site.ws.id, home["messageId"])
+    assert h is not None and h["domain"] == "globex.com" and h["match_method"] == "anonymous_id"
+    assert h["confidence"] == pytest.approx(s["confidence"] * 0.9)
+    assert h["provider"] == s["provider"]
+    assert signal_of(engine, site.ws.id, stranger["messageId"]) is None
+
+
+def test_group_and_email_beat_an_ip_identity(site: Site, engine: Any, tmp_path: Path) -> None:
+    upload_ranges(engine, site.ws.id, ranges_csv(tmp_path, "91.199.0.0/24,hooli.com,Hooli"))
+    anon = "anon-" + uuid.uuid4().hex
+    site.send(event(anonymousId=anon, ip="91.199.0.1"))
+    site.flush()
+    site.send(event("identify", anonymousId=anon, traits={"email": "a@piedpiper.com"}))
+    site.flush()
+    # From the ranged IP again: the email identity (method 1) comes before the IP (2).
+    p = event(anonymousId=anon, ip="91.199.0.1")
+    site.send(p)
+    site.flush()
+    s = signal_of(engine, site.ws.id, p["messageId"])
+    assert s is not None and s["domain"] == "piedpiper.com" and s["match_method"] == "email"
+    with engine.connect() as conn:
+        ident = conn.execute(
+            text(
+                "SELECT domain, match_method FROM web_identities "
+                "WHERE workspace_id = :ws AND anonymous_id = :a"
+            ),
+            {"ws": site.ws.id, "a": anon},
+        ).one()
+    assert tuple(ident) == ("piedpiper.com", "email")
+
+
+def test_mmdb_database_resolves(database_url: str, tmp_path: Path) -> None:
+    from mmdb_writer import MMDBWriter
+
+    path = tmp_path / "domain.mmdb"
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoIP2-Domain")
+    writer.insert_network(IPSet(["81.2.69.0/24"]), {"domain": "umbrella-corp.com"})
+    writer.to_db_file(str(path))
+    app = create_app(Settings(database_url=database_url, ip_databases=str(path)))
+    client = TestClient(app)
+    engine = app.state.intently.engine
+    from intently.auth.repository import workspace_id_by_name
+    from intently.auth.service import generate_key
+
+    name = f"ws-{uuid.uuid4().hex[:12]}"
+    generate_key(engine, name, "o@example.com")
+    with engine.connect() as conn:
+        ws = workspace_id_by_name(conn, name)
+    assert ws is not None
+    key = get_write_key(engine, ws)
+    e = event(ip="81.2.69.20")
+    r = client.post("/v1/batch", json={"batch": [e]}, headers=basic(key))
+    assert r.status_code == 200, r.text
+    c = collector_of(app)
+    assert c.flush().written == 1
+    s = signal_of(engine, ws, e["messageId"])
+    assert s is not None and s["domain"] == "umbrella-corp.com" and s["match_method"] == "ip"
+    c.stop()
+    engine.dispose()
+
+
+def test_identify_backfills_the_visitors_earlier_pages(site: Site, engine: Any) -> None:
+    anon = "anon-" + uuid.uuid4().hex
+    day = datetime.now(UTC) - timedelta(days=3)
+    old = event(anonymousId=anon, timestamp=iso(day), path="/docs/setup")
+    too_old = event(anonymousId=anon, timestamp=now_iso(days=-40))
+    form = event("track", anonymousId=anon, event="Demo Requested")
+    site.send(old, too_old, form)
+    site.flush()
+    assert signals(engine, site.ws.id) == []  # nobody knows who this is yet
+    site.send(event("identify", anonymousId=anon, traits={"email": "cto@hooli-xyz.com"}))
+    assert site.flush().backfilled == 2
+    s_old = signal_of(engine, site.ws.id, old["messageId"])
+    assert s_old is not None and s_old["domain"] == "hooli-xyz.com"
+    assert s_old["match_method"] == "email" and s_old["type"] == "high_value_page_view"
+    assert day_of(s_old["occurred_at"]) == day_of(parse_iso8601(iso(day)))
+    s_form = signal_of(engine, site.ws.id, form["messageId"])
+    assert s_form is not None and s_form["type"] == "form_submit"
+    assert s_form["topic"] == "Demo Requested"
+    assert signal_of(engine, site.ws.id, too_old["messageId"]) is None
+    (row,) = web_events(engine, site.ws.id, message_id=old["messageId"])
+    assert row["domain"] == "hooli-xyz.com" and row["match_method"] == "email"
+    # Identifying again finds nothing left to back-fill.
+    site.send(event("identify", anonymousId=anon, traits={"email": "cto@hooli-xyz.com"}))
+    assert site.flush().backfilled == 0
+
+
+# ---- signals ---------------------------------------------------------------------------------
+
+
+def test_page_topics_high_value_pages_and_form_events(site: Site, engine: Any) -> None:
+    set_website(
+        site,
+        highValuePages=[
+            {"name": "pricing", "pattern": "*/pricing*"},
+            {"name": "app-signup", "pattern": "https://app.customer.example/signup*"},
+        ],
+        formEvents=["Form Submitted"],
+    )
+    anon = "anon-" + uuid.uuid4().hex
+    grp = event("group", anonymousId=anon, groupId="g", traits={"domain": "vandelay.com"})
+    pages = {
+        "/": ("page_view", "home"),
+        "/Blog/Post-1?x=1": ("page_view", "blog"),
+        "/en/pricing/": ("high_value_page_view", "pricing"),
+        "/signup": ("page_view", "signup"),
+    }
+    evs = {p: event(anonymousId=anon, path=p) for p in pages}
+    signup = event(anonymousId=anon, path="/signup")
+    signup["context"]["page"]["url"] = "https://app.customer.example/signup?plan=pro"
+    form = event("track", anonymousId=anon, event="form submitted")
+    other = event("track", anonymousId=anon, event="Video Played")
+    site.send(grp, *evs.values(), signup, form, other)
+    site.flush()
+    for path, (kind, topic) in pages.items():
+        s = signal_of(engine, site.ws.id, evs[path]["messageId"])
+        assert s is not None and (s["type"], s["topic"]) == (kind, topic), path
+    s = signal_of(engine, site.ws.id, signup["messageId"])
+    assert s is not None and (s["type"], s["topic"]) == ("high_value_page_view", "app-signup")
+    s = signal_of(engine, site.ws.id, form["messageId"])
+    assert s is not None and (s["type"], s["topic"]) == ("form_submit", "form submitted")
+    assert signal_of(engine, site.ws.id, other["messageId"]) is None
+    assert signal_of(engine, site.ws.id, grp["messageId"]) is None
+    assert page_topic(None) == "" and page_topic("/") == "home"
+
+
+def test_late_and_future_timestamps(site: Site, engine: Any) -> None:
+    anon = "anon-" + uuid.uuid4().hex
+    late_day = datetime.now(UTC) - timedelta(days=9)
+    late = event(anonymousId=anon, timestamp=iso(late_day))
+    future = event(anonymousId=anon, timestamp=now_iso(days=3))
+    near_future = event(anonymousId=anon, timestamp=now_iso(hours=2))
+    # No timestamp: originalTimestamp corrected by the sender's clock skew (sentAt).
+    skewed = event(anonymousId=anon, originalTimestamp=now_iso(hours=-5, seconds=-30))
+    del skewed["timestamp"]
+    skewed["sentAt"] = now_iso(hours=-5)
+    before = now_us()
+    site.send(event("group", anonymousId=anon, groupId="g", traits={"website": "kramerica.com"}))
+    site.send(late, future, near_future, skewed)
+    site.flush()
+    after = now_us()
+    s = signal_of(engine, site.ws.id, late["messageId"])
+    assert s is not None and day_of(s["occurred_at"]) == day_of(parse_iso8601(iso(late_day)))
+    s = signal_of(engine, site.ws.id, future["messageId"])
+    assert s is not None and before <= s["occurred_at"] <= after  # clamped to its receipt
+    s = signal_of(engine, site.ws.id, near_future["messageId"])
+    assert s is not None and s["occurred_at"] > after + 3600 * 10**6
+    s = signal_of(engine, site.ws.id, skewed["messageId"])
+    assert s is not None and before - 31 * 10**6 <= s["occurred_at"] <= after - 29 * 10**6
+    with engine.connect() as conn:
+        days = conn.execute(
+            text(
+                "SELECT day, count FROM signal_daily WHERE workspace_id = :ws "
+                "AND domain = 'kramerica.com' ORDER BY day"
+            ),
+            {"ws": site.ws.id},
+        ).all()
+    assert days[0] == (day_of(parse_iso8601(iso(late_day))), 1)
+
+
+def test_collector_signals_show_on_the_account(site: Site, engine: Any) -> None:
+    r = site.ws.api.post(
+        "/accounts", json={"accounts": [{"domain": "wayne-enterprises.com", "name": "Wayne"}]}
+    )
+    assert r.status_code == 200, r.text
+    aid = r.json()["data"]["results"][0]["rtp_aid"]
+    anon = "anon-" + uuid.uuid4().hex
+    p = event(anonymousId=anon, path="/pricing")
+    site.send(
+        event("group", anonymousId=anon, groupId="w", traits={"website": "wayne-enterprises.com"}),
+        p,
+    )
+    site.flush()
+    r = site.ws.api.get(f"/accounts/{aid}/signals", params={"source": "website"})
+    assert r.status_code == 200, r.text
+    (item,) = r.json()["data"]["data"]
+    assert item["source"] == "website" and item["type"] == "high_value_page_view"
+    assert item["topic"] == "pricing" and item["matchMethod"] == "group"
+    assert item["occurredAt"] == p["timestamp"]
+
+
+# ---- IP retention ----------------------------------------------------------------------------
+
+
+def test_raw_ips_are_dropped_after_the_retention_window(site: Site, engine: Any) -> None:
+    e = event(ip="198.51.100.33")
+    site.send(e)
+    site.flush()
+    (row,) = web_events(engine, site.ws.id)
+    assert row["ip"] == "198.51.100.33"
+    received = row["received_at"]
+    assert purge_ips(engine, site.ws.id, now=received + 6 * US_PER_DAY) == 0
+    assert web_events(engine, site.ws.id)[0]["ip"] == "198.51.100.33"
+    assert purge_ips(engine, site.ws.id, now=received + 7 * US_PER_DAY + 1) == 1
+    (row,) = web_events(engine, site.ws.id)
+    assert row["ip"] is None and row["message_id"] == e["messageId"]
+    # A shorter window of the workspace's own, and 0: never stored at all.
+    set_website(site, ipRetentionDays=1)
+    site.send(event(ip="198.51.100.34"))
+    site.flush()
+    assert purge_ips(engine, site.ws.id, now=now_us() + US_PER_DAY + 10**6) == 1
+    set_website(site, ipRetentionDays=0)
+    site.send(event(ip="198.51.100.35"))
+    site.flush()
+    assert all(r["ip"] is None for r in web_events(engine, site.ws.id))
+
+
+def test_purge_ips_command(site: Site, engine: Any, database_url: str) -> None:
+    site.send(event(ip="198.51.100.40"), event(ip="198.51.100.41"))
+    site.flush()
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE web_events SET received_at = received_at - :age WHERE workspace_id = :ws"),
+            {"age": 8 * US_PER_DAY, "ws": site.ws.id},
+        )
+    done = intently(database_url, "website", "purge-ips", "--workspace", site.ws.name)
+    assert done.returncode == 0, done.stderr
+    assert "2 IP addresses dropped" in done.stdout
+    assert all(r["ip"] is None for r in web_events(engine, site.ws.id))
+
+
+# ---- failures and the flusher ----------------------------------------------------------------
+
+
+def test_a_failed_flush_keeps_the_events_and_the_next_one_writes_them(
+    site: Site, engine: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    upload_ranges(engine, site.ws.id, ranges_csv(tmp_path, "77.88.0.0/24,oscorp.com,Oscorp"))
+    anon, visitor = "anon-" + uuid.uuid4().hex, "anon-" + uuid.uuid4().hex
+    grp = event("group", anonymousId=anon, groupId="g", traits={"website": "stark-industries.com"})
+    p = event(anonymousId=anon)
+    by_ip = event(anonymousId=visitor, ip="77.88.0.9")
+    site.send(grp, p, by_ip)
+    real_store = collector_module.store
+    calls = []
+
+    def failing_store(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("INSERT INTO signals", {}, Exception("connection lost"))
+        return real_store(*args, **kw)
+
+    monkeypatch.setattr(collector_module, "store", failing_store)
+    result = site.collector.flush()
+    assert result.failed >= 3 and "connection lost" in result.errors[0]
+    assert web_events(engine, site.ws.id) == []  # the transaction rolled back
+    assert site.collector.pending >= 3
+    result = site.flush()
+    assert result.written == 3
+    s = signal_of(engine, site.ws.id, p["messageId"])
+    assert s is not None and s["domain"] == "stark-industries.com"
+    s = signal_of(engine, site.ws.id, by_ip["messageId"])
+    assert s is not None and s["domain"] == "oscorp.com" and s["match_method"] == "ip"
+    # The retry also kept what the visitors are known as.
+    with engine.connect() as conn:
+        known = dict(
+            conn.execute(
+                text(
+                    "SELECT anonymous_id, match_method FROM web_identities WHERE workspace_id = :ws"
+                ),
+                {"ws": site.ws.id},
+            ).all()
+        )
+    assert known == {anon: "group", "group:g": "group", visitor: "ip"}
+    (run,) = collector_runs(site)
+    assert run["read"] == 3 and run["accepted"] == 3  # counted once, not lost nor doubled
+
+
+def test_the_flusher_thread_writes_on_its_own_and_on_stop(
+    database_url: str, make_workspace: Callable[[], Workspace]
+) -> None:
+    app = create_app(Settings(database_url=database_url, collector_flush_ms=50))
+    engine = app.state.intently.engine
+    ws = make_workspace()
+    key = get_write_key(engine, ws.id)
+    with TestClient(app) as client:  # runs the lifespan: the flusher starts
+        e = event()
+        assert client.post("/v1/batch", json={"batch": [e]}, headers=basic(key)).status_code == 200
+        deadline = time.monotonic() + 5
+        while not web_events(engine, ws.id) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(web_events(engine, ws.id)) == 1
+        collector_of(app)._flush_lock.acquire()  # hold the next flush back...
+        last = event()
+        assert client.post("/v1/page", json=last, headers=basic(key)).status_code == 200
+        collector_of(app)._flush_lock.release()
+    # ...leaving the app's shutdown to write it.
+    assert {r["message_id"] for r in web_events(engine, ws.id)} == {
+        e["messageId"],
+        last["messageId"],
+    }
+    engine.dispose()
+
+
+# ---- tenancy ---------------------------------------------------------------------------------
+
+
+def test_a_write_key_lands_data_only_in_its_workspace(
+    make_site: Callable[[], Site], engine: Any
+) -> None:
+    a, b = make_site(), make_site()
+    shared = event(anonymousId="same-visitor")
+    grp = event("group", anonymousId="same-visitor", groupId="g", traits={"website": "a-corp.com"})
+    a.send(grp, shared)
+    # B's key in the header wins over A's in the body; B's events are B's.
+    r = b.post("/v1/batch", {"writeKey": a.key, "batch": [dict(shared)]})
+    assert r.status_code == 200
+    a.flush()
+    assert {r["message_id"] for r in web_events(engine, a.ws.id)} == {
+        grp["messageId"],
+        shared["messageId"],
+    }
+    (bev,) = web_events(engine, b.ws.id)
+    assert bev["message_id"] == shared["messageId"]  # dedup is per workspace
+    assert bev["domain"] is None  # A's identities do not resolve B's visitors
+    assert signals(engine, b.ws.id) == []
+    assert len(signals(engine, a.ws.id)) == 1
+    assert rejects(b) == []
+
+
+# ---- the command line ------------------------------------------------------------------------
+
+
+def test_write_key_and_snippet_commands(site: Site, database_url: str, engine: Any) -> None:
+    done = intently(database_url, "website", "write-key", "--workspace", site.ws.name)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == site.key
+    done = intently(database_url, "website", "snippet", "--workspace", site.ws.name, "--url",
+               "https://intently.example.com/")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        f'<script async src="https://intently.example.com/t.js?k={site.key}"></script>'
+    )
+    done = intently(database_url, "website", "write-key", "--rotate", "--workspace", site.ws.name)
+    assert done.returncode == 0, done.stderr
+    new = done.stdout.splitlines()[-1]
+    assert new != site.key and new == get_write_key(engine, site.ws.id)
+    assert "stops working within 5 seconds" in done.stderr
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(collector: Collector) -> Iterator[None]:
+    """Each test flushes what it sent; nothing of one test waits into the next."""
+    yield
+    collector.flush()
