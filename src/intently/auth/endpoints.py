@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from intently.auth.service import Caller, authenticate
+from intently.kit.errors import BadRequest
 from intently.kit.web import run_read, state
 
 # The OpenAPI document declares the key once (app._openapi adds it to every /api/v1
@@ -17,6 +18,11 @@ API_KEY_SCHEME: dict[str, Any] = {"type": "apiKey", "in": "header", "name": "X-A
 
 async def current_caller(request: Request) -> Caller:
     """The caller of every /api/v1 route, checked against the database on every request."""
+    # No stored text can hold NUL (PostgreSQL refuses it): say so instead of failing.
+    if b"%00" in request.scope["query_string"]:
+        raise BadRequest("Query parameters must not contain NUL characters (%00)")
+    if "\x00" in request.scope["path"]:
+        raise BadRequest("The path must not contain NUL characters (%00)")
     st = await state(request)
     return await run_read(st, authenticate, st.engine, request.headers.get("x-api-key"))
 

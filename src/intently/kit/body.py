@@ -7,7 +7,12 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 
-from intently.kit.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from intently.kit.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    validation_error,
+)
 
 _decoder = msgspec.json.Decoder()
 
@@ -24,7 +29,7 @@ async def json_object(request: Request) -> dict[str, Any]:
         )
     limit: int = request.app.state.intently.settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -42,4 +47,31 @@ async def json_object(request: Request) -> dict[str, Any]:
         raise BadRequest("Request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object")
+    if b"\\u0000" in raw:  # cheap test first; PostgreSQL text cannot hold NUL
+        where = _nul_path(data, [])
+        if where is not None:
+            prop = next((p for p in reversed(where) if isinstance(p, str)), "body")
+            path = ".".join(str(p) for p in where)
+            raise validation_error(
+                prop, path, "noNulCharacters", f"{prop} must not contain NUL characters"
+            )
     return data
+
+
+def _nul_path(value: Any, path: list[str | int]) -> list[str | int] | None:
+    """Where the first string (or key) holding a NUL character is, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if "\x00" in k:
+                return [*path, k]
+            found = _nul_path(v, [*path, k])
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _nul_path(v, [*path, i])
+            if found is not None:
+                return found
+    return None

@@ -60,7 +60,9 @@ def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     text = raw.strip()
-    if not text.lstrip("-").isdigit() or not MAX_LIMIT >= int(text) >= 1:
+    digits = text.lstrip("-")
+    # isdigit alone admits "²" and other digits int() refuses.
+    if not (digits.isascii() and digits.isdigit()) or not MAX_LIMIT >= int(text) >= 1:
         raise validation_error(
             "limit", "limit", "isInt", f"limit must be an integer between 1 and {MAX_LIMIT}"
         )
