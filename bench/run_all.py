@@ -13,7 +13,10 @@ import argparse
 import sys
 
 import benchkit as bk
+import bombora_import
 import bulk_push
+import collector
+import ip_lookup
 import list_pages
 
 
@@ -29,6 +32,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=bk.OPTIONS.settle_seconds)
     parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--no-ingest", action="store_true", help="skip the signal benchmarks")
     args = parser.parse_args()
 
     shared = ["--concurrency", args.concurrency, "--settle", str(args.settle)]
@@ -44,6 +48,16 @@ def main() -> None:
         if args.reuse:
             argv.append("--reuse")
         sections.append((f"list pages ({db})", list_pages.main(argv)))
+
+    if not args.no_ingest:
+        # The signal targets are set on SQLite (the embedded default) only.
+        settle = ["--settle", str(args.settle)]
+        bk.say("\n######## collector, sqlite")
+        sections.append(("collector (sqlite)", collector.main(settle)))
+        bk.say("\n######## IP lookups")
+        sections.append(("IP lookups", ip_lookup.main(settle)))
+        bk.say("\n######## Bombora import, sqlite")
+        sections.append(("Bombora import (sqlite)", bombora_import.main(settle)))
 
     bk.say("\n######## summary")
     for title, checks in sections:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.clitools import intently
+
 
 def run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, INTENTLY_DATABASE_URL=database_url)
-    return subprocess.run(
-        [sys.executable, "-m", "intently", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return intently(database_url, *args, timeout=60)
 
 
 @pytest.mark.parametrize(

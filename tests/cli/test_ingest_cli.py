@@ -6,9 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +14,14 @@ from sqlalchemy import text
 
 from intently.kit.db import read_tx
 from intently.signals.service import ingest_run
+from tests.clitools import intently
 from tests.conftest import Workspace
 
 SECRET = "sealed-test-secret-7f3a"
 
 
 def run(database_url: str, *args: str, key: str | None = "cli-credentials-key") -> Any:
-    env = dict(os.environ, INTENTLY_DATABASE_URL=database_url)
-    env.pop("INTENTLY_CREDENTIALS_KEY", None)
-    if key is not None:
-        env["INTENTLY_CREDENTIALS_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "intently", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return intently(database_url, *args, INTENTLY_CREDENTIALS_KEY=key)
 
 
 @pytest.mark.parametrize(

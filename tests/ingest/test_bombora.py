@@ -11,9 +11,6 @@ import base64
 import csv
 import gzip
 import logging
-import os
-import subprocess
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +26,7 @@ from intently.kit.db import read_tx
 from intently.kit.errors import BadRequest
 from intently.settings import Settings
 from intently.signals.service import US_PER_DAY, RunReport
+from tests.clitools import intently
 from tests.conftest import Api, Workspace
 from tests.ingest.fake_bombora import FakeBombora, Fault, SurgeRow
 
@@ -76,16 +74,6 @@ SURGE = [
     row("initech.io", "Payroll", 41),  # below the default threshold
     row("acme.com", "CRM", 60),  # exactly the threshold: surging
 ]
-
-
-def cli(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "intently", *args],
-        env={**os.environ, "INTENTLY_DATABASE_URL": database_url, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def get_run(api: Api, run_id: str) -> dict[str, Any]:
@@ -162,7 +150,7 @@ def test_cli_imports_a_file_and_the_api_shows_the_run_and_the_signals(
 ) -> None:
     path = write(tmp_path / "surge.csv", SURGE)
     # Any day of the week is that week: a Wednesday becomes its Monday.
-    r = cli(database_url, "import", "bombora", str(path), "--workspace", workspace.name,
+    r = intently(database_url, "import", "bombora", str(path), "--workspace", workspace.name,
             "--week", "2026-11-25")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "accepted" in r.stdout and "below_threshold" in r.stdout
@@ -197,7 +185,7 @@ def test_cli_imports_a_gzipped_file(
     tmp_path: Path, database_url: str, workspace: Workspace
 ) -> None:
     path = write(tmp_path / "surge.csv.gz", SURGE, gz=True)
-    r = cli(database_url, "import", "bombora", str(path), "--workspace", workspace.name,
+    r = intently(database_url, "import", "bombora", str(path), "--workspace", workspace.name,
             "--week", "2026-11-23")  # fmt: skip
     assert r.returncode == 0, r.stderr
     run = last_run(workspace.api)
@@ -210,7 +198,7 @@ def test_cli_fails_fast_on_a_file_that_is_not_company_surge(
 ) -> None:
     path = tmp_path / "contacts.csv"
     path.write_text("Email,First Name,Domain\nann@acme.com,Ann,acme.com\n")
-    r = cli(database_url, "import", "bombora", str(path), "--workspace", workspace.name,
+    r = intently(database_url, "import", "bombora", str(path), "--workspace", workspace.name,
             "--week", "2026-11-23")  # fmt: skip
     assert r.returncode == 2, r.stdout
     message = " ".join(r.stderr.split())
@@ -225,7 +213,7 @@ def test_cli_without_a_week_says_to_pass_one(
     tmp_path: Path, database_url: str, workspace: Workspace
 ) -> None:
     path = write(tmp_path / "surge.csv", SURGE)
-    r = cli(database_url, "import", "bombora", str(path), "--workspace", workspace.name)
+    r = intently(database_url, "import", "bombora", str(path), "--workspace", workspace.name)
     assert r.returncode == 2
     message = " ".join(r.stderr.split())
     assert "surge.csv has no Week column: pass --week YYYY-MM-DD" in message
@@ -775,7 +763,7 @@ def test_pull_from_the_command_line(
 ) -> None:
     fake.ready_after = 2
     connect(engine, workspace.id, fake, poll_seconds=0.05)
-    r = cli(database_url, "pull", "bombora", "--workspace", workspace.name,
+    r = intently(database_url, "pull", "bombora", "--workspace", workspace.name,
             INTENTLY_CREDENTIALS_KEY=KEY)  # fmt: skip
     assert r.returncode == 0, r.stderr
     week = bombora.monday_of(datetime.now(UTC).date()).isoformat()
@@ -787,7 +775,7 @@ def test_pull_from_the_command_line(
 
     # Wrong credentials: exit 1, the reason said, the password not.
     connect(engine, workspace.id, fake, password="nope-0x51")
-    bad = cli(database_url, "pull", "bombora", "--workspace", workspace.name,
+    bad = intently(database_url, "pull", "bombora", "--workspace", workspace.name,
               INTENTLY_CREDENTIALS_KEY=KEY)  # fmt: skip
     assert bad.returncode == 1
     assert "refused the credentials" in " ".join(bad.stderr.split())

@@ -34,6 +34,7 @@ from intently.kit.timefmt import parse_iso8601
 from intently.settings import Settings
 from intently.signals.schemas import DEFAULT_G2_TAG_MAP
 from intently.signals.service import day_of
+from tests.clitools import intently
 from tests.conftest import Api, Workspace
 from tests.ingest.fake_g2 import COMPANIES, Event, FakeG2, Script
 
@@ -162,17 +163,6 @@ def test_topic_is_the_product_or_category(url: str, title: str, topic: str) -> N
 # ---- the CSV export ---------------------------------------------------------------------------
 
 
-def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, INTENTLY_DATABASE_URL=database_url, COLUMNS="160")
-    return subprocess.run(
-        [sys.executable, "-m", "intently", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def printed_counts(stdout: str) -> dict[str, str]:
     """The report table's rows: name -> value (counts and the run id)."""
     out = {}
@@ -195,7 +185,7 @@ def test_cli_import_happy_path(tmp_path: Path, database_url: str, workspace: Wor
         "ev-4,2026-04-22T11:00:00+02:00,products.reviews,,"
         "https://www.g2.com/products/acme-crm/reviews,Initech,initech.io",
     )
-    r = cli(database_url, "import", "g2", str(path), "--workspace", workspace.name)
+    r = intently(database_url, "import", "g2", str(path), "--workspace", workspace.name)
     assert r.returncode == 0, r.stderr
     counts = printed_counts(r.stdout)
     assert (counts["read"], counts["accepted"], counts["duplicate"], counts["rejected"]) == (
@@ -276,7 +266,7 @@ def test_a_file_that_is_not_a_g2_export_fails_fast(
         "expected Time, Tag, Company Name, Company Domain; found Company Name, Domain, Size, "
         "Industry, Category, Topic, Composite Score, Bucket Code"
     )
-    r = cli(database_url, "import", "g2", str(path), "--workspace", workspace.name)
+    r = intently(database_url, "import", "g2", str(path), "--workspace", workspace.name)
     assert r.returncode == 2
     assert "missing column(s) Time, Tag" in " ".join(r.stderr.split())
     runs = workspace.api.get("/ingest/runs", params={"source": "g2"}).json()["data"]["data"]

@@ -1,15 +1,7 @@
-"""`intently ip upload|lookup|clear`.
-
-Run as `python -m intently ip ...` in a subprocess once `ip_app` is registered on the
-main app; until then through typer's CliRunner on `intently.cli.ip.ip_app` (same
-commands, same settings from the environment, in this process).
-"""
+"""`intently ip upload|lookup|clear`, run as `python -m intently ip ...` in a subprocess."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +10,9 @@ from typing import Any
 import pytest
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
-from typer.testing import CliRunner
 
 from intently.ingest.resolvers import IpResolver, Match
-from intently.settings import get_settings
+from tests.clitools import intently
 
 
 @dataclass
@@ -34,41 +25,11 @@ class Result:
 Run = Callable[..., Result]
 
 
-def _registered(database_url: str) -> bool:
-    env = dict(os.environ, INTENTLY_DATABASE_URL=database_url)
-    done = subprocess.run(
-        [sys.executable, "-m", "intently", "ip", "--help"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    return done.returncode == 0 and "upload" in done.stdout
-
-
-@pytest.fixture(scope="module")
-def through_subprocess(database_url: str) -> bool:
-    return _registered(database_url)
-
-
 @pytest.fixture
-def ip_cli(database_url: str, through_subprocess: bool) -> Iterator[Run]:
+def ip_cli(database_url: str) -> Iterator[Run]:
     def run(*args: str, databases: str = "") -> Result:
-        env = {"INTENTLY_DATABASE_URL": database_url, "INTENTLY_IP_DATABASES": databases}
-        if through_subprocess:
-            done = subprocess.run(
-                [sys.executable, "-m", "intently", "ip", *args],
-                env=dict(os.environ, **env), capture_output=True, text=True, timeout=120,
-                check=False,
-            )  # fmt: skip
-            return Result(done.returncode, done.stdout, done.stderr)
-        from intently.cli.ip import ip_app
-
-        get_settings.cache_clear()
-        try:
-            r = CliRunner().invoke(ip_app, list(args), env=env)
-        finally:
-            get_settings.cache_clear()
-        if r.exception is not None and not isinstance(r.exception, SystemExit):
-            raise r.exception
-        return Result(r.exit_code, r.stdout, r.stderr)
+        done = intently(database_url, "ip", *args, INTENTLY_IP_DATABASES=databases)
+        return Result(done.returncode, done.stdout, done.stderr)
 
     yield run
 

@@ -4,10 +4,7 @@ and the ad analytics puller against a fake LinkedIn API over real HTTP (spec/sig
 from __future__ import annotations
 
 import csv
-import os
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
@@ -24,6 +21,7 @@ from intently.ingest.files import FileFormatError
 from intently.kit.db import read_tx
 from intently.kit.errors import BadRequest
 from intently.settings import Settings
+from tests.clitools import intently
 from tests.conftest import Api, Workspace
 from tests.ingest.fake_linkedin import Failure, FakeLinkedIn
 
@@ -47,16 +45,6 @@ def row(org: int | str, day: date | str = DAY, campaign: str = "", impressions: 
         name: str = "Co") -> list[Any]:  # fmt: skip
     urn = ORG.format(org) if isinstance(org, int) else org
     return [name, urn, str(day), campaign, impressions, clicks, engagements, leads]
-
-
-def cli(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "intently", *args],
-        env=dict(os.environ, INTENTLY_DATABASE_URL=database_url, COLUMNS="200", **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def account(api: Api, domain: str, linkedin_url: str | None = None) -> str:
@@ -213,7 +201,7 @@ def test_import_through_the_cli_reaches_the_account(
             row(1001, DAY + timedelta(days=1), "Q4 ABM", 80, 3, 4, 0, name="Acme"),
         ],
     )
-    r = cli(database_url, "import", "linkedin", str(path), "--workspace", workspace.name)
+    r = intently(database_url, "import", "linkedin", str(path), "--workspace", workspace.name)
     assert r.returncode == 0, r.stdout + r.stderr
     m = re.search(r"run id\W+([0-9a-f]{24})", r.stdout)
     assert m is not None, r.stdout
@@ -370,7 +358,7 @@ def test_unmapped_then_map_through_the_cli_reapplies(
     assert "urn:li:organization:5005 (Hooli)" in open_[0]["detail"]
     assert open_[0]["record"]["Campaign"] == "Retarget"
 
-    r = cli(database_url, "linkedin", "map", ORG.format(5005), "hooli.com",
+    r = intently(database_url, "linkedin", "map", ORG.format(5005), "hooli.com",
             "--workspace", workspace.name)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert "urn:li:organization:5005 -> hooli.com" in r.stdout
@@ -777,7 +765,7 @@ def test_pull_that_gives_up_fails_keeps_its_state_and_never_shows_the_token(
 
     assert TOKEN not in repr(report.as_dict()) and TOKEN not in str(run)
     assert TOKEN not in repr(describe(engine, ws))
-    listing = cli(database_url, "connections", "list", "--workspace", workspace.name)
+    listing = intently(database_url, "connections", "list", "--workspace", workspace.name)
     assert listing.returncode == 0, listing.stderr
     assert "linkedin" in listing.stdout and "HTTP 500" in listing.stdout
     assert TOKEN not in listing.stdout + listing.stderr
