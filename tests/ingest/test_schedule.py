@@ -123,3 +123,43 @@ def test_interval_falls_back_on_a_bad_setting() -> None:
     assert schedule.interval_us("g2", {"interval_minutes": "soon"}) == 60 * MINUTE
     assert schedule.interval_us("g2", {"interval_minutes": 0}) == 60 * MINUTE
     assert schedule.interval_us("linkedin", None) == 24 * 60 * MINUTE
+
+
+def test_the_scheduled_job_pulls_a_due_connection_for_real(
+    engine: Any, workspace: Workspace, database_url: str
+) -> None:
+    """Claim and pull as the worker does, with the real G2 puller against a fake G2."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.ingest.fake_g2 import Event, FakeG2
+
+    fake = FakeG2("sched-token").start()
+    try:
+        fake.company("c1", "Acme", "acme.com")
+        when = (datetime.now(UTC) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        fake.add(Event("s1", when, "products.pricing", "c1", embed="included"))
+        set_connection(
+            engine, workspace.id, "g2", key=KEY, credentials={"token": "sched-token"},
+            config={"base_url": fake.url, "initial_days": 1},
+        )  # fmt: skip
+        assert schedule.claim_due(engine, workspace=workspace.id) == [(workspace.id, "g2")]
+        settings = Settings(database_url=database_url, credentials_key=KEY)
+        out = schedule.run_pull(engine, settings, workspace.id, "g2")
+        assert (out["status"], out["accepted"]) == ("done", 1)
+        [c] = describe(engine, workspace.id)
+        assert c["last_status"] == "done"
+        # Claimed just now: not due again until its interval has passed.
+        assert schedule.claim_due(engine, workspace=workspace.id) == []
+    finally:
+        fake.stop()
+
+
+def test_the_worker_schedules_the_pull_job_every_five_minutes() -> None:
+    from datetime import datetime
+
+    from intently.worker import huey, pull_due_connections
+
+    task = pull_due_connections.task_class()
+    assert task.name in {t.name for t in huey._registry.periodic_tasks}
+    assert task.validate_datetime(datetime(2026, 1, 1, 10, 5))
+    assert not task.validate_datetime(datetime(2026, 1, 1, 10, 6))
