@@ -26,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from sqlalchemy.engine import Engine
 
 from intently.ingest.connections import get_connection, save_state
 from intently.ingest.files import CsvInput, FileFormatError
+from intently.ingest.http import GaveUp, Retryable, RetryPolicy, retry_after_seconds
 from intently.kit.domains import try_normalise_domain
 from intently.kit.errors import BadRequest, IntentlyError
 from intently.settings import Settings
@@ -314,23 +314,6 @@ class RateLimiter:
         sent.append(now)
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds (delta-seconds or an HTTP date), or None when absent or bad."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 class BomboraApi:
     """Bombora's report API over one httpx client: Basic auth, the rate limit, retries.
 
@@ -357,17 +340,15 @@ class BomboraApi:
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         # Longest first, so that no secret is left half-replaced inside another.
         self._secrets = sorted({s for s in (token, username, password) if s}, key=len)[::-1]
-        self.sleep, self.clock, self.max_tries, self.jitter = sleep, clock, max_tries, jitter
+        self.sleep, self.clock, self.max_tries = sleep, clock, max_tries
+        # No max_retry_after: a 429's wait is checked against MAX_RETRY_AFTER in send().
+        self.retries = RetryPolicy(max_tries, BACKOFF_BASE, BACKOFF_CAP, jitter=jitter)
         self.limiter = RateLimiter(REQUESTS_PER_MINUTE, 60.0, clock=clock, sleep=sleep)
 
     def redact(self, text: str) -> str:
         for s in self._secrets:
             text = text.replace(s, "***")
         return text
-
-    def _backoff(self, attempt: int) -> float:
-        delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-        return delay / 2 + self.jitter() * delay / 2  # "equal jitter": never less than half
 
     def send(
         self,
@@ -380,10 +361,9 @@ class BomboraApi:
     ) -> tuple[httpx.Response, bytes | None]:
         """One call with its retries; a non-JSON success body is streamed to `sink` (None)."""
         what = f"{method} {path}"
-        problem = ""
-        for attempt in range(1, self.max_tries + 1):
+
+        def once() -> tuple[httpx.Response, bytes | None]:
             self.limiter.acquire()
-            wait: float | None = None
             try:
                 with self.client.stream(
                     method, self.base_url + path, params=params, json=json, auth=self._auth
@@ -391,14 +371,17 @@ class BomboraApi:
                     code = resp.status_code
                     if code == 429 or code >= 500:
                         resp.read()
-                        problem = f"HTTP {code}"
+                        wait = None
                         if code == 429:
-                            wait = _retry_after(resp.headers.get("retry-after"))
+                            wait = retry_after_seconds(resp.headers.get("retry-after"))
+                            # Checked here rather than by the policy, so that a long wait
+                            # gives up even when this was the last try.
                             if wait is not None and wait > MAX_RETRY_AFTER:
                                 raise PullError(
                                     f"Bombora asked to wait {wait:.0f} s before {what} "
                                     "(rate limited); try the pull again later"
                                 )
+                        raise Retryable(f"HTTP {code}", wait)
                     elif code in (401, 403):
                         raise PullError(
                             f"Bombora refused the credentials (HTTP {code} on {what}): "
@@ -417,16 +400,18 @@ class BomboraApi:
                             return resp, None
                         return resp, resp.read()
             except httpx.TransportError as exc:
-                problem = type(exc).__name__
-            if attempt == self.max_tries:
-                break
-            delay = wait if wait is not None else self._backoff(attempt)
+                raise Retryable(type(exc).__name__) from None
+
+        def retrying(attempt: int, problem: str, delay: float) -> None:
             log.info(
                 "bombora: %s failed (%s), retry %d of %d in %.1f s",
                 what, problem, attempt, self.max_tries - 1, delay,
             )  # fmt: skip
-            self.sleep(delay)
-        raise PullError(f"{what} failed {self.max_tries} times; last: {problem}")
+
+        try:
+            return self.retries.call(once, self.sleep, retrying)
+        except GaveUp as exc:
+            raise PullError(f"{what} failed {self.max_tries} times; last: {exc.problem}") from None
 
     def json(self, method: str, path: str, **kw: Any) -> Any:
         resp, body = self.send(method, path, **kw)

@@ -15,12 +15,10 @@ pull that stops re-reads (duplicates), never skips (gaps).
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from intently.ingest.connections import get_connection, save_state
 from intently.ingest.files import CsvInput
+from intently.ingest.http import GaveUp, Retryable, RetryPolicy, retry_after_seconds
 from intently.kit.domains import try_normalise_domain
 from intently.kit.errors import BadRequest, IntentlyError
 from intently.kit.timefmt import parse_iso8601
@@ -316,6 +315,14 @@ class G2Api:
             "Content-Type": JSONAPI,
         }
         self._companies: dict[str, dict[str, Any] | None] = {}
+        # A Retry-After beyond max_retry_after is waited only that long, not given up on.
+        self.retries = RetryPolicy(
+            cfg.max_tries,
+            cfg.backoff_base,
+            cfg.backoff_max,
+            max_retry_after=cfg.max_retry_after,
+            clamp_retry_after=True,
+        )
 
     def scrub(self, text: str) -> str:
         """A message with the token blanked out, in case a server or library echoed it."""
@@ -327,22 +334,6 @@ class G2Api:
         if _origin(url) != _origin(self.cfg.base_url):
             raise G2Error(f"G2 sent a link to another host ({urlsplit(url).netloc}); not followed")
         return url
-
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.cfg.backoff_max, self.cfg.backoff_base * 2 ** (attempt - 1))
-        # "Equal jitter": at least half the step, so the waits still grow.
-        return random.uniform(ceiling / 2, ceiling)
-
-    def _retry_after(self, response: httpx.Response, attempt: int) -> float:
-        raw = response.headers.get("Retry-After", "").strip()
-        try:
-            seconds = float(raw)
-        except ValueError:
-            try:
-                seconds = (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds()
-            except (TypeError, ValueError, IndexError):
-                return self._backoff(attempt)
-        return min(max(seconds, 0.0), self.cfg.max_retry_after)
 
     def get(self, url: str, params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """One JSON:API document. Raises G2Error."""
@@ -356,38 +347,40 @@ class G2Api:
     ) -> dict[str, Any] | None:
         """One JSON:API document; None for a 404 when `missing_ok`. Raises G2Error."""
         path = urlsplit(url).path
-        problem = ""
-        for attempt in range(1, self.cfg.max_tries + 1):
+
+        def once() -> dict[str, Any] | None:
             try:
                 response = self.http.get(url, params=params, headers=self._headers)
             except httpx.TransportError as exc:  # refused, reset, timed out
-                problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                wait = self._backoff(attempt)
-            else:
-                code = response.status_code
-                if code == 429:
-                    problem, wait = "HTTP 429 (rate limited)", self._retry_after(response, attempt)
-                elif code >= 500:
-                    problem, wait = f"HTTP {code}", self._backoff(attempt)
-                elif code in (401, 403):
-                    raise G2Error(
-                        f"G2 refused the token (HTTP {code}) at {path}: set the g2 connection's "
-                        "token again (`intently connections set g2 -c token=...`)"
-                    )
-                elif code == 404 and missing_ok:
-                    return None
-                elif code >= 400:
-                    raise G2Error(
-                        self.scrub(f"G2 answered HTTP {code} at {path}: {response.text[:200]}")
-                    )
-                else:
-                    return self._document(response, path)
-            if attempt == self.cfg.max_tries:
-                break
-            self.sleep(wait)
-        raise G2Error(
-            self.scrub(f"G2 kept failing at {path}: {self.cfg.max_tries} tries, last {problem}")
-        )
+                name = type(exc).__name__
+                raise Retryable(f"{name}: {exc}" if str(exc) else name) from None
+            code = response.status_code
+            if code == 429:
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                raise Retryable("HTTP 429 (rate limited)", wait)
+            if code >= 500:
+                raise Retryable(f"HTTP {code}")
+            if code in (401, 403):
+                raise G2Error(
+                    f"G2 refused the token (HTTP {code}) at {path}: set the g2 connection's "
+                    "token again (`intently connections set g2 -c token=...`)"
+                )
+            if code == 404 and missing_ok:
+                return None
+            if code >= 400:
+                raise G2Error(
+                    self.scrub(f"G2 answered HTTP {code} at {path}: {response.text[:200]}")
+                )
+            return self._document(response, path)
+
+        try:
+            return self.retries.call(once, self.sleep)
+        except GaveUp as exc:
+            raise G2Error(
+                self.scrub(
+                    f"G2 kept failing at {path}: {self.cfg.max_tries} tries, last {exc.problem}"
+                )
+            ) from None
 
     @staticmethod
     def _document(response: httpx.Response, path: str) -> dict[str, Any]:

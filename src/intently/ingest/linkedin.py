@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -51,6 +49,7 @@ from sqlalchemy.engine import Connection, Engine
 from intently.accounts.tables import accounts as accounts_t
 from intently.ingest.connections import get_connection, save_state
 from intently.ingest.files import CsvInput, FileFormatError, header_key
+from intently.ingest.http import GaveUp, Retryable, RetryPolicy, retry_after_seconds
 from intently.ingest.tables import linkedin_orgs
 from intently.kit.db import param_marker, read_tx, write_tx
 from intently.kit.domains import try_normalise_domain
@@ -843,30 +842,6 @@ class PullConfig:
         )
 
 
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds (a number of seconds or an HTTP date)."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 class LinkedinApi:
     """LinkedIn's REST API with a bearer token: bounded retries, and the token kept out of
     every message."""
@@ -885,6 +860,9 @@ class LinkedinApi:
         self.client, self.config, self.sleep = client, config, sleep
         self._token = token
         self.last_status = 0
+        self.retries = RetryPolicy(
+            config.max_tries, self.BACKOFF_S, self.BACKOFF_CAP_S, self.RETRY_AFTER_CAP_S
+        )
 
     def scrub(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
@@ -899,38 +877,28 @@ class LinkedinApi:
 
     def get(self, url: str, what: str, *, missing_ok: bool = False) -> Any:
         """GET JSON; None for 403/404 when `missing_ok`. Raises LinkedinApiError."""
-        last = ""
-        for attempt in range(self.config.max_tries):
-            try:
-                return self._once(url, what, missing_ok)
-            except _Retryable as exc:
-                last = str(exc)
-                if attempt + 1 >= self.config.max_tries:
-                    break
-                delay = exc.retry_after
-                if delay is None:
-                    ceiling = min(self.BACKOFF_CAP_S, self.BACKOFF_S * 2**attempt)
-                    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-                elif delay > self.RETRY_AFTER_CAP_S:
-                    raise LinkedinApiError(
-                        self.scrub(f"{last}; LinkedIn asked to wait {delay:.0f} s, giving up")
-                    ) from None
-                self.sleep(delay)
-        raise LinkedinApiError(self.scrub(f"{last} (gave up after {self.config.max_tries} tries)"))
+        try:
+            return self.retries.call(lambda: self._once(url, what, missing_ok), self.sleep)
+        except GaveUp as exc:
+            if exc.wait is not None:
+                message = f"{exc.problem}; LinkedIn asked to wait {exc.wait:.0f} s, giving up"
+            else:
+                message = f"{exc.problem} (gave up after {self.config.max_tries} tries)"
+            raise LinkedinApiError(self.scrub(message)) from None
 
     def _once(self, url: str, what: str, missing_ok: bool) -> Any:
         self.last_status = 0
         try:
             resp = self.client.get(url, headers=self._headers())
         except httpx.TimeoutException:
-            raise _Retryable(f"LinkedIn {what}: timed out") from None
+            raise Retryable(f"LinkedIn {what}: timed out") from None
         except httpx.TransportError as exc:
-            raise _Retryable(f"LinkedIn {what}: {type(exc).__name__}") from None
+            raise Retryable(f"LinkedIn {what}: {type(exc).__name__}") from None
         status = self.last_status = resp.status_code
         if status == 429 or status >= 500:
-            raise _Retryable(
+            raise Retryable(
                 f"LinkedIn {what}: HTTP {status}{_message(resp)}",
-                _retry_after(resp.headers.get("Retry-After")),
+                retry_after_seconds(resp.headers.get("Retry-After")),
             )
         if missing_ok and status in (403, 404):
             return None
