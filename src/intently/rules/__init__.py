@@ -1,0 +1,69 @@
+"""The rule language shared by journey stages and dynamic segments (spec "Rule language").
+
+`parse_rule` validates a document, `evaluate` answers for one account in memory (with
+`load_facts`), `compile_rule` / `matching_ids` answer for every account in one query;
+the two agree (tests/rules/test_equivalence.py). Semantics: `intently.rules.language`.
+"""
+
+from intently.rules.facts import (
+    AccountFacts,
+    ActivityFact,
+    DealFact,
+    SignalDay,
+    custom_field_types,
+    load_facts,
+)
+from intently.rules.language import (
+    DEFAULT_DEAL_STAGES,
+    ActivityLeaf,
+    All,
+    AnyOf,
+    Context,
+    DealLeaf,
+    DealStageMap,
+    FieldLeaf,
+    Not,
+    NumCmp,
+    Rule,
+    SignalLeaf,
+    SurgeLeaf,
+    SurgeParams,
+    deal_status,
+    is_surging,
+    leaves,
+    parse_rule,
+    rule_doc,
+)
+from intently.rules.memory import evaluate
+from intently.rules.sql import compile_rule, matching_ids
+
+__all__ = [
+    "DEFAULT_DEAL_STAGES",
+    "AccountFacts",
+    "ActivityFact",
+    "ActivityLeaf",
+    "All",
+    "AnyOf",
+    "Context",
+    "DealFact",
+    "DealLeaf",
+    "DealStageMap",
+    "FieldLeaf",
+    "Not",
+    "NumCmp",
+    "Rule",
+    "SignalDay",
+    "SignalLeaf",
+    "SurgeLeaf",
+    "SurgeParams",
+    "compile_rule",
+    "custom_field_types",
+    "deal_status",
+    "evaluate",
+    "is_surging",
+    "leaves",
+    "load_facts",
+    "matching_ids",
+    "parse_rule",
+    "rule_doc",
+]
