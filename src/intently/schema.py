@@ -9,7 +9,9 @@ from intently.ingest import tables as _ingest  # noqa: F401
 from intently.kit import jobs as _jobs  # noqa: F401
 from intently.kit import secrets as _secrets  # noqa: F401
 from intently.kit.db import metadata
+from intently.scoring import tables as _scoring  # noqa: F401
 from intently.segments import tables as _segments  # noqa: F401
 from intently.signals import tables as _signals  # noqa: F401
+from intently.stages import tables as _stages  # noqa: F401
 
 __all__ = ["metadata"]

@@ -129,7 +129,8 @@ def by_external_ids(
 
 # The bulk paths below are the API's hottest writes; they skip SQLAlchemy's per-row
 # parameter processing and hand the driver plain tuples (JSON pre-encoded).
-_INSERT_COLUMNS = tuple(c.name for c in a.columns)
+# A new account has no scores yet, so no model version either (it stays NULL).
+_INSERT_COLUMNS = tuple(c.name for c in a.columns if c.name != "score_model_version")
 _JSON_COLUMNS = frozenset({"tags", "custom_fields"})
 
 

@@ -23,6 +23,8 @@ accounts = Table(
     Column("rtp_advertising_activity_score", Float, nullable=False, default=0),
     Column("rtp_journey_stage", Text, nullable=True),
     Column("rtp_last_account_date", BigInteger, nullable=True),
+    # The scoring model version that produced the stored scores (NULL: never scored).
+    Column("score_model_version", Integer, nullable=True),
     Column("created_at", BigInteger, nullable=False),
     # The workspace change clock at the last change of anything the account returns.
     Column("changed_at", BigInteger, nullable=False),

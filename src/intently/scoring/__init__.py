@@ -1,0 +1,1 @@
+"""Account scoring: the versioned model, the set-based engine, runs, explanations."""

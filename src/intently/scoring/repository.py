@@ -1,0 +1,344 @@
+"""Scoring's queries: models, runs, claims, the per-batch aggregate and the score writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.engine import Connection
+
+from intently.kit.db import fetch_all, in_values, json_value, lock_workspace, param_marker
+from intently.scoring.schemas import ALL_SCORES
+from intently.scoring.tables import scoring_claims, scoring_models, scoring_runs
+
+FACTORS = "scoring_factors"
+
+# ---- models ------------------------------------------------------------------------------
+
+
+def latest_model(conn: Connection, ws: int) -> tuple[int, dict[str, Any], int] | None:
+    """(version, model, created_at) of the newest model, or None."""
+    row = conn.execute(
+        select(scoring_models.c.version, scoring_models.c.model, scoring_models.c.created_at)
+        .where(scoring_models.c.workspace_id == ws)
+        .order_by(scoring_models.c.version.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return int(row[0]), json_value(row[1]), int(row[2])
+
+
+def insert_model(conn: Connection, ws: int, model: dict[str, Any], now: int) -> int:
+    """Store `model` as the next version (serialised with the workspace's other writers)."""
+    lock_workspace(conn, ws)
+    current = conn.execute(
+        select(func.max(scoring_models.c.version)).where(scoring_models.c.workspace_id == ws)
+    ).scalar()
+    version = int(current or 0) + 1
+    conn.execute(
+        insert(scoring_models).values(workspace_id=ws, version=version, model=model, created_at=now)
+    )
+    return version
+
+
+# ---- runs and claims ---------------------------------------------------------------------
+
+
+def insert_run(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(scoring_runs).values(**row))
+
+
+def finish_run(conn: Connection, ws: int, run_id: str, values: dict[str, Any]) -> None:
+    conn.execute(
+        update(scoring_runs)
+        .where(scoring_runs.c.workspace_id == ws, scoring_runs.c.id == run_id)
+        .values(**values)
+    )
+
+
+def last_watermark(conn: Connection, ws: int) -> int | None:
+    """The watermark of the newest finished run: what incremental runs start from."""
+    return conn.execute(
+        select(func.max(scoring_runs.c.watermark)).where(
+            scoring_runs.c.workspace_id == ws,
+            scoring_runs.c.status == "done",
+            scoring_runs.c.kind.in_(("full", "incremental")),
+        )
+    ).scalar()
+
+
+def recent_runs(conn: Connection, ws: int, limit: int) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(scoring_runs)
+        .where(scoring_runs.c.workspace_id == ws)
+        .order_by(scoring_runs.c.started_at.desc(), scoring_runs.c.id.desc())
+        .limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def claim(conn: Connection, ws: int, kind: str, now: int, hold_us: int) -> bool:
+    """Take the workspace's `kind` run until now + hold_us unless someone holds it now.
+
+    A conditional UPDATE: of two workers claiming at once, the second matches no row.
+    """
+    m = param_marker(conn)
+    conn.exec_driver_sql(
+        f"INSERT INTO scoring_claims (workspace_id, kind, held_until) VALUES ({m}, {m}, 0) "
+        "ON CONFLICT (workspace_id, kind) DO NOTHING",
+        (ws, kind),
+    )
+    got = conn.execute(
+        update(scoring_claims)
+        .where(
+            scoring_claims.c.workspace_id == ws,
+            scoring_claims.c.kind == kind,
+            scoring_claims.c.held_until <= now,
+        )
+        .values(held_until=now + hold_us, last_started_at=now)
+    ).rowcount
+    return bool(got == 1)
+
+
+def release(conn: Connection, ws: int, kind: str, until: int) -> None:
+    """Let the next claim succeed from `until` on."""
+    conn.execute(
+        update(scoring_claims)
+        .where(scoring_claims.c.workspace_id == ws, scoring_claims.c.kind == kind)
+        .values(held_until=until)
+    )
+
+
+def workspace_ids(conn: Connection) -> list[int]:
+    return [int(r[0]) for r in conn.execute(text("SELECT id FROM workspaces ORDER BY id"))]
+
+
+# ---- the factor table and the aggregate ---------------------------------------------------
+
+
+def load_factors(conn: Connection, rows: Sequence[tuple[str, str, int, float, int, float]]) -> None:
+    """(source, type, day, increment x decay factor, 1 if by value, cap) into a temp table.
+
+    A temporary table lives with this connection only, so concurrent runs do not see
+    each other's factors; the key lets the aggregate look a rollup row's factor up.
+    """
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {FACTORS}")
+    conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE {FACTORS} (source VARCHAR(32) NOT NULL, "
+        "type VARCHAR(48) NOT NULL, day INTEGER NOT NULL, w DOUBLE PRECISION NOT NULL, "
+        "uv INTEGER NOT NULL, cap DOUBLE PRECISION NOT NULL, PRIMARY KEY (source, type, day))"
+    )
+    m = param_marker(conn)
+    if rows:
+        conn.exec_driver_sql(
+            f"INSERT INTO {FACTORS} (source, type, day, w, uv, cap) "
+            f"VALUES ({m}, {m}, {m}, {m}, {m}, {m})",
+            list(rows),
+        )
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql(f"ANALYZE {FACTORS}")
+
+
+def drop_factors(conn: Connection) -> None:
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {FACTORS}")
+
+
+def batch_ids(conn: Connection, ws: int, after: str, limit: int) -> list[str]:
+    """The next `limit` account ids after `after`, in id order (keyset)."""
+    m = param_marker(conn)
+    return [
+        str(r[0])
+        for r in fetch_all(
+            conn,
+            f"SELECT id FROM accounts WHERE workspace_id = {m} AND id > {m} ORDER BY id LIMIT {m}",
+            (ws, after, limit),
+        )
+    ]
+
+
+def _account_filter(
+    conn: Connection, ids: Sequence[str], ranged: bool
+) -> tuple[str, tuple[Any, ...]]:
+    """The batch as an id range (a keyset batch is every account in it) or an id list."""
+    if ranged:
+        m = param_marker(conn)
+        return f"a.id >= {m} AND a.id <= {m}", (ids[0], ids[-1])
+    return in_values(conn, "a.id", list(ids))
+
+
+def source_points(
+    conn: Connection, ws: int, ids: Sequence[str], *, ranged: bool
+) -> list[tuple[str, str, float]]:
+    """(account id, source, sum of its types' capped, decayed points) for the batch.
+
+    One query: the rollups of the batch's domains joined with the factor table (which
+    holds only the days still worth points), summed per type and capped, then summed per
+    source. The per-type cap is the one non-linear step, so it has to happen here.
+    """
+    if not ids:
+        return []
+    where, params = _account_filter(conn, ids, ranged)
+    m = param_marker(conn)
+    units = "(CASE WHEN f.uv = 1 THEN d.value_sum ELSE d.count END) * f.w"
+    if conn.dialect.name == "sqlite":
+        # CROSS JOIN fixes SQLite's join order: without statistics it may start from the
+        # rollups for an id list and read all of them.
+        sql = (
+            "SELECT t.aid, t.source, SUM(t.pts) FROM ("
+            f"SELECT a.id AS aid, d.source AS source, MIN(MAX(f.cap), SUM({units})) AS pts "
+            f"FROM accounts a CROSS JOIN signal_daily d CROSS JOIN {FACTORS} f "
+            f"WHERE a.workspace_id = {m} AND {where} "
+            "AND d.workspace_id = a.workspace_id AND d.domain = a.domain "
+            "AND f.source = d.source AND f.type = d.type AND f.day = d.day "
+            "GROUP BY a.id, d.source, d.type) t "
+            "GROUP BY t.aid, t.source"
+        )
+    else:
+        # LATERAL: PostgreSQL otherwise hash-joins the whole rollup table with the factors
+        # for every batch. JIT compilation cost more than the query itself (~0.5 s each).
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        sql = (
+            "SELECT a.id, x.source, SUM(x.pts) FROM accounts a CROSS JOIN LATERAL ("
+            f"SELECT d.source AS source, LEAST(MAX(f.cap), SUM({units})) AS pts "
+            f"FROM signal_daily d JOIN {FACTORS} f "
+            "ON f.source = d.source AND f.type = d.type AND f.day = d.day "
+            "WHERE d.workspace_id = a.workspace_id AND d.domain = a.domain "
+            "GROUP BY d.source, d.type) x "
+            f"WHERE a.workspace_id = {m} AND {where} "
+            "GROUP BY a.id, x.source"
+        )
+    return [(str(r[0]), str(r[1]), float(r[2] or 0.0)) for r in fetch_all(conn, sql, (ws, *params))]
+
+
+def stored_scores(
+    conn: Connection, ws: int, ids: Sequence[str], *, ranged: bool
+) -> dict[str, tuple[Any, ...]]:
+    """{id: (the five scores..., stage, score_model_version)} as stored now."""
+    if not ids:
+        return {}
+    where, params = _account_filter(conn, ids, ranged)
+    m = param_marker(conn)
+    cols = ", ".join(f"a.{c}" for c in (*ALL_SCORES, "rtp_journey_stage", "score_model_version"))
+    sql = f"SELECT a.id, {cols} FROM accounts a WHERE a.workspace_id = {m} AND {where}"
+    return {str(r[0]): tuple(r[1:]) for r in fetch_all(conn, sql, (ws, *params))}
+
+
+def write_scores(
+    conn: Connection,
+    ws: int,
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    with_stage: bool,
+    clock: int,
+    version: int,
+) -> None:
+    """Rows of (five scores..., [stage,] id): the account changed; stamp it.
+
+    rtp_last_account_date takes the clock's value (micros, now or just after): an account
+    whose changed_at equals it was last changed by scoring, which incremental runs skip.
+    """
+    if not rows:
+        return
+    cols = [*ALL_SCORES, *(["rtp_journey_stage"] if with_stage else [])]
+    tail = "score_model_version = {m}, rtp_last_account_date = {m}, changed_at = {m}"
+    if conn.dialect.name != "sqlite":
+        # One statement over arrays: a round trip per row was half of a PostgreSQL run.
+        kinds = ["float8"] * len(ALL_SCORES) + (["text"] if with_stage else [])
+        arrays = ", ".join(f"%s::{k}[]" for k in ["text", *kinds])
+        names = ", ".join(["id", *(f"v{i}" for i in range(len(cols)))])
+        sets = ", ".join(f"{c} = v.v{i}" for i, c in enumerate(cols))
+        sql = (
+            f"UPDATE accounts a SET {sets}, {tail.format(m='%s')} "
+            f"FROM unnest({arrays}) AS v({names}) WHERE a.workspace_id = %s AND a.id = v.id"
+        )
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        conn.exec_driver_sql(sql, (version, clock, clock, columns[-1], *columns[:-1], ws))
+        return
+    m = param_marker(conn)
+    sets = ", ".join(f"{c} = {m}" for c in cols)
+    sql = f"UPDATE accounts SET {sets}, {tail.format(m=m)} WHERE workspace_id = {m} AND id = {m}"
+    conn.exec_driver_sql(sql, [(*r[:-1], version, clock, clock, ws, r[-1]) for r in rows])
+
+
+def write_versions(conn: Connection, ws: int, ids: Sequence[str], version: int) -> None:
+    """Only the model version moved (scores equal): not a change the API shows, no stamp."""
+    if not ids:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.exec_driver_sql(
+            "UPDATE accounts SET score_model_version = %s WHERE workspace_id = %s AND id = ANY(%s)",
+            (version, ws, list(ids)),
+        )
+        return
+    conn.exec_driver_sql(
+        "UPDATE accounts SET score_model_version = ? WHERE workspace_id = ? AND id = ?",
+        [(version, ws, i) for i in ids],
+    )
+
+
+# ---- incremental ---------------------------------------------------------------------------
+
+
+def touched_since(conn: Connection, ws: int, since: int) -> list[str]:
+    """Accounts with signals received, deals or activities written, or themselves changed
+    by something other than scoring (created, domain or fields changed) after `since`."""
+    m = param_marker(conn)
+    sql = (
+        "SELECT a.id FROM accounts a JOIN (SELECT DISTINCT domain FROM signals "
+        f"WHERE workspace_id = {m} AND received_at > {m}) s ON s.domain = a.domain "
+        f"WHERE a.workspace_id = {m} "
+        f"UNION SELECT a.id FROM accounts a WHERE a.workspace_id = {m} AND a.changed_at > {m} "
+        "AND (a.rtp_last_account_date IS NULL OR a.changed_at <> a.rtp_last_account_date) "
+        "UNION SELECT a.id FROM deal_accounts da "
+        "JOIN accounts a ON a.workspace_id = da.workspace_id "
+        "AND (a.external_id = da.external_id OR a.domain = da.domain) "
+        f"WHERE da.workspace_id = {m} AND da.deal_id IN (SELECT d.id FROM deals d "
+        f"WHERE d.workspace_id = {m} AND d.updated_at > {m}) "
+        "UNION SELECT a.id FROM activities x "
+        "JOIN accounts a ON a.workspace_id = x.workspace_id AND a.domain = x.domain "
+        f"WHERE x.workspace_id = {m} AND x.created_at > {m}"
+    )
+    rows = fetch_all(conn, sql, (ws, since, ws, ws, since, ws, ws, since, ws, since))
+    return sorted(str(r[0]) for r in rows)
+
+
+def count_accounts(conn: Connection, ws: int) -> int:
+    m = param_marker(conn)
+    return int(
+        fetch_all(conn, f"SELECT count(*) FROM accounts WHERE workspace_id = {m}", (ws,))[0][0]
+    )
+
+
+# ---- explanation -----------------------------------------------------------------------------
+
+
+def account_row(conn: Connection, ws: int, aid: str) -> dict[str, Any] | None:
+    m = param_marker(conn)
+    cols = (
+        "id", "domain", *ALL_SCORES, "rtp_journey_stage", "score_model_version",
+        "rtp_last_account_date",
+    )  # fmt: skip
+    rows = fetch_all(
+        conn,
+        f"SELECT {', '.join(cols)} FROM accounts WHERE workspace_id = {m} AND id = {m}",
+        (ws, aid),
+    )
+    return dict(zip(cols, rows[0], strict=True)) if rows else None
+
+
+def daily_rows(
+    conn: Connection, ws: int, domain: str, first_day: int, last_day: int
+) -> list[tuple[str, str, int, int, float]]:
+    """(source, type, day, count, value_sum) of one domain's rollups in the day range."""
+    m = param_marker(conn)
+    sql = (
+        "SELECT source, type, day, SUM(count), SUM(value_sum) FROM signal_daily "
+        f"WHERE workspace_id = {m} AND domain = {m} AND day >= {m} AND day <= {m} "
+        "GROUP BY source, type, day"
+    )
+    return [
+        (str(r[0]), str(r[1]), int(r[2]), int(r[3]), float(r[4]))
+        for r in fetch_all(conn, sql, (ws, domain, first_day, last_day))
+    ]

@@ -1,0 +1,59 @@
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
+
+from intently.kit.db import JSONDoc, metadata
+
+# Every change of a workspace's scoring model is a new version; the newest is active.
+scoring_models = Table(
+    "scoring_models",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("model", JSONDoc, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# One row per scoring run, full or incremental, with what it did.
+scoring_runs = Table(
+    "scoring_runs",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("id", String(24), primary_key=True),
+    Column("kind", String(16), nullable=False),  # full | incremental | accounts
+    Column("status", String(16), nullable=False),  # running | done | failed
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("scored", Integer, nullable=False, default=0),
+    Column("changed", Integer, nullable=False, default=0),
+    Column("model_version", Integer, nullable=False),
+    # Signals, deals and activities seen up to here are scored once the run is done;
+    # the next incremental run looks after it (the newest done run's watermark).
+    Column("watermark", BigInteger, nullable=False),
+    Column("error", Text, nullable=True),
+)
+Index(
+    "ix_scoring_runs_workspace_id_started_at",
+    scoring_runs.c.workspace_id,
+    scoring_runs.c.started_at,
+)
+
+# Per workspace and kind of run: who holds it until when, so one worker runs it at a time.
+scoring_claims = Table(
+    "scoring_claims",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("held_until", BigInteger, nullable=False),
+    Column("last_started_at", BigInteger, nullable=True),
+)
+
+# Incremental runs look up the domains that received signals since their watermark.
+from intently.signals.tables import signals  # noqa: E402
+
+Index("ix_signals_workspace_id_received_at", signals.c.workspace_id, signals.c.received_at)
+
+# ... and the accounts whose deals or sales activities changed (their stage may move).
+from intently.activities.tables import activities  # noqa: E402
+from intently.deals.tables import deals  # noqa: E402
+
+Index("ix_deals_workspace_id_updated_at", deals.c.workspace_id, deals.c.updated_at)
+Index("ix_activities_workspace_id_created_at", activities.c.workspace_id, activities.c.created_at)
