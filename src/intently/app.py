@@ -34,9 +34,11 @@ from intently.kit.errors import IntentlyError, ValidationFailed
 from intently.kit.pagination import CursorCodec
 from intently.kit.secrets import get_or_create_secret
 from intently.kit.web import BODY_MODELS, AppState
+from intently.scoring import endpoints as scoring_endpoints
 from intently.segments import endpoints as segments_endpoints
 from intently.settings import Settings, get_settings
 from intently.signals import endpoints as signals_endpoints
+from intently.stages import endpoints as stages_endpoints
 
 log = logging.getLogger("intently")
 
@@ -85,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(activities_endpoints.router(), prefix=prefix)
         app.include_router(segments_endpoints.router(), prefix=prefix)
         app.include_router(signals_endpoints.router(), prefix=prefix)
+        app.include_router(stages_endpoints.router(), prefix=prefix)
+        app.include_router(scoring_endpoints.router(), prefix=prefix)
     # The website collector (/v1/..., /t.js) and GET /api/v1/website, at the root.
     app.include_router(collector_endpoints.router())
 

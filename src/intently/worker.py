@@ -42,3 +42,26 @@ def pull_due_connections() -> list[dict[str, Any]]:
     for r in results:
         log.info("pull %s workspace %s: %s", r["provider"], r["workspace"], r["status"])
     return results
+
+
+@huey.periodic_task(crontab(minute="0"))
+def rescore_all_workspaces() -> list[dict[str, Any]]:
+    """Every hour: score every account of every workspace (claimed per workspace)."""
+    from intently.scoring.service import run_claimed
+
+    results = run_claimed(engine(), "full")
+    for r in results:
+        log.info("scoring (full) workspace %s: %s", r["workspace"], r)
+    return results
+
+
+@huey.periodic_task(crontab(minute="*"))
+def rescore_touched_accounts() -> list[dict[str, Any]]:
+    """Every minute: score the accounts with new signals, deals or activities."""
+    from intently.scoring.service import run_claimed
+
+    results = run_claimed(engine(), "incremental")
+    for r in results:
+        if r.get("changed") or r.get("error"):
+            log.info("scoring (incremental) workspace %s: %s", r["workspace"], r)
+    return results

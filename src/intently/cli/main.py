@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from intently.cli import ingest
+from intently.cli import ingest, scoring
 from intently.cli.ip import ip_app
 from intently.settings import get_settings
 
@@ -20,6 +20,7 @@ workspaces_app = typer.Typer(help="Workspaces and their settings.", no_args_is_h
 app.add_typer(keys_app, name="keys")
 app.add_typer(workspaces_app, name="workspaces")
 ingest.register(app)
+scoring.register(app)
 app.add_typer(ip_app, name="ip")
 
 

@@ -1,0 +1,160 @@
+"""`intently scoring show|set` (the model) and `intently score` (a run by hand)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from intently.cli.common import (
+    WORKSPACE_HELP,
+    engine,
+    err_console,
+    fail,
+    intently_errors,
+    out_console,
+    workspace_id,
+)
+
+scoring_app = typer.Typer(help="The scoring model (versioned per workspace).", no_args_is_help=True)
+
+Workspace = typer.Option(None, "--workspace", "-w", help=WORKSPACE_HELP)
+
+
+@scoring_app.command("show")
+def show(workspace: str | None = Workspace) -> None:
+    """Print the active scoring model as JSON, with its version (0: the default)."""
+    from intently.scoring.service import get_model
+
+    eng = engine()
+    data = get_model(eng, workspace_id(eng, workspace))
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+@scoring_app.command("set")
+def set_model(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The model as JSON."),
+    workspace: str | None = Workspace,
+) -> None:
+    """Replace the scoring model with the one in FILE (a new version); every problem named."""
+    from intently.scoring.service import put_model
+
+    try:
+        body = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail(f"{file} is not JSON: {exc}")
+    eng = engine()
+    with intently_errors():
+        data = put_model(eng, workspace_id(eng, workspace), body)
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def score_command(
+    workspace: str | None = Workspace,
+    full: bool = typer.Option(
+        False, "--full", help="Score every account, not only those touched since the last run."
+    ),
+) -> None:
+    """Score accounts now, with a progress bar and a summary (scored, changed, seconds)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from intently.scoring.service import run_scoring
+
+    eng = engine()
+    ws = workspace_id(eng, workspace)
+    progress = Progress(
+        TextColumn("[bold]scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("accounts"),
+        TimeElapsedColumn(),
+        console=err_console,
+    )
+    task = progress.add_task("scoring", total=None)
+
+    def update(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    with intently_errors(), progress:
+        summary = run_scoring(eng, ws, full=full, on_progress=update)
+    out_console.print(
+        f"{summary.kind} run {summary.run_id}: {summary.scored:,} accounts scored, "
+        f"{summary.changed:,} changed, {summary.seconds:.2f} s (model version "
+        f"{summary.model_version})",
+        highlight=False,
+    )
+
+
+@scoring_app.command("dry-run")
+def dry_run_command(
+    file: Path = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        help='JSON: {"model": ..., "stages": ...} (either or both).',
+    ),
+    workspace: str | None = Workspace,
+) -> None:
+    """What a proposed model and/or stage list would change, without saving it (JSON)."""
+    from intently.scoring.whatif import dry_run
+
+    try:
+        body = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail(f"{file} is not JSON: {exc}")
+    eng = engine()
+    with intently_errors():
+        report = dry_run(eng, workspace_id(eng, workspace), body)
+    sys.stdout.write(json.dumps(report, indent=2) + "\n")
+
+
+def backtest_command(
+    as_of: str = typer.Option(..., "--as-of", help="The cut-off date, YYYY-MM-DD."),
+    horizon: int = typer.Option(90, help="Days after the cut-off in which a new deal counts."),
+    workspace: str | None = Workspace,
+    as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON."),
+) -> None:
+    """How well scores and stages as of a past date predicted the deals created after it."""
+    from datetime import date
+
+    from intently.scoring.whatif import backtest
+
+    try:
+        cutoff = date.fromisoformat(as_of)
+    except ValueError:
+        fail(f"--as-of '{as_of}' is not a date (YYYY-MM-DD)")
+    eng = engine()
+    with intently_errors():
+        r = backtest(eng, workspace_id(eng, workspace), as_of=cutoff, horizon_days=horizon)
+    if as_json:
+        sys.stdout.write(json.dumps(r, indent=2) + "\n")
+        return
+    done = "" if r["horizonComplete"] else " (horizon not over yet: later deals may still come)"
+    out_console.print(
+        f"backtest as of {r['asOf']}, horizon {r['horizonDays']} days{done}", highlight=False
+    )
+    out_console.print(
+        f"accounts {r['accounts']:,} (excluded with an earlier deal: "
+        f"{r['excludedWithEarlierDeal']:,}), converted {r['converted']:,}, "
+        f"base rate {r['baseRate']}",
+        highlight=False,
+    )
+    out_console.print(
+        f"ROC AUC {r['rocAuc']}, top-decile lift {r['topDecileLift']}", highlight=False
+    )
+    for st in r["stages"]:
+        out_console.print(
+            f"  {st['stage']}: {st['accounts']:,} accounts, {st['converted']:,} converted "
+            f"({st['conversion']})",
+            highlight=False,
+        )
+    out_console.print(f"leakage rule: {r['leakageRule']}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """`intently scoring ...` and `intently score`."""
+    app.add_typer(scoring_app, name="scoring")
+    app.command("score")(score_command)
+    app.command("backtest")(backtest_command)

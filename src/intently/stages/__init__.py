@@ -1,0 +1,1 @@
+"""Journey stages: rule-defined stages per workspace, and every change of stage."""
