@@ -19,6 +19,8 @@ import collector
 import ip_lookup
 import list_pages
 
+import scoring
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--no-ingest", action="store_true", help="skip the signal benchmarks")
+    parser.add_argument("--no-scoring", action="store_true", help="skip the scoring benchmark")
     args = parser.parse_args()
 
     shared = ["--concurrency", args.concurrency, "--settle", str(args.settle)]
@@ -58,6 +61,13 @@ def main() -> None:
         sections.append(("IP lookups", ip_lookup.main(settle)))
         bk.say("\n######## Bombora import, sqlite")
         sections.append(("Bombora import (sqlite)", bombora_import.main(settle)))
+    if not args.no_scoring:
+        for db in dbs:
+            bk.say(f"\n######## scoring, {db}")
+            argv = ["--db", db, "--settle", str(args.settle)]
+            if args.reuse:
+                argv.append("--reuse")
+            sections.append((f"scoring ({db})", scoring.main(argv)))
 
     bk.say("\n######## summary")
     for title, checks in sections:
