@@ -154,7 +154,7 @@ def test_tenancy(engine: Any, workspace: Workspace, other: Workspace) -> None:
     assert other.api.get("/scoring/model").json()["data"]["version"] == 0
     assert other.api.get("/scoring/runs").json()["data"] == []
     r = other.api.get(f"/accounts/{aid}/score")
-    assert r.status_code == 404 and r.json()["customMessage"] == "Account not found"
+    assert r.status_code == 404 and r.json()["customMessage"] == f"Account '{aid}' not found"
     s = other.api.post("/scoring/runs", json={"full": True}).json()["data"]
     assert s["scored"] == 0
     assert workspace.api.get(f"/accounts/{aid}").json()["data"]["rtp_g2_intent_score"] == 20.0

@@ -228,3 +228,36 @@ def test_a_scoring_run_places_accounts_and_keeps_their_history(
 def test_history_of_unknown_accounts(api: Api) -> None:
     business(api.get("/accounts/0123456789abcdef01234567/history"), 404,
              "Account '0123456789abcdef01234567' not found")  # fmt: skip
+
+
+def test_the_score_explanation_names_the_stage_rule_and_the_surge(
+    api: Api, engine: Any, workspace: Workspace
+) -> None:
+    ws = workspace.id
+    aid = account(api, "explained.io")
+    for d in (1, 2, 3):
+        signal(engine, ws, "explained.io", "website", "page_view", days_ago=d)
+    signal(engine, ws, "explained.io", "g2", "comparison", days_ago=2)
+    assert api.post("/scoring/runs", json={"full": True}).status_code == 200
+    data = api.get(f"/accounts/{aid}/score").json()["data"]
+    decision = api.get("/stages").json()["data"]["stages"][2]
+    assert data["stage"]["name"] == "Decision" and data["stage"]["rule"] == decision["rule"]
+    surge = {s["source"]: s for s in data["surge"]}
+    # three page views this week against none in the four before: a surge
+    assert surge["website"] == {"source": "website", "recentDays": 7, "recent": 3,
+                                "baselineDays": 28, "baseline": 0, "surging": True}  # fmt: skip
+    assert surge["g2"]["surging"] is False  # one signal is below the minimum of three
+
+
+def test_a_model_with_longer_surge_windows_changes_what_surges(
+    api: Api, engine: Any, workspace: Workspace
+) -> None:
+    ws = workspace.id
+    aid = account(api, "windows.io")
+    for d in (1, 9, 10):  # two of them outside a 7-day window, inside a 14-day one
+        signal(engine, ws, "windows.io", "website", "page_view", days_ago=d)
+    model = api.get("/scoring/model").json()["data"]["model"]
+    assert api.get(f"/accounts/{aid}/score").json()["data"]["surge"][0]["surging"] is False
+    model["surge"] = {"recent_days": 14, "baseline_days": 28}
+    assert api.put("/scoring/model", json=model).status_code == 200
+    assert api.get(f"/accounts/{aid}/score").json()["data"]["surge"][0]["surging"] is True

@@ -23,6 +23,7 @@ from intently.kit.db import read_tx, tick, write_tx
 from intently.kit.errors import NotFound
 from intently.kit.ids import new_id
 from intently.kit.timefmt import format_ms, now_us
+from intently.rules import SurgeParams, is_surging
 from intently.scoring import decay
 from intently.scoring import repository as repo
 from intently.scoring.schemas import (
@@ -102,6 +103,7 @@ class Plan:
     source_caps: dict[str, float]
     weights: dict[str, float]  # sources counted in the account score
     longest: int  # days the longest horizon reaches back
+    surge: SurgeParams  # the model's first-party surge windows, for stage rules
 
 
 def plan(model: dict[str, Any], as_of_day: int) -> Plan:
@@ -128,7 +130,12 @@ def plan(model: dict[str, Any], as_of_day: int) -> Plan:
             )
         if enabled and float(src["weight"]) > 0:
             weights[source] = float(src["weight"])
-    return Plan(rows, caps, weights, longest)
+    surge = model.get("surge") or {}
+    params = SurgeParams(
+        recent_days=int(surge.get("recent_days", 7)),
+        baseline_days=int(surge.get("baseline_days", 28)),
+    )
+    return Plan(rows, caps, weights, longest, params)
 
 
 def scores_of(points: dict[str, float], p: Plan) -> tuple[Scores, dict[str, float]]:
@@ -307,7 +314,9 @@ def _write_batch(
         repo.write_versions(conn, ws, version_only, version)
         changed = {c[-1] for c in changes}
         if stage_step is None and place_stages:
-            changed.update(stages_service.apply_stages(conn, ws, present, cause=kind))
+            changed.update(
+                stages_service.apply_stages(conn, ws, present, cause=kind, surge=p.surge)
+            )
         if changed:
             stages_service.record_days(conn, ws, sorted(changed))
     return len(present), len(changed)
@@ -384,10 +393,15 @@ def explain(engine: Engine, ws: int, aid: str, *, as_of: int | None = None) -> d
     with read_tx(engine) as conn:
         account = repo.account_row(conn, ws, aid)
         if account is None:
-            raise NotFound("Account not found")
+            raise NotFound(f"Account '{aid}' not found")
         version, model = active_model(conn, ws)
         p = plan(model, day)
         rows = repo.daily_rows(conn, ws, account["domain"], day - p.longest + 1, day)
+        sp = p.surge
+        window = repo.daily_rows(
+            conn, ws, account["domain"], day - sp.recent_days - sp.baseline_days + 1, day
+        )
+        fired = stages_service.last_change(conn, ws, aid)
     by_type: dict[tuple[str, str], list[tuple[int, int, float]]] = {}
     for source, typ, d, count, value_sum in rows:
         by_type.setdefault((source, typ), []).append((day - d, count, value_sum))
@@ -452,9 +466,37 @@ def explain(engine: Engine, ws: int, aid: str, *, as_of: int | None = None) -> d
         "weightTotal": weight_total,
         "accountScore": decay.account_score(subs, p.weights),
         "scores": computed,
+        "surge": _surge(window, day, p.surge),
+        "stage": {
+            "name": account["rtp_journey_stage"],
+            "rule": fired["rule"]
+            if fired and fired["to"] == account["rtp_journey_stage"]
+            else None,
+            "since": fired["changedAt"] if fired else None,
+        },
         "stored": {
             **{c: account[c] for c in ALL_SCORES},
             "modelVersion": account["score_model_version"],
             "rtp_journey_stage": account["rtp_journey_stage"],
         },
     }
+
+
+def _surge(rows: Sequence[tuple[Any, ...]], day: int, sp: SurgeParams) -> list[dict[str, Any]]:
+    """Per source: signals in the recent window, in the baseline before it, and whether
+    that is a surge (the rule language's definition, so stage rules agree)."""
+    counts: dict[str, list[int]] = {}
+    for source, _typ, d, count, _value in rows:
+        c = counts.setdefault(source, [0, 0])
+        c[0 if d > day - sp.recent_days else 1] += int(count)
+    return [
+        {
+            "source": source,
+            "recentDays": sp.recent_days,
+            "recent": recent,
+            "baselineDays": sp.baseline_days,
+            "baseline": baseline,
+            "surging": is_surging(recent, baseline, sp),
+        }
+        for source, (recent, baseline) in sorted(counts.items())
+    ]

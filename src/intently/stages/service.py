@@ -21,7 +21,14 @@ from intently.kit.db import json_param, param_marker, read_tx, tick, write_tx
 from intently.kit.errors import NotFound
 from intently.kit.ids import new_id
 from intently.kit.timefmt import format_ms, now_us
-from intently.rules import Context, DealStageMap, custom_field_types, matching_ids, parse_rule
+from intently.rules import (
+    Context,
+    DealStageMap,
+    SurgeParams,
+    custom_field_types,
+    matching_ids,
+    parse_rule,
+)
 from intently.signals.service import US_PER_DAY
 from intently.stages.schemas import check_definition, default_definition
 from intently.stages.tables import journey_days, stage_changes, stage_sets
@@ -82,13 +89,14 @@ def apply_stages(
     cause: str,
     as_of: int | None = None,
     clock: int | None = None,
+    surge: SurgeParams | None = None,
 ) -> list[str]:
     """Evaluate and store the stages of these accounts in the caller's write transaction;
     only accounts whose stage changed are written. Returns their ids."""
     if not account_ids:
         return []
     version, definition = active_definition(conn, ws)
-    ctx = context(definition, as_of)
+    ctx = context(definition, as_of, **({"surge": surge} if surge is not None else {}))
     placed = evaluate(conn, ws, account_ids, definition, ctx)
     current = dict(
         conn.execute(
@@ -208,6 +216,24 @@ def put_stages(engine: Engine, ws: int, doc: Any) -> dict[str, Any]:
             },
         )
     return {"version": version + 1, **definition}
+
+
+def last_change(conn: Connection, ws: int, aid: str) -> dict[str, Any] | None:
+    """The account's newest stage change (its rule is what placed it), or None."""
+    sc = stage_changes.c
+    r = (
+        conn.execute(
+            select(stage_changes)
+            .where(sc.workspace_id == ws, sc.account_id == aid)
+            .order_by(sc.changed_at.desc(), sc.id.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    if r is None:
+        return None
+    return {"to": r["to_stage"], "rule": r["rule"], "changedAt": format_ms(r["changed_at"])}
 
 
 def stage_changes_of(engine: Engine, ws: int, aid: str, limit: int = 1000) -> list[dict[str, Any]]:
