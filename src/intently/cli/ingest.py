@@ -18,7 +18,9 @@ from intently.cli.common import (
     file_progress,
     intently_errors,
     out_console,
+    print_json,
     print_report,
+    read_json_file,
     workspace_id,
 )
 from intently.settings import get_settings
@@ -274,7 +276,7 @@ def sources_show(source: str, workspace: str | None = Workspace) -> None:
     eng = engine()
     with intently_errors():
         data = get_source_settings(eng, workspace_id(eng, workspace), source)
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    print_json(data)
 
 
 @sources_app.command("set")
@@ -286,16 +288,13 @@ def sources_set(
     """Change a source's settings from a JSON file (keys not in it keep their value)."""
     from intently.signals.service import put_source_settings
 
-    try:
-        body = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        fail(f"{file} is not JSON: {exc}")
+    body = read_json_file(file)
     if not isinstance(body, dict):
         fail(f"{file} must hold a JSON object")
     eng = engine()
     with intently_errors():
         data = put_source_settings(eng, workspace_id(eng, workspace), source, body)
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    print_json(data)
 
 
 @linkedin_app.command("map")

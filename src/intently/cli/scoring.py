@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
@@ -15,6 +13,8 @@ from intently.cli.common import (
     fail,
     intently_errors,
     out_console,
+    print_json,
+    read_json_file,
     workspace_id,
 )
 
@@ -30,7 +30,7 @@ def show(workspace: str | None = Workspace) -> None:
 
     eng = engine()
     data = get_model(eng, workspace_id(eng, workspace))
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    print_json(data)
 
 
 @scoring_app.command("set")
@@ -41,14 +41,11 @@ def set_model(
     """Replace the scoring model with the one in FILE (a new version); every problem named."""
     from intently.scoring.service import put_model
 
-    try:
-        body = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        fail(f"{file} is not JSON: {exc}")
+    body = read_json_file(file)
     eng = engine()
     with intently_errors():
         data = put_model(eng, workspace_id(eng, workspace), body)
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    print_json(data)
 
 
 def score_command(
@@ -100,14 +97,11 @@ def dry_run_command(
     """What a proposed model and/or stage list would change, without saving it (JSON)."""
     from intently.scoring.whatif import dry_run
 
-    try:
-        body = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        fail(f"{file} is not JSON: {exc}")
+    body = read_json_file(file)
     eng = engine()
     with intently_errors():
         report = dry_run(eng, workspace_id(eng, workspace), body)
-    sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    print_json(report)
 
 
 def backtest_command(
@@ -129,7 +123,7 @@ def backtest_command(
     with intently_errors():
         r = backtest(eng, workspace_id(eng, workspace), as_of=cutoff, horizon_days=horizon)
     if as_json:
-        sys.stdout.write(json.dumps(r, indent=2) + "\n")
+        print_json(r)
         return
     done = "" if r["horizonComplete"] else " (horizon not over yet: later deals may still come)"
     out_console.print(
