@@ -11,6 +11,7 @@ last finished run's watermark, which only a finished run moves).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -104,6 +105,8 @@ class Plan:
     weights: dict[str, float]  # sources counted in the account score
     longest: int  # days the longest horizon reaches back
     surge: SurgeParams  # the model's first-party surge windows, for stage rules
+    # The stage list (version, definition) a run places accounts with, read once per run.
+    stage_set: tuple[int, dict[str, Any]] | None = None
 
 
 def plan(model: dict[str, Any], as_of_day: int) -> Plan:
@@ -175,6 +178,7 @@ def run_scoring(
     with read_tx(engine) as conn:
         version, model = active_model(conn, ws)
         since = None if full or account_ids is not None else repo.last_watermark(conn, ws)
+        stage_set = stages_service.active_definition(conn, ws)
     if account_ids is not None:
         kind = "accounts"  # some accounts only: its watermark says nothing about the rest
     else:
@@ -189,7 +193,7 @@ def run_scoring(
                 "watermark": started,
             },
         )  # fmt: skip
-    p = plan(model, as_of_day)
+    p = dataclasses.replace(plan(model, as_of_day), stage_set=stage_set)
     scored = changed = 0
     try:
         with engine.connect() as rconn:
@@ -315,7 +319,15 @@ def _write_batch(
         changed = {c[-1] for c in changes}
         if stage_step is None and place_stages:
             changed.update(
-                stages_service.apply_stages(conn, ws, present, cause=kind, surge=p.surge)
+                stages_service.apply_stages(
+                    conn,
+                    ws,
+                    present,
+                    cause=kind,
+                    surge=p.surge,
+                    stage_set=p.stage_set,
+                    current={aid: stored[aid][5] for aid in present},
+                )
             )
         if changed:
             stages_service.record_days(conn, ws, sorted(changed))

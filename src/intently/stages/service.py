@@ -8,7 +8,7 @@ recorded with its time, the old and new stage and the rule that fired.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,21 +110,28 @@ def apply_stages(
     as_of: int | None = None,
     clock: int | None = None,
     surge: SurgeParams | None = None,
+    stage_set: tuple[int, dict[str, Any]] | None = None,
+    current: Mapping[str, str | None] | None = None,
 ) -> list[str]:
     """Evaluate and store the stages of these accounts in the caller's write transaction;
-    only accounts whose stage changed are written. Returns their ids."""
+    only accounts whose stage changed are written. Returns their ids.
+
+    A scoring run passes the stage list it read once (`stage_set`: version, definition)
+    and the stages it already read with the scores (`current`), so a batch reads neither
+    again."""
     if not account_ids:
         return []
-    version, definition = active_definition(conn, ws)
+    version, definition = stage_set if stage_set is not None else active_definition(conn, ws)
     ctx = context(definition, as_of, **({"surge": surge} if surge is not None else {}))
     placed = evaluate(conn, ws, account_ids, definition, ctx)
-    current = dict(
-        conn.execute(
-            select(a.c.id, a.c.rtp_journey_stage).where(
-                a.c.workspace_id == ws, a.c.id.in_(list(placed))
-            )
-        ).all()
-    )
+    if current is None:
+        current = dict(
+            conn.execute(
+                select(a.c.id, a.c.rtp_journey_stage).where(
+                    a.c.workspace_id == ws, a.c.id.in_(list(placed))
+                )
+            ).all()
+        )
     changed = [aid for aid, (stage, _) in placed.items() if current.get(aid, "") != stage]
     if not changed:
         return []
