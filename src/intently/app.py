@@ -27,6 +27,7 @@ from intently.activities import endpoints as activities_endpoints
 from intently.auth.endpoints import API_KEY_SCHEME
 from intently.custom_fields import endpoints as custom_fields_endpoints
 from intently.deals import endpoints as deals_endpoints
+from intently.events import endpoints as events_endpoints
 from intently.ingest import endpoints as collector_endpoints
 from intently.kit.db import make_engine
 from intently.kit.envelope import envelope_response
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(signals_endpoints.router(), prefix=prefix)
         app.include_router(stages_endpoints.router(), prefix=prefix)
         app.include_router(scoring_endpoints.router(), prefix=prefix)
+        app.include_router(events_endpoints.router(), prefix=prefix)
     # The website collector (/v1/..., /t.js) and GET /api/v1/website, at the root.
     app.include_router(collector_endpoints.router())
 

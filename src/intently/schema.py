@@ -5,6 +5,7 @@ from intently.activities import tables as _activities  # noqa: F401
 from intently.auth import tables as _auth  # noqa: F401
 from intently.custom_fields import tables as _custom_fields  # noqa: F401
 from intently.deals import tables as _deals  # noqa: F401
+from intently.events import tables as _events  # noqa: F401
 from intently.ingest import tables as _ingest  # noqa: F401
 from intently.kit import jobs as _jobs  # noqa: F401
 from intently.kit import secrets as _secrets  # noqa: F401
@@ -13,5 +14,6 @@ from intently.scoring import tables as _scoring  # noqa: F401
 from intently.segments import tables as _segments  # noqa: F401
 from intently.signals import tables as _signals  # noqa: F401
 from intently.stages import tables as _stages  # noqa: F401
+from intently.webhooks import tables as _webhooks  # noqa: F401
 
 __all__ = ["metadata"]

@@ -12,6 +12,8 @@ from intently.accounts import repository as repo
 from intently.accounts.schemas import AccountIn, AccountsPush, ExternalIdsPatch
 from intently.custom_fields import repository as cf_repo
 from intently.custom_fields import service as cf_service
+from intently.events.service import Event
+from intently.events.service import record as record_events
 from intently.kit.db import read_clock, read_tx, tick, write_tx
 from intently.kit.errors import BadRequest, NotFound
 from intently.kit.ids import is_id, new_id
@@ -189,6 +191,15 @@ class _Batch:
         return result
 
 
+def created_event(row: dict[str, Any]) -> Event:
+    return Event(
+        "account.created",
+        row["id"],
+        None,
+        {"domain": row["domain"], "name": row["name"], "externalId": row["external_id"]},
+    )
+
+
 def push_accounts(engine: Engine, ws: int, body: AccountsPush) -> list[dict[str, Any]]:
     """E2: create (or with upsert, update) accounts; one result per item, in order."""
     try:
@@ -212,6 +223,7 @@ def _push(conn: Connection, ws: int, body: AccountsPush, *, per_item: bool) -> l
     joined = [r["rtp_aid"] for r in results if r["status"] != "failed"]
     if not per_item:
         repo.insert_many(conn, list(batch.inserts.values()))
+        record_events(conn, ws, [created_event(row) for row in batch.inserts.values()], seq=clock)
         repo.update_many(conn, ws, list(batch.updates.values()), clock)
         if segment is not None:
             segments_service.add_members(conn, ws, segment, joined, clock)
@@ -223,7 +235,9 @@ def _push(conn: Connection, ws: int, body: AccountsPush, *, per_item: bool) -> l
         try:
             with conn.begin_nested():
                 if aid in batch.inserts:
-                    repo.insert_many(conn, [batch.inserts.pop(aid)])
+                    row = batch.inserts.pop(aid)
+                    repo.insert_many(conn, [row])
+                    record_events(conn, ws, [created_event(row)], seq=clock)
                 elif aid in batch.updates:
                     repo.update_many(conn, ws, [batch.updates.pop(aid)], clock)
                 if segment is not None:

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from intently.accounts.service import check_aid
+from intently.events import service as events_service
 from intently.kit.db import read_tx, tick, write_tx
 from intently.kit.errors import NotFound
 from intently.kit.ids import new_id
@@ -107,6 +108,8 @@ class Plan:
     surge: SurgeParams  # the model's first-party surge windows, for stage rules
     # The stage list (version, definition) a run places accounts with, read once per run.
     stage_set: tuple[int, dict[str, Any]] | None = None
+    # The workspace's score thresholds: crossing one records an event.
+    thresholds: tuple[dict[str, Any], ...] = ()
 
 
 def plan(model: dict[str, Any], as_of_day: int) -> Plan:
@@ -179,6 +182,7 @@ def run_scoring(
         version, model = active_model(conn, ws)
         since = None if full or account_ids is not None else repo.last_watermark(conn, ws)
         stage_set = stages_service.active_definition(conn, ws)
+        thresholds = tuple(events_service.thresholds(conn, ws))
     if account_ids is not None:
         kind = "accounts"  # some accounts only: its watermark says nothing about the rest
     else:
@@ -193,7 +197,7 @@ def run_scoring(
                 "watermark": started,
             },
         )  # fmt: skip
-    p = dataclasses.replace(plan(model, as_of_day), stage_set=stage_set)
+    p = dataclasses.replace(plan(model, as_of_day), stage_set=stage_set, thresholds=thresholds)
     scored = changed = 0
     try:
         with engine.connect() as rconn:
@@ -307,14 +311,22 @@ def _write_batch(
             if old[6] != version:
                 version_only.append(aid)
         if changes:
+            clock = tick(conn, ws)
             repo.write_scores(
-                conn,
-                ws,
-                changes,
-                with_stage=stage_step is not None,
-                clock=tick(conn, ws),
-                version=version,
+                conn, ws, changes, with_stage=stage_step is not None, clock=clock, version=version
             )
+            if p.thresholds:
+                crossed = [
+                    e
+                    for c in changes
+                    for e in events_service.crossings(
+                        p.thresholds,
+                        c[-1],
+                        dict(zip(ALL_SCORES, stored[c[-1]][:5], strict=True)),
+                        new[c[-1]],
+                    )
+                ]
+                events_service.record(conn, ws, crossed, seq=clock)
         repo.write_versions(conn, ws, version_only, version)
         changed = {c[-1] for c in changes}
         if stage_step is None and place_stages:

@@ -17,6 +17,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from intently.accounts.service import check_aid
 from intently.accounts.tables import accounts as a
+from intently.events.service import Event
+from intently.events.service import record as record_events
 from intently.kit.db import json_param, param_marker, read_tx, tick, write_tx
 from intently.kit.errors import NotFound
 from intently.kit.ids import new_id
@@ -149,6 +151,21 @@ def apply_stages(
     rules: dict[str, str | None] = {
         st["name"]: json_param(st["rule"]) if "rule" in st else None for st in definition["stages"]
     }
+    record_events(
+        conn,
+        ws,
+        [
+            Event(
+                "stage.changed",
+                aid,
+                {"stage": current.get(aid)},
+                {"stage": placed[aid][0]},
+                {"rule": placed[aid][1], "stageSetVersion": version, "cause": cause},
+            )
+            for aid in changed
+        ],
+        seq=stamp,
+    )
     conn.exec_driver_sql(
         "INSERT INTO stage_changes (workspace_id, id, account_id, changed_at, from_stage, "
         f"to_stage, rule, stage_set_version, cause) VALUES ({', '.join([m] * 9)})",
