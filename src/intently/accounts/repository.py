@@ -267,6 +267,7 @@ def page(
     changed_after: int | None = None,
     domains: list[str] | None = None,
     segment_id: str | None = None,
+    ids: list[str] | None = None,
     keys: list[str],
 ) -> list[tuple[str, str]]:
     """One keyset page of (rtp_aid, E1 JSON item) in rtp_aid order; limit + 1 rows tells
@@ -290,6 +291,10 @@ def page(
             f"WHERE workspace_id = {m} AND segment_id = {m})"
         )
         params.extend((ws, segment_id))
+    if ids is not None:
+        cond, values = in_values(conn, "id", ids)
+        where.append(cond)
+        params.extend(values)
     item, keys_param = _item_json(conn, keys)
     sql = (
         f"SELECT id, {item} FROM accounts WHERE {' AND '.join(where)} "

@@ -222,3 +222,26 @@ def crossings(
             )
         )
     return out
+
+
+def recent(
+    engine: Engine, ws: int, *, types: str | None, since: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The newest `limit` events (filtered), oldest first."""
+    wanted = _parse_types(types)
+    q = select(ev).where(ev.c.workspace_id == ws)
+    if wanted is not None:
+        q = q.where(ev.c.type.in_(wanted))
+    if since is not None:
+        try:
+            q = q.where(ev.c.occurred_at >= parse_iso8601(since))
+        except ValueError:
+            raise validation_error(
+                "since",
+                "since",
+                "isIso8601",
+                f"since must be a valid ISO 8601 date string; got '{since}'",
+            ) from None
+    with read_tx(engine) as conn:
+        rows = conn.execute(q.order_by(ev.c.seq.desc(), ev.c.id.desc()).limit(limit)).all()
+    return [public(r) for r in reversed(rows)]

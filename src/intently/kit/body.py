@@ -1,4 +1,4 @@
-"""Reading JSON request bodies: content type, size limit, JSON object (spec section 3)."""
+"""Reading request bodies: content type, size limit, JSON object (spec section 3), CSV text."""
 
 from __future__ import annotations
 
@@ -17,16 +17,7 @@ from intently.kit.errors import (
 _decoder = msgspec.json.Decoder()
 
 
-async def json_object(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object, or the specified 400/413/415."""
-    ctype = request.headers.get("content-type", "")
-    media = ctype.split(";", 1)[0].strip().lower()
-    if media != "application/json" and not (
-        media.startswith("application/") and media.endswith("+json")
-    ):
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, got '{ctype or '(none)'}'"
-        )
+async def _read_limited(request: Request) -> bytes:
     limit: int = request.app.state.intently.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
@@ -38,7 +29,38 @@ async def json_object(request: Request) -> dict[str, Any]:
         if size > limit:
             raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def csv_text(request: Request) -> str:
+    """The request body as CSV text (text/csv or text/plain, UTF-8), or 400/413/415."""
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media not in ("text/csv", "text/plain"):
+        raise UnsupportedMediaType(f"Content-Type must be text/csv, got '{ctype or '(none)'}'")
+    raw = await _read_limited(request)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadRequest("Request body is not UTF-8 text") from None
+    if "\x00" in text:
+        raise BadRequest("Request body must not contain NUL characters")
+    if not text.strip():
+        raise BadRequest("Request body is empty: expected a CSV of domains")
+    return text
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, or the specified 400/413/415."""
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got '{ctype or '(none)'}'"
+        )
+    raw = await _read_limited(request)
     if not raw.strip():
         raise BadRequest("Request body must be a JSON object")
     try:

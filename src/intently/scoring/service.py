@@ -25,7 +25,7 @@ from intently.kit.db import read_tx, tick, write_tx
 from intently.kit.errors import NotFound
 from intently.kit.ids import new_id
 from intently.kit.timefmt import format_ms, now_us
-from intently.rules import SurgeParams, is_surging
+from intently.rules import Context, SurgeParams, is_surging
 from intently.scoring import decay
 from intently.scoring import repository as repo
 from intently.scoring.schemas import (
@@ -35,10 +35,15 @@ from intently.scoring.schemas import (
     default_model,
     validate_model,
 )
+from intently.segments import membership
+from intently.segments.membership import Live
 from intently.stages import service as stages_service
 
 US_PER_DAY = 86_400_000_000
 BATCH_SIZE = 10_000
+# A run over at most this many accounts refreshes dynamic segments batch by batch, in the
+# batch's own transaction; a larger one refreshes them once, set-wise, after its batches.
+SEGMENTS_PER_BATCH_UP_TO = 20_000
 # Signals are stamped `received_at` before their transaction commits. An incremental run
 # looks this far behind its watermark so that one committed late is still picked up.
 LATE_COMMIT_US = 5 * 60 * 1_000_000
@@ -56,6 +61,7 @@ class RunSummary:
     model_version: int
     run_id: str = ""
     kind: str = "full"
+    segment_moves: int = 0  # dynamic segment entries and exits
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +69,7 @@ class RunSummary:
             "kind": self.kind,
             "scored": self.scored,
             "changed": self.changed,
+            "segmentMoves": self.segment_moves,
             "seconds": round(self.seconds, 3),
             "modelVersion": self.model_version,
         }
@@ -110,6 +117,10 @@ class Plan:
     stage_set: tuple[int, dict[str, Any]] | None = None
     # The workspace's score thresholds: crossing one records an event.
     thresholds: tuple[dict[str, Any], ...] = ()
+    # Dynamic segments refreshed batch by batch (a run over few accounts), with the rule
+    # context; empty when the run refreshes them all after its batches instead.
+    segments: tuple[Live, ...] = ()
+    segment_ctx: Context | None = None
 
 
 def plan(model: dict[str, Any], as_of_day: int) -> Plan:
@@ -183,6 +194,7 @@ def run_scoring(
         since = None if full or account_ids is not None else repo.last_watermark(conn, ws)
         stage_set = stages_service.active_definition(conn, ws)
         thresholds = tuple(events_service.thresholds(conn, ws))
+        live = tuple(membership.live_segments(conn, ws)) if place_stages else ()
     if account_ids is not None:
         kind = "accounts"  # some accounts only: its watermark says nothing about the rest
     else:
@@ -198,7 +210,7 @@ def run_scoring(
             },
         )  # fmt: skip
     p = dataclasses.replace(plan(model, as_of_day), stage_set=stage_set, thresholds=thresholds)
-    scored = changed = 0
+    scored = changed = segment_moves = 0
     try:
         with engine.connect() as rconn:
             try:
@@ -211,19 +223,29 @@ def run_scoring(
                     else:
                         todo = None
                     total = len(todo) if todo is not None else repo.count_accounts(rconn, ws)
+                if live and todo is not None and len(todo) <= SEGMENTS_PER_BATCH_UP_TO:
+                    with rconn.begin():
+                        ctx = membership.rule_context(rconn, ws, as_of)
+                    p = dataclasses.replace(p, segments=live, segment_ctx=ctx)
                 for ids, ranged in _batches(rconn, ws, todo, batch_size):
                     with rconn.begin():
                         rows = repo.source_points(rconn, ws, ids, ranged=ranged)
-                    n, c = _write_batch(
+                    n, c, moved = _write_batch(
                         engine, ws, ids, ranged, rows, p, version, stage_step, kind, place_stages
                     )
                     scored += n
                     changed += c
+                    segment_moves += moved
                     if on_progress is not None:
                         on_progress(scored, total)
             finally:
                 with rconn.begin():
                     repo.drop_factors(rconn)
+        if live and not p.segments:
+            # Every account (or very many): one set-based pass per segment beats asking
+            # every segment about every batch.
+            for done in membership.refresh(engine, ws, as_of=as_of).values():
+                segment_moves += done.entered + done.exited
     except BaseException as exc:
         with write_tx(engine) as conn:
             repo.finish_run(
@@ -243,7 +265,9 @@ def run_scoring(
             run_id,
             {"status": "done", "finished_at": now_us(), "scored": scored, "changed": changed},
         )
-    return RunSummary(scored, changed, time.perf_counter() - t0, version, run_id, kind)
+    return RunSummary(
+        scored, changed, time.perf_counter() - t0, version, run_id, kind, segment_moves
+    )
 
 
 def _batches(
@@ -275,7 +299,7 @@ def _write_batch(
     stage_step: StageStep | None,
     kind: str = "full",
     place_stages: bool = True,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """Compare the batch's new scores with the stored ones and write the differences;
     then place the batch on the journey with the new scores in place (the stage rules
     read them in this transaction), and note the day's score and stage of every account
@@ -343,7 +367,11 @@ def _write_batch(
             )
         if changed:
             stages_service.record_days(conn, ws, sorted(changed))
-    return len(present), len(changed)
+        moved = 0
+        if p.segments and p.segment_ctx is not None:
+            done = membership.refresh_accounts(conn, ws, p.segments, p.segment_ctx, present)
+            moved = done.entered + done.exited
+    return len(present), len(changed), moved
 
 
 def list_runs(engine: Engine, ws: int, limit: int = 20) -> list[dict[str, Any]]:

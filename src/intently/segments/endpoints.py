@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from intently.auth.endpoints import CallerDep
+from intently.kit.body import csv_text
 from intently.kit.errors import validation_error
 from intently.kit.pagination import parse_limit
 from intently.kit.validation import validate
@@ -17,8 +21,10 @@ from intently.kit.web import (
     query_doc,
     run_read,
 )
-from intently.segments import service
-from intently.segments.schemas import STATUSES, MembersChange, SegmentIn, SegmentPatch
+from intently.segments import service, upload
+from intently.segments.schemas import STATUSES, MembersChange, PreviewIn, SegmentIn, SegmentPatch
+
+CsvText = Annotated[str, Depends(csv_text)]
 
 
 def _types(raw: str | None) -> list[str]:
@@ -90,6 +96,42 @@ def router() -> APIRouter:
             request, service.create(st.engine, caller.workspace_id, validate(SegmentIn, body)), 201
         )
 
+    @r.post("/segments/preview", openapi_extra=body_doc(PreviewIn))
+    def preview_segment(request: Request, st: State, caller: CallerDep, body: JsonBody) -> Response:
+        """Extension: how many accounts a rule matches now, and the first of them."""
+        return ok(
+            request, service.preview(st.engine, caller.workspace_id, validate(PreviewIn, body))
+        )
+
+    @r.post("/segments/refresh")
+    def refresh_all(request: Request, st: State, caller: CallerDep) -> Response:
+        """Extension: recompute every live dynamic segment's membership now."""
+        return ok(request, service.refresh(st.engine, caller.workspace_id))
+
+    @r.post("/segments/{segment_id}/refresh")
+    def refresh_segment(
+        request: Request, segment_id: str, st: State, caller: CallerDep
+    ) -> Response:
+        """Extension: recompute one dynamic segment's membership now."""
+        return ok(request, service.refresh(st.engine, caller.workspace_id, segment_id))
+
+    @r.post(
+        "/segments/{segment_id}/accounts/upload",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    def upload_segment_accounts(
+        request: Request, segment_id: str, st: State, caller: CallerDep, text: CsvText
+    ) -> Response:
+        """Extension: add the accounts of a CSV of domains to a static segment; reports
+        matched, unknown and invalid domains."""
+        rows = upload.domain_rows(io.StringIO(text, newline=""))
+        return ok(request, upload.add_from_csv(st.engine, caller.workspace_id, segment_id, rows))
+
     @r.get("/segments/{segment_id}")
     async def get_segment(
         request: Request, segment_id: str, st: State, caller: CallerDep
@@ -103,7 +145,7 @@ def router() -> APIRouter:
     def patch_segment(
         request: Request, segment_id: str, st: State, caller: CallerDep, body: JsonBody
     ) -> Response:
-        """Extension: rename a segment or change its status."""
+        """Extension: rename a segment, change its status or (dynamic) its rule."""
         patch = validate(SegmentPatch, body)
         return ok(request, service.patch(st.engine, caller.workspace_id, segment_id, patch))
 

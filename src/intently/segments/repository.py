@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
+from intently.accounts.tables import accounts as a
 from intently.segments.tables import segment_members as sm
 from intently.segments.tables import segments as sg
 
@@ -84,3 +86,116 @@ def remove(conn: Connection, ws: int, sid: str, ids: list[str]) -> None:
                 sm.c.workspace_id == ws, sm.c.segment_id == sid, sm.c.account_id.in_(ids)
             )
         )
+
+
+# ---- dynamic membership ------------------------------------------------------------------------
+
+# Which accounts a membership query looks at: an id range (lo, hi] of the workspace, or
+# a list of ids.
+Scope = tuple[str, str] | list[str]
+
+
+def _scoped(col: Any, scope: Scope) -> ColumnElement[bool]:
+    if isinstance(scope, tuple):
+        lo, hi = scope
+        return and_(col > lo, col <= hi)
+    return col.in_(scope)
+
+
+def entering(
+    conn: Connection, ws: int, sid: str, cond: ColumnElement[bool], scope: Scope
+) -> list[str]:
+    """Accounts in scope that satisfy `cond` and are not yet members."""
+    member = exists().where(
+        sm.c.workspace_id == ws, sm.c.segment_id == sid, sm.c.account_id == a.c.id
+    )
+    q = select(a.c.id).where(a.c.workspace_id == ws, _scoped(a.c.id, scope), ~member, cond)
+    return list(conn.execute(q).scalars())
+
+
+def exiting(
+    conn: Connection, ws: int, sid: str, cond: ColumnElement[bool], scope: Scope
+) -> list[str]:
+    """Members in scope whose account no longer satisfies `cond` (or no longer exists)."""
+    still = exists().where(a.c.workspace_id == ws, a.c.id == sm.c.account_id, cond)
+    q = select(sm.c.account_id).where(
+        sm.c.workspace_id == ws,
+        sm.c.segment_id == sid,
+        _scoped(sm.c.account_id, scope),
+        ~still,
+    )
+    return list(conn.execute(q).scalars())
+
+
+def member_ids(conn: Connection, ws: int, sid: str) -> list[str]:
+    return list(
+        conn.execute(
+            select(sm.c.account_id)
+            .where(sm.c.workspace_id == ws, sm.c.segment_id == sid)
+            .order_by(sm.c.account_id)
+        ).scalars()
+    )
+
+
+def clear(conn: Connection, ws: int, sid: str) -> None:
+    conn.execute(delete(sm).where(sm.c.workspace_id == ws, sm.c.segment_id == sid))
+
+
+def live_dynamic(conn: Connection, ws: int) -> list[dict[str, Any]]:
+    """The workspace's dynamic segments that keep membership (draft and active)."""
+    rows = conn.execute(
+        select(sg)
+        .where(
+            sg.c.workspace_id == ws, sg.c.type == "dynamic", sg.c.status.in_(("draft", "active"))
+        )
+        .order_by(sg.c.id)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def range_bounds(conn: Connection, ws: int, size: int) -> list[tuple[str, str]]:
+    """The workspace's accounts cut into id ranges (lo, hi] of about `size` accounts."""
+    bounds: list[tuple[str, str]] = []
+    lo = ""
+    while True:
+        step = (
+            select(a.c.id)
+            .where(a.c.workspace_id == ws, a.c.id > lo)
+            .order_by(a.c.id)
+            .limit(size)
+            .subquery()
+        )
+        hi = conn.execute(select(func.max(step.c.id))).scalar()
+        if hi is None:
+            return bounds
+        bounds.append((lo, str(hi)))
+        lo = str(hi)
+
+
+def matching(
+    conn: Connection, ws: int, cond: ColumnElement[bool], sample: int
+) -> tuple[int, list[str]]:
+    """(how many accounts satisfy `cond`, the first `sample` of them by id)."""
+    count = conn.execute(
+        select(func.count()).select_from(a).where(a.c.workspace_id == ws, cond)
+    ).scalar_one()
+    ids: list[str] = []
+    if sample:
+        ids = list(
+            conn.execute(
+                select(a.c.id).where(a.c.workspace_id == ws, cond).order_by(a.c.id).limit(sample)
+            ).scalars()
+        )
+    return int(count), ids
+
+
+def all_with_counts(conn: Connection, ws: int) -> list[tuple[dict[str, Any], int]]:
+    counts: dict[str, int] = dict(
+        conn.execute(
+            select(sm.c.segment_id, func.count())
+            .where(sm.c.workspace_id == ws)
+            .group_by(sm.c.segment_id)
+        ).all()
+    )
+    rows = conn.execute(select(sg).where(sg.c.workspace_id == ws).order_by(sg.c.id)).mappings()
+    return [(dict(r), int(counts.get(r["id"], 0))) for r in rows]

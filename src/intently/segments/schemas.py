@@ -27,3 +27,8 @@ class SegmentPatch(Strict):
 class MembersChange(Strict):
     rtp_aids: Annotated[list[str], Field(max_length=1000)] | None = None
     domains: Annotated[list[DomainStr], Field(max_length=1000)] | None = None
+
+
+class PreviewIn(Strict):
+    rules: dict[str, Any]
+    sampleSize: Annotated[int, Field(ge=0, le=100)] = 10

@@ -1,4 +1,7 @@
-"""Segments: static membership now; dynamic segments arrive with the rule engine."""
+"""Segments: static ones hold the accounts put into them, dynamic ones the accounts their
+rule holds for (kept by `membership`). Only active segments are live: they show in the
+accounts' `segments` field and record `segment.entered` / `segment.exited` events, so
+every move into or out of active is an entry or exit for each member."""
 
 from __future__ import annotations
 
@@ -8,13 +11,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from intently.accounts import repository as accounts_repo
 from intently.custom_fields import repository as cf_repo
+from intently.events.service import record as record_events
 from intently.kit.db import lock_workspace, read_clock, read_tx, tick, write_tx
 from intently.kit.errors import BadRequest, NotFound, validation_error
 from intently.kit.ids import is_id, new_id
 from intently.kit.pagination import Cursor, CursorCodec, page
 from intently.kit.timefmt import format_us, now_us
+from intently.rules import compile_rule, custom_field_types, parse_rule
+from intently.segments import membership
 from intently.segments import repository as repo
-from intently.segments.schemas import MembersChange, SegmentIn, SegmentPatch
+from intently.segments.schemas import MembersChange, PreviewIn, SegmentIn, SegmentPatch
 
 
 def _check_id(sid: str) -> None:
@@ -47,6 +53,7 @@ def add_members(conn: Connection, ws: int, seg: dict[str, Any], ids: list[str], 
     repo.add(conn, ws, seg["id"], new, now_us())
     if seg["status"] == "active":
         accounts_repo.touch(conn, ws, new, clock)
+        record_events(conn, ws, membership.membership_events(seg, new, []), seq=clock)
     return len(new)
 
 
@@ -61,33 +68,42 @@ def public(seg: dict[str, Any], count: int) -> dict[str, Any]:
     }
 
 
-def _refuse_dynamic() -> BadRequest:
-    return BadRequest(
-        "Dynamic segments are not available yet: this server keeps static segments only"
-    )
+def _check_rules(conn: Connection, ws: int, seg_type: str, rules: Any) -> dict[str, Any] | None:
+    """The rule tree as stored, or 400 naming every problem: only and always for dynamic."""
+    if seg_type == "static":
+        if rules is not None:
+            raise validation_error(
+                "rules", "rules", "isEmpty", "rules must be empty for a static segment"
+            )
+        return None
+    if rules is None:
+        raise validation_error(
+            "rules", "rules", "isNotEmpty", "rules should not be empty for a dynamic segment"
+        )
+    parse_rule(rules, path="rules", custom_fields=custom_field_types(conn, ws))
+    return dict(rules)
 
 
 def create(engine: Engine, ws: int, body: SegmentIn) -> dict[str, Any]:
-    if body.type == "dynamic":
-        raise _refuse_dynamic()
-    if body.rules is not None:
-        raise validation_error(
-            "rules", "rules", "isEmpty", "rules must be empty for a static segment"
-        )
+    """Create a segment; a dynamic one's membership is computed before this returns."""
     now = now_us()
-    seg = {
+    with read_tx(engine) as conn:
+        rules = _check_rules(conn, ws, body.type, body.rules)
+    seg: dict[str, Any] = {
         "workspace_id": ws,
         "id": new_id(),
         "name": body.name.strip(),
         "type": body.type,
         "status": body.status,
-        "rules": None,
+        "rules": rules,
         "created_at": now,
         "updated_at": now,
     }
     with write_tx(engine) as conn:
         repo.insert(conn, seg)
-    return public(seg, 0)
+    if seg["type"] == "dynamic" and seg["status"] != "archived":
+        membership.refresh(engine, ws, segment_ids=[seg["id"]])
+    return get(engine, ws, seg["id"])
 
 
 def get(engine: Engine, ws: int, sid: str) -> dict[str, Any]:
@@ -100,30 +116,88 @@ def get(engine: Engine, ws: int, sid: str) -> dict[str, Any]:
 
 
 def patch(engine: Engine, ws: int, sid: str, body: SegmentPatch) -> dict[str, Any]:
+    """Rename, change status or (dynamic) change the rule. Moving into or out of active
+    enters or exits every member; a new rule or a return from the archive recomputes a
+    dynamic segment's membership before this returns."""
     _check_id(sid)
     with write_tx(engine) as conn:
         lock_workspace(conn, ws)
         seg = repo.get(conn, ws, sid)
         if seg is None:
             raise NotFound(f"Segment '{sid}' not found")
-        if body.rules is not None and seg["type"] == "static":
-            raise validation_error(
-                "rules", "rules", "isEmpty", "rules must be empty for a static segment"
-            )
         changes: dict[str, Any] = {}
+        if "rules" in body.model_fields_set:
+            rules = _check_rules(conn, ws, seg["type"], body.rules)
+            if rules != seg["rules"]:
+                changes["rules"] = rules
         if body.name is not None and body.name.strip() != seg["name"]:
             changes["name"] = body.name.strip()
         if body.status is not None and body.status != seg["status"]:
             changes["status"] = body.status
+        recompute = False
         if changes:
-            repo.update_segment(conn, ws, sid, changes | {"updated_at": now_us()})
-            # Members show active segments by name: a rename of an active segment, or a
-            # move into or out of active, changes what those accounts return.
             was_active = seg["status"] == "active"
+            old_status = seg["status"]
+            repo.update_segment(conn, ws, sid, changes | {"updated_at": now_us()})
             seg.update(changes)
-            if was_active or seg["status"] == "active":
-                accounts_repo.touch_segment_members(conn, ws, sid, tick(conn, ws))
-        return public(seg, repo.member_count(conn, ws, sid))
+            now_active = seg["status"] == "active"
+            if was_active or now_active:
+                clock = tick(conn, ws)
+                # Members show active segments by name: a rename, or a move into or out of
+                # active, changes what those accounts return.
+                accounts_repo.touch_segment_members(conn, ws, sid, clock)
+                if was_active != now_active:
+                    members = repo.member_ids(conn, ws, sid)
+                    ins, outs = (members, []) if now_active else ([], members)
+                    record_events(conn, ws, membership.membership_events(seg, ins, outs), seq=clock)
+            if seg["type"] == "dynamic":
+                if seg["status"] == "archived":
+                    repo.clear(conn, ws, sid)  # archived segments keep no live membership
+                elif "rules" in changes or old_status == "archived":
+                    recompute = True
+    if recompute:
+        membership.refresh(engine, ws, segment_ids=[sid])
+    return get(engine, ws, sid)
+
+
+def preview(engine: Engine, ws: int, body: PreviewIn) -> dict[str, Any]:
+    """What a rule would match now, before it is saved: the count and the first accounts."""
+    from intently.accounts import service as accounts_service
+
+    with read_tx(engine) as conn:
+        rule = parse_rule(body.rules, path="rules", custom_fields=custom_field_types(conn, ws))
+        ctx = membership.rule_context(conn, ws)
+        count, sample_ids = repo.matching(
+            conn, ws, compile_rule(rule, ws, ctx, conn.dialect.name), body.sampleSize
+        )
+        rows = (
+            accounts_repo.page(
+                conn,
+                ws,
+                after="",
+                limit=len(sample_ids),
+                ids=sample_ids,
+                keys=cf_repo.active_keys(conn, ws),
+            )
+            if sample_ids
+            else []
+        )
+    return {
+        "count": count,
+        "sample": accounts_service.items_json(rows[: len(sample_ids)]),
+    }
+
+
+def refresh(engine: Engine, ws: int, sid: str | None = None) -> dict[str, Any]:
+    """Recompute dynamic membership now (one segment, or every live one)."""
+    if sid is not None:
+        seg = get(engine, ws, sid)
+        if seg["type"] != "dynamic":
+            raise BadRequest(f"Segment '{sid}' is not a dynamic segment")
+        if seg["status"] == "archived":
+            raise BadRequest(f"Segment '{sid}' is archived and keeps no membership")
+    done = membership.refresh(engine, ws, segment_ids=None if sid is None else [sid])
+    return {"segments": [{"segmentId": k, **v.as_dict()} for k, v in done.items()]}
 
 
 def list_segments(
@@ -194,6 +268,13 @@ def _resolve(conn: Connection, ws: int, body: MembersChange) -> tuple[list[str],
     return list(dict.fromkeys(found)), list(dict.fromkeys(missing))
 
 
+def require_static_open(conn: Connection, ws: int, sid: str) -> dict[str, Any]:
+    """A static segment that can take members (active or draft), else 404/400."""
+    seg = _static_segment(conn, ws, sid)
+    _require_open(seg)
+    return seg
+
+
 def _static_segment(conn: Connection, ws: int, sid: str) -> dict[str, Any]:
     _check_id(sid)
     seg = repo.get(conn, ws, sid)
@@ -222,8 +303,10 @@ def remove_accounts(engine: Engine, ws: int, sid: str, body: MembersChange) -> d
         members = repo.members_among(conn, ws, sid, found)
         gone = [aid for aid in found if aid in members]
         repo.remove(conn, ws, sid, gone)
-        if seg["status"] == "active":
-            accounts_repo.touch(conn, ws, gone, tick(conn, ws))
+        if seg["status"] == "active" and gone:
+            clock = tick(conn, ws)
+            accounts_repo.touch(conn, ws, gone, clock)
+            record_events(conn, ws, membership.membership_events(seg, [], gone), seq=clock)
     return {"removed": len(gone), "notMembers": len(found) - len(gone), "notFound": missing}
 
 
@@ -251,3 +334,9 @@ def members_page(
         codec.encode(Cursor("segment-members:" + sid, ws, rows[-1][0], sync_us)) if more else None
     )
     return page(data, next_cursor, format_us(sync_us))
+
+
+def all_segments(engine: Engine, ws: int) -> list[dict[str, Any]]:
+    """Every segment of the workspace with its member count (for the CLI and dashboard)."""
+    with read_tx(engine) as conn:
+        return [public(seg, count) for seg, count in repo.all_with_counts(conn, ws)]

@@ -1,0 +1,189 @@
+"""Dynamic segment membership: the accounts whose data satisfies the segment's rule.
+
+Set-based: per segment and slice of accounts, one query finds the accounts that enter
+(the rule holds, not yet a member) and one the members that exit (the rule no longer
+holds); only those rows are written. The rule compiles to the same SQL the journey
+stages use (`intently.rules`), so membership is exactly the rule applied to the data.
+
+Who keeps what: draft segments keep their membership quietly (it can be looked at
+before going live); active segments also record `segment.entered` / `segment.exited`
+events and mark the accounts changed, since their `segments` field changed; archived
+segments keep none. When membership is recomputed: for the accounts a scoring run
+scores (an incremental run every minute picks up every changed account), for every
+account after a full run (hourly, which also moves time windows on), and for one
+segment when it is created, its rule changes or it comes back from the archive.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+
+from intently.accounts import repository as accounts_repo
+from intently.events.service import Event
+from intently.events.service import record as record_events
+from intently.kit.db import lock_workspace, read_tx, tick, write_tx
+from intently.kit.errors import ValidationFailed
+from intently.kit.timefmt import now_us
+from intently.rules import Context, Rule, compile_rule, custom_field_types, parse_rule
+from intently.segments import repository as repo
+
+# Accounts per write transaction of a whole-workspace refresh: small enough that SQLite's
+# one writer is never held long, large enough that a million accounts is 20 slices.
+SLICE = 50_000
+# Ids per IN list: under every driver's parameter limit.
+ID_CHUNK = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """A segment ready to evaluate: its row and its parsed rule."""
+
+    seg: dict[str, Any]
+    rule: Rule
+
+
+@dataclass(slots=True)
+class Changes:
+    entered: int = 0
+    exited: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: Changes) -> None:
+        self.entered += other.entered
+        self.exited += other.exited
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"entered": self.entered, "exited": self.exited, "seconds": round(self.seconds, 3)}
+
+
+def rule_context(conn: Connection, ws: int, as_of: int | None = None) -> Context:
+    """The context rules are evaluated in: the stage list's deal-stage labels and the
+    scoring model's surge windows, at `as_of` (now by default)."""
+    # Imported here: scoring and stages both reach segments through accounts.
+    from intently.scoring.service import active_model, plan
+    from intently.stages.service import active_definition, context
+
+    _, definition = active_definition(conn, ws)
+    _, model = active_model(conn, ws)
+    return context(definition, as_of, surge=plan(model, 0).surge)
+
+
+def live_segments(conn: Connection, ws: int) -> list[Live]:
+    """The workspace's draft and active dynamic segments with their rules parsed."""
+    types = custom_field_types(conn, ws)
+    return [Live(seg, parse_stored(seg["rules"], types)) for seg in repo.live_dynamic(conn, ws)]
+
+
+def parse_stored(doc: dict[str, Any], custom_fields: dict[str, str]) -> Rule:
+    """A saved rule, its custom fields typed by their definitions. A field deactivated
+    since the rule was saved no longer parses typed; its type is then inferred, and an
+    account without the (hidden) value simply does not match, rather than failing the run."""
+    try:
+        return parse_rule(doc, custom_fields=custom_fields)
+    except ValidationFailed:
+        return parse_rule(doc)
+
+
+def _chunks(ids: Sequence[str]) -> list[list[str]]:
+    return [list(ids[i : i + ID_CHUNK]) for i in range(0, len(ids), ID_CHUNK)]
+
+
+def apply(
+    conn: Connection,
+    ws: int,
+    live: Live,
+    ctx: Context,
+    scope: tuple[str, str] | Collection[str],
+    clock: int | None = None,
+) -> tuple[Changes, int | None]:
+    """Bring one segment's membership up to date over `scope` (an id range (lo, hi] or
+    ids) in the caller's write transaction. Returns the changes and the clock used (the
+    one given, or a new tick when something changed)."""
+    sid = live.seg["id"]
+    cond = compile_rule(live.rule, ws, ctx, conn.dialect.name)
+    scopes: list[Any] = [scope] if isinstance(scope, tuple) else _chunks(sorted(scope))
+    ins: list[str] = []
+    outs: list[str] = []
+    for s in scopes:
+        ins.extend(repo.entering(conn, ws, sid, cond, s))
+        outs.extend(repo.exiting(conn, ws, sid, cond, s))
+    if not ins and not outs:
+        return Changes(), clock
+    now = now_us()
+    repo.add(conn, ws, sid, ins, now)
+    for part in _chunks(outs):
+        repo.remove(conn, ws, sid, part)
+    if live.seg["status"] == "active":
+        clock = clock if clock is not None else tick(conn, ws)
+        accounts_repo.touch(conn, ws, ins + outs, clock)
+        record_events(conn, ws, membership_events(live.seg, ins, outs), seq=clock)
+    return Changes(len(ins), len(outs)), clock
+
+
+def membership_events(seg: dict[str, Any], ins: list[str], outs: list[str]) -> list[Event]:
+    about = {"segment": {"segmentId": seg["id"], "name": seg["name"], "type": seg["type"]}}
+    return [
+        Event("segment.entered", aid, {"member": False}, {"member": True}, about) for aid in ins
+    ] + [Event("segment.exited", aid, {"member": True}, {"member": False}, about) for aid in outs]
+
+
+def refresh_accounts(
+    conn: Connection,
+    ws: int,
+    segments: Sequence[Live],
+    ctx: Context,
+    account_ids: Collection[str],
+    clock: int | None = None,
+) -> Changes:
+    """Every live dynamic segment over these accounts, in the caller's write transaction."""
+    total = Changes()
+    if not segments or not account_ids:
+        return total
+    lock_workspace(conn, ws)  # two refreshes of one segment must not add the same member
+    for live in segments:
+        changes, clock = apply(conn, ws, live, ctx, account_ids, clock)
+        total.add(changes)
+    return total
+
+
+def refresh(
+    engine: Engine,
+    ws: int,
+    *,
+    segment_ids: Collection[str] | None = None,
+    as_of: int | None = None,
+    slice_size: int = SLICE,
+) -> dict[str, Changes]:
+    """Recompute the membership of the workspace's live dynamic segments (or of these
+    ones) over every account, a slice of accounts per write transaction."""
+    with read_tx(engine) as conn:
+        ctx = rule_context(conn, ws, as_of)
+        segments = [
+            s for s in live_segments(conn, ws) if segment_ids is None or s.seg["id"] in segment_ids
+        ]
+        bounds = repo.range_bounds(conn, ws, slice_size) if segments else []
+    if bounds:
+        # The last slice is open-ended, so accounts created since are covered too.
+        bounds[-1] = (bounds[-1][0], "~")
+    out: dict[str, Changes] = {}
+    for live in segments:
+        t1 = time.perf_counter()
+        done = Changes()
+        for lo, hi in bounds:
+            with write_tx(engine) as conn:
+                lock_workspace(conn, ws)
+                current = repo.get(conn, ws, live.seg["id"])
+                if current is None or current["status"] not in ("draft", "active"):
+                    break  # archived or changed under us: its own refresh takes over
+                if current["rules"] != live.seg["rules"]:
+                    break
+                changes, _ = apply(conn, ws, Live(current, live.rule), ctx, (lo, hi))
+                done.add(changes)
+        done.seconds = time.perf_counter() - t1
+        out[live.seg["id"]] = done
+    return out
