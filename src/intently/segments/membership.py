@@ -16,8 +16,10 @@ segment when it is created, its rule changes or it comes back from the archive.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +34,11 @@ from intently.kit.timefmt import now_us
 from intently.rules import Context, Rule, compile_rule, custom_field_types, parse_rule
 from intently.segments import repository as repo
 
-# Accounts per write transaction of a whole-workspace refresh: small enough that SQLite's
-# one writer is never held long, large enough that a million accounts is 20 slices.
-SLICE = 50_000
+# Accounts written per transaction when a whole-workspace refresh applies what differs:
+# SQLite's one writer is never held long.
+SLICE = 20_000
+# Segments compared with the data at once by a whole-workspace refresh.
+WORKERS = max(1, min(2, os.cpu_count() or 1))
 # Ids per IN list: under every driver's parameter limit.
 ID_CHUNK = 5_000
 
@@ -157,33 +161,52 @@ def refresh(
     *,
     segment_ids: Collection[str] | None = None,
     as_of: int | None = None,
-    slice_size: int = SLICE,
+    workers: int = WORKERS,
 ) -> dict[str, Changes]:
     """Recompute the membership of the workspace's live dynamic segments (or of these
-    ones) over every account, a slice of accounts per write transaction."""
+    ones) over every account.
+
+    Each segment is first compared with the data in a read transaction (the expensive
+    part: the rule over every account), which takes no lock, so `workers` segments are
+    compared at once (SQLite's readers run in parallel in WAL mode, and its driver lets
+    go of the GIL while a query runs). Only the accounts found to differ are then written,
+    re-checked in a short write transaction per slice, so a change that committed in
+    between is never undone."""
     with read_tx(engine) as conn:
         ctx = rule_context(conn, ws, as_of)
         segments = [
             s for s in live_segments(conn, ws) if segment_ids is None or s.seg["id"] in segment_ids
         ]
-        bounds = repo.range_bounds(conn, ws, slice_size) if segments else []
-    if bounds:
-        # The last slice is open-ended, so accounts created since are covered too.
-        bounds[-1] = (bounds[-1][0], "~")
-    out: dict[str, Changes] = {}
-    for live in segments:
-        t1 = time.perf_counter()
-        done = Changes()
-        for lo, hi in bounds:
-            with write_tx(engine) as conn:
-                lock_workspace(conn, ws)
-                current = repo.get(conn, ws, live.seg["id"])
-                if current is None or current["status"] not in ("draft", "active"):
-                    break  # archived or changed under us: its own refresh takes over
-                if current["rules"] != live.seg["rules"]:
-                    break
-                changes, _ = apply(conn, ws, Live(current, live.rule), ctx, (lo, hi))
-                done.add(changes)
-        done.seconds = time.perf_counter() - t1
-        out[live.seg["id"]] = done
-    return out
+    if not segments:
+        return {}
+    if workers <= 1 or len(segments) == 1:
+        return {live.seg["id"]: _refresh_one(engine, ws, live, ctx) for live in segments}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segments") as pool:
+        futures = [
+            (live.seg["id"], pool.submit(_refresh_one, engine, ws, live, ctx)) for live in segments
+        ]
+        return {sid: f.result() for sid, f in futures}
+
+
+def _refresh_one(engine: Engine, ws: int, live: Live, ctx: Context) -> Changes:
+    t0 = time.perf_counter()
+    sid = live.seg["id"]
+    with read_tx(engine) as conn:
+        cond = compile_rule(live.rule, ws, ctx, conn.dialect.name)
+        every: tuple[str, str] = ("", "~")  # every id sorts after "" and before "~"
+        differ = sorted(
+            {*repo.entering(conn, ws, sid, cond, every), *repo.exiting(conn, ws, sid, cond, every)}
+        )
+    done = Changes()
+    for i in range(0, len(differ), SLICE):
+        with write_tx(engine) as conn:
+            lock_workspace(conn, ws)
+            current = repo.get(conn, ws, sid)
+            if current is None or current["status"] not in ("draft", "active"):
+                break  # archived or deleted meanwhile: it keeps no membership
+            if current["rules"] != live.seg["rules"]:
+                break  # a new rule: the change that saved it recomputes it
+            changes, _ = apply(conn, ws, Live(current, live.rule), ctx, differ[i : i + SLICE])
+            done.add(changes)
+    done.seconds = time.perf_counter() - t0
+    return done

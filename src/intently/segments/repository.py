@@ -153,25 +153,6 @@ def live_dynamic(conn: Connection, ws: int) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-def range_bounds(conn: Connection, ws: int, size: int) -> list[tuple[str, str]]:
-    """The workspace's accounts cut into id ranges (lo, hi] of about `size` accounts."""
-    bounds: list[tuple[str, str]] = []
-    lo = ""
-    while True:
-        step = (
-            select(a.c.id)
-            .where(a.c.workspace_id == ws, a.c.id > lo)
-            .order_by(a.c.id)
-            .limit(size)
-            .subquery()
-        )
-        hi = conn.execute(select(func.max(step.c.id))).scalar()
-        if hi is None:
-            return bounds
-        bounds.append((lo, str(hi)))
-        lo = str(hi)
-
-
 def matching(
     conn: Connection, ws: int, cond: ColumnElement[bool], sample: int
 ) -> tuple[int, list[str]]:

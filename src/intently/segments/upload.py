@@ -4,6 +4,10 @@ The domain column is the one headed domain, website or url (any case); without s
 header the first column is read and the first row is data. Rows go in slices of 1,000,
 each in its own transaction: a slice that is written stays written, and the report says
 how far it got, so nothing accepted is lost or half-written if a later slice fails.
+
+A domain is counted once, at its first row, wherever the slices fall: later rows of the
+same (normalised) domain count as `duplicates`, so that rows = matched + unknownCount +
+invalidCount + duplicates.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from intently.accounts import repository as accounts_repo
-from intently.kit.db import tick, write_tx
+from intently.kit.db import read_tx, tick, write_tx
 from intently.kit.domains import InvalidDomain, normalise_domain
 from intently.kit.errors import BadRequest
 from intently.segments import service
@@ -30,8 +34,10 @@ def domain_rows(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
     reader = csv.reader(lines)
     column = 0
     first = True
+    end = 0
     for row in reader:
-        line = reader.line_num
+        # A quoted value may span lines: a row is reported at the line it starts on.
+        line, end = end + 1, reader.line_num
         if first:
             first = False
             keys = ["".join(ch for ch in cell.strip().lower() if ch.isalnum()) for cell in row]
@@ -49,7 +55,7 @@ def add_from_csv(
     engine: Engine, ws: int, sid: str, rows: Iterable[tuple[int, str]]
 ) -> dict[str, Any]:
     """Add the accounts of these domains to a static, active or draft segment."""
-    with write_tx(engine) as conn:
+    with read_tx(engine) as conn:
         seg = service.require_static_open(conn, ws, sid)
     report: dict[str, Any] = {
         "rows": 0,
@@ -58,10 +64,12 @@ def add_from_csv(
         "alreadyMembers": 0,
         "unknownCount": 0,
         "invalidCount": 0,
+        "duplicates": 0,
         "unknown": [],
         "invalid": [],
     }
     batch: list[tuple[int, str]] = []
+    seen: set[str] = set()  # domains of earlier slices
 
     def flush() -> None:
         wanted: dict[str, str] = {}
@@ -75,7 +83,10 @@ def add_from_csv(
                         {"line": line, "value": raw, "reason": "domain must be a valid domain name"}
                     )
                 continue
-            wanted.setdefault(domain, raw)
+            if domain in seen or domain in wanted:
+                report["duplicates"] += 1
+                continue
+            wanted[domain] = raw
         with write_tx(engine) as conn:
             clock = tick(conn, ws)
             current = service.require_static_open(conn, ws, sid)
@@ -89,6 +100,7 @@ def add_from_csv(
                 report["unknownCount"] += 1
                 if len(report["unknown"]) < LISTED:
                     report["unknown"].append(raw)
+        seen.update(wanted)
         batch.clear()
 
     for item in rows:
@@ -99,6 +111,6 @@ def add_from_csv(
     if batch:
         flush()
     if report["rows"] == 0:
-        raise BadRequest("the CSV holds no domains")
+        raise BadRequest("The CSV holds no domains")
     report["segmentId"] = seg["id"]
     return report
