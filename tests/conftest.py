@@ -170,7 +170,9 @@ class LiveServer:
 def live_server(database_url: str) -> Iterator[LiveServer]:
     """`intently serve` in a subprocess on a free loopback port, on the test database."""
     port = _free_port()
-    env = dict(os.environ, INTENTLY_DATABASE_URL=database_url)
+    # Webhook tests drive the dispatcher themselves, with settings of their own: this
+    # shared server must not deliver their webhooks.
+    env = dict(os.environ, INTENTLY_DATABASE_URL=database_url, INTENTLY_WEBHOOK_DISPATCH="false")
     proc = subprocess.Popen(
         [sys.executable, "-m", "intently", "serve", "--port", str(port)],
         env=env,

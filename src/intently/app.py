@@ -40,6 +40,7 @@ from intently.segments import endpoints as segments_endpoints
 from intently.settings import Settings, get_settings
 from intently.signals import endpoints as signals_endpoints
 from intently.stages import endpoints as stages_endpoints
+from intently.webhooks import endpoints as webhooks_endpoints
 
 log = logging.getLogger("intently")
 
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(stages_endpoints.router(), prefix=prefix)
         app.include_router(scoring_endpoints.router(), prefix=prefix)
         app.include_router(events_endpoints.router(), prefix=prefix)
+        app.include_router(webhooks_endpoints.router(), prefix=prefix)
     # The website collector (/v1/..., /t.js) and GET /api/v1/website, at the root.
     app.include_router(collector_endpoints.router())
 

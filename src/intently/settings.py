@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     # can lose), and how many events it writes at once.
     collector_flush_ms: int = Field(default=500, ge=10, le=60_000)
     collector_batch: int = Field(default=2000, ge=1, le=100_000)
+    # Webhooks. Private, loopback and link-local targets are refused unless allowed (a
+    # webhook URL must not reach into the operator's own network).
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    # Retry n waits min(max, base * 2**(n-1)) seconds, less up to a quarter of jitter.
+    webhook_backoff_base_s: float = Field(default=30.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=6 * 3600.0, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    # Whether `intently serve` and `intently worker` run the webhook dispatcher.
+    webhook_dispatch: bool = True
 
 
 @lru_cache(maxsize=1)

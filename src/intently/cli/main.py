@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
-from intently.cli import ingest, scoring
+from intently.cli import ingest, scoring, segments, webhooks
 from intently.cli.ip import ip_app
 from intently.settings import get_settings
 
@@ -22,6 +23,8 @@ app.add_typer(workspaces_app, name="workspaces")
 ingest.register(app)
 scoring.register(app)
 app.add_typer(ip_app, name="ip")
+webhooks.register(app)
+segments.register(app)
 
 
 def _engine():
@@ -64,6 +67,7 @@ def serve(
         # and do not run jobs, so there is one consumer either way.
         consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=True)
         consumer.start()
+    dispatcher = _start_dispatcher() if worker else None
     try:
         uvicorn.run(
             "intently.app:create_app",
@@ -75,8 +79,20 @@ def serve(
             access_log=False,
         )
     finally:
+        if dispatcher is not None:
+            dispatcher.stop()
         if consumer is not None:
             consumer.stop(graceful=True)
+
+
+def _start_dispatcher() -> Any:
+    """The webhook dispatcher thread, unless INTENTLY_WEBHOOK_DISPATCH=false."""
+    from intently.webhooks.dispatcher import Dispatcher
+
+    settings = get_settings()
+    if not settings.webhook_dispatch:
+        return None
+    return Dispatcher(_engine(), settings).start()
 
 
 @app.command("worker")
@@ -93,7 +109,12 @@ def worker_command(
     from intently.worker import huey
 
     typer.echo(f"Intently worker ({threads} threads); Ctrl-C stops it", err=True)
-    huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+    dispatcher = _start_dispatcher()
+    try:
+        huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop()
 
 
 def _safe_url(url: str) -> str:
