@@ -298,7 +298,7 @@ def test_several_problems_in_one_rule_are_all_reported_with_nested_paths() -> No
     }
     assert found["rules.all.1.any.1.op"] == {
         "isIn": "op must be one of the following values: eq, ne, gt, gte, lt, lte, between, in, "
-        "not_in, contains, not_contains, starts_with, exists, missing, within_days"
+        "not_in, contains, not_contains, starts_with, exists, missing, within_days; got 'like'"
     }
 
 

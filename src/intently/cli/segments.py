@@ -24,6 +24,9 @@ events_app = typer.Typer(help="Change events and score thresholds.", no_args_is_
 
 Workspace = typer.Option(None, "--workspace", "-w", help=WORKSPACE_HELP)
 
+# Output goes through rich: names, values and paths from the user are printed with
+# markup off (fail() escapes), so "[/x]" in a CSV or a segment name is shown, not parsed.
+
 
 def register(app: typer.Typer) -> None:
     app.add_typer(segments_app, name="segments")
@@ -66,6 +69,7 @@ def list_segments(workspace: str | None = Workspace) -> None:
             f"{seg['segmentId']}  {seg['type']:<7}  {seg['status']:<8}  "
             f"{seg['memberCount']:>9,}  {seg['name']}",
             highlight=False,
+            markup=False,
         )
 
 
@@ -117,15 +121,19 @@ def add(
     out_console.print(
         f"{report['rows']:,} rows: {report['matched']:,} matched "
         f"({report['added']:,} added, {report['alreadyMembers']:,} already members), "
-        f"{report['unknownCount']:,} unknown, {report['invalidCount']:,} invalid",
+        f"{report['unknownCount']:,} unknown, {report['invalidCount']:,} invalid, "
+        f"{report['duplicates']:,} duplicates",
         highlight=False,
+        markup=False,
     )
     for bad in report["invalid"]:
         out_console.print(
-            f"  line {bad['line']}: invalid '{bad['value']}': {bad['reason']}", highlight=False
+            f"  line {bad['line']}: invalid '{bad['value']}': {bad['reason']}",
+            highlight=False,
+            markup=False,
         )
     for domain in report["unknown"]:
-        out_console.print(f"  unknown: {domain}", highlight=False)
+        out_console.print(f"  unknown: {domain}", highlight=False, markup=False)
 
 
 @segments_app.command("preview")
@@ -166,6 +174,7 @@ def refresh(
             f"{s['segmentId']}: {s['entered']:,} entered, {s['exited']:,} exited "
             f"({s['seconds']:.2f} s)",
             highlight=False,
+            markup=False,
         )
 
 

@@ -16,7 +16,15 @@ from sqlalchemy.engine import Connection, Engine
 
 from intently.events.tables import events as ev
 from intently.events.tables import score_thresholds as st
-from intently.kit.db import json_param, json_value, param_marker, read_clock, read_tx, write_tx
+from intently.kit.db import (
+    json_param,
+    json_value,
+    lock_workspace,
+    param_marker,
+    read_clock,
+    read_tx,
+    write_tx,
+)
 from intently.kit.errors import BadRequest, NotFound, validation_error
 from intently.kit.ids import is_id, new_id
 from intently.kit.pagination import Cursor, CursorCodec, page
@@ -184,6 +192,8 @@ def get_thresholds(engine: Engine, ws: int) -> dict[str, Any]:
 def put_thresholds(engine: Engine, ws: int, items: list[dict[str, Any]]) -> dict[str, Any]:
     now = now_us()
     with write_tx(engine) as conn:
+        # Two first PUTs must not both find no row and both insert it.
+        lock_workspace(conn, ws)
         found = conn.execute(select(st.c.workspace_id).where(st.c.workspace_id == ws)).first()
         if found:
             conn.execute(

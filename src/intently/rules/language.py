@@ -324,6 +324,11 @@ def parse_rule(
     return rule
 
 
+def _shown(value: Any) -> str:
+    """A value sent, as an error message quotes it."""
+    return f"'{value}'" if isinstance(value, str) else repr(value)
+
+
 def _whole(path: str) -> dict[str, Any]:
     return {"property": path, "path": path, "constraints": {"isRule": f"{path} is invalid"}}
 
@@ -437,7 +442,7 @@ def _numcmp(
         pr.add(
             f"{path}.op",
             "isIn",
-            f"op must be one of the following values: {', '.join(NUMERIC_OPS)}",
+            f"op must be one of the following values: {', '.join(NUMERIC_OPS)}; got {_shown(op)}",
         )
         return None
     return _numvalue(op, value, f"{path}.value", pr)
@@ -486,14 +491,19 @@ def _parse_field(
         pr.add(
             fp,
             "isKnownField",
-            f"field must be one of {', '.join(BUILTIN_FIELDS)} or customFields.KEY",
+            f"field must be one of {', '.join(BUILTIN_FIELDS)} or customFields.KEY; "
+            f"got {_shown(name)}",
         )
     op_path = f"{path}.op"
     if op is None:
         pr.add(op_path, "isNotEmpty", "op should not be empty")
         return None
     if op not in ALL_OPS:
-        pr.add(op_path, "isIn", f"op must be one of the following values: {', '.join(ALL_OPS)}")
+        pr.add(
+            op_path,
+            "isIn",
+            f"op must be one of the following values: {', '.join(ALL_OPS)}; got {_shown(op)}",
+        )
         return None
     if kind is None:
         return None

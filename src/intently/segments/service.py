@@ -49,7 +49,8 @@ def _require_open(seg: dict[str, Any]) -> None:
 def add_members(conn: Connection, ws: int, seg: dict[str, Any], ids: list[str], clock: int) -> int:
     """Add accounts (rtp_aids) to a segment; returns how many were new members."""
     unique = list(dict.fromkeys(ids))
-    new = [aid for aid in unique if aid not in repo.members_among(conn, ws, seg["id"], unique)]
+    already = repo.members_among(conn, ws, seg["id"], unique)
+    new = [aid for aid in unique if aid not in already]
     repo.add(conn, ws, seg["id"], new, now_us())
     if seg["status"] == "active":
         accounts_repo.touch(conn, ws, new, clock)
@@ -146,7 +147,11 @@ def patch(engine: Engine, ws: int, sid: str, body: SegmentPatch) -> dict[str, An
                 # Members show active segments by name: a rename, or a move into or out of
                 # active, changes what those accounts return.
                 accounts_repo.touch_segment_members(conn, ws, sid, clock)
-                if was_active != now_active:
+                if now_active and not was_active and "rules" in changes:
+                    # Going live under a new rule: the members kept under the old one
+                    # were never live; the refresh below enters the new rule's members.
+                    repo.clear(conn, ws, sid)
+                elif was_active != now_active:
                     members = repo.member_ids(conn, ws, sid)
                     ins, outs = (members, []) if now_active else ([], members)
                     record_events(conn, ws, membership.membership_events(seg, ins, outs), seq=clock)
