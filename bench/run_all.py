@@ -20,6 +20,8 @@ import ip_lookup
 import list_pages
 
 import scoring
+import segments
+import webhooks
 
 
 def main() -> None:
@@ -36,6 +38,8 @@ def main() -> None:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--no-ingest", action="store_true", help="skip the signal benchmarks")
     parser.add_argument("--no-scoring", action="store_true", help="skip the scoring benchmark")
+    parser.add_argument("--no-segments", action="store_true", help="skip the segment benchmark")
+    parser.add_argument("--no-webhooks", action="store_true", help="skip the webhook benchmark")
     args = parser.parse_args()
 
     shared = ["--concurrency", args.concurrency, "--settle", str(args.settle)]
@@ -68,6 +72,14 @@ def main() -> None:
             if args.reuse:
                 argv.append("--reuse")
             sections.append((f"scoring ({db})", scoring.main(argv)))
+
+    if not args.no_segments:  # the target is set on SQLite
+        bk.say("\n######## segments, sqlite")
+        sections.append(("segments (sqlite)", segments.main(["--reuse"] if args.reuse else [])))
+    if not args.no_webhooks:
+        for db in dbs:
+            bk.say(f"\n######## webhooks, {db}")
+            sections.append((f"webhooks ({db})", webhooks.main(["--db", db])))
 
     bk.say("\n######## summary")
     for title, checks in sections:

@@ -134,7 +134,7 @@ def status_counts(engine: Any) -> dict[str, int]:
     return {str(s): int(c) for s, c in rows}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> list[bk.Check]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--deliveries", type=int, default=5_000, help="events to deliver (5,000)")
@@ -142,7 +142,7 @@ def main() -> int:
         "--concurrency", type=int, default=16, help="sends at once (INTENTLY_WEBHOOK_CONCURRENCY)"
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from intently.kit.db import make_engine
     from intently.kit.migrate import migrate
@@ -226,9 +226,11 @@ def main() -> int:
         },
     )
     bk.say(f"  details: {path}")
-    return 1 if args.strict and not ok else 0
+    if args.strict and not ok:
+        raise SystemExit(1)
+    return [check]
 
 
 if __name__ == "__main__":
     os.environ.setdefault("INTENTLY_WEBHOOK_DISPATCH", "false")
-    raise SystemExit(main())
+    main()

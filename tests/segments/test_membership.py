@@ -76,12 +76,15 @@ def _push(api: Api, items: list[dict[str, Any]]) -> None:
     assert all(x["status"] != "failed" for x in r.json()["data"]["results"]), r.text
 
 
-@pytest.mark.parametrize("per_batch", [True, False], ids=["per-batch", "after-run"])
+@pytest.mark.parametrize("mode", ["per-batch", "after-run", "after-run-parallel"])
 def test_membership_follows_every_kind_of_change(
-    workspace: Workspace, engine: Any, monkeypatch: pytest.MonkeyPatch, per_batch: bool
+    workspace: Workspace, engine: Any, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
-    if not per_batch:  # force the set-wise pass that large runs take
+    if mode != "per-batch":  # force the set-wise pass that large runs take
         monkeypatch.setattr(scoring, "SEGMENTS_PER_BATCH_UP_TO", 0)
+    if mode == "after-run-parallel":  # and its parallel comparison, as in big workspaces
+        monkeypatch.setattr(membership, "PARALLEL_FROM", 0)
+        monkeypatch.setattr(membership, "WORKERS", 2)
     api, ws = workspace.api, workspace.id
     rnd = random.Random(5)
     r = api.post("/accounts/custom-field", json={"label": "TIER", "labelType": "singleLineText"})

@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing import get_context
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -37,8 +38,10 @@ from intently.segments import repository as repo
 # Accounts written per transaction when a whole-workspace refresh applies what differs:
 # SQLite's one writer is never held long.
 SLICE = 20_000
-# Segments compared with the data at once by a whole-workspace refresh.
+# Segments compared with the data at once by a whole-workspace refresh of a workspace of
+# at least PARALLEL_FROM accounts (below that, starting workers costs more than it saves).
 WORKERS = max(1, min(2, os.cpu_count() or 1))
+PARALLEL_FROM = 50_000
 # Ids per IN list: under every driver's parameter limit.
 ID_CHUNK = 5_000
 
@@ -161,42 +164,85 @@ def refresh(
     *,
     segment_ids: Collection[str] | None = None,
     as_of: int | None = None,
-    workers: int = WORKERS,
+    workers: int | None = None,
+    parallel_from: int | None = None,
 ) -> dict[str, Changes]:
     """Recompute the membership of the workspace's live dynamic segments (or of these
     ones) over every account.
 
-    Each segment is first compared with the data in a read transaction (the expensive
-    part: the rule over every account), which takes no lock, so `workers` segments are
-    compared at once (SQLite's readers run in parallel in WAL mode, and its driver lets
-    go of the GIL while a query runs). Only the accounts found to differ are then written,
-    re-checked in a short write transaction per slice, so a change that committed in
-    between is never undone."""
+    Each segment is first compared with the data in a read transaction: the rule over
+    every account, the expensive part, which takes no lock. Only the accounts found to
+    differ are then written, re-checked in a short write transaction per slice, so a
+    change that committed in between is never undone.
+
+    In a workspace of `parallel_from` accounts or more, `workers` segments are compared
+    at once: in child processes on SQLite (threads gain nothing there: two threads on
+    two connections ran no faster than one), in threads on PostgreSQL (the server does
+    the work)."""
+    workers = WORKERS if workers is None else workers
+    parallel_from = PARALLEL_FROM if parallel_from is None else parallel_from
     with read_tx(engine) as conn:
         ctx = rule_context(conn, ws, as_of)
         segments = [
             s for s in live_segments(conn, ws) if segment_ids is None or s.seg["id"] in segment_ids
         ]
+        big = bool(segments) and repo.account_count(conn, ws) >= parallel_from
     if not segments:
         return {}
-    if workers <= 1 or len(segments) == 1:
-        return {live.seg["id"]: _refresh_one(engine, ws, live, ctx) for live in segments}
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segments") as pool:
-        futures = [
-            (live.seg["id"], pool.submit(_refresh_one, engine, ws, live, ctx)) for live in segments
-        ]
-        return {sid: f.result() for sid, f in futures}
+    if workers <= 1 or len(segments) == 1 or not big:
+        return {
+            live.seg["id"]: _apply_differ(engine, ws, live, ctx, _differ(engine, ws, live, ctx))
+            for live in segments
+        }
+    t0 = time.perf_counter()
+    out: dict[str, Changes] = {}
+    pool: Executor
+    if engine.dialect.name == "sqlite":
+        url = engine.url.render_as_string(hide_password=False)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        submit = lambda live: pool.submit(_differ_in_child, url, ws, live, ctx)  # noqa: E731
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segments")
+        submit = lambda live: pool.submit(_differ, engine, ws, live, ctx)  # noqa: E731
+    with pool:
+        futures = {submit(live): live for live in segments}
+        for future in as_completed(futures):  # written here, one segment at a time
+            live = futures[future]
+            done = _apply_differ(engine, ws, live, ctx, future.result())
+            done.seconds = time.perf_counter() - t0  # from the start until it was written
+            out[live.seg["id"]] = done
+    return {live.seg["id"]: out[live.seg["id"]] for live in segments}
 
 
-def _refresh_one(engine: Engine, ws: int, live: Live, ctx: Context) -> Changes:
+def _differ(engine: Engine, ws: int, live: Live, ctx: Context) -> list[str]:
+    """The accounts whose membership of this segment is not what its rule says."""
+    with read_tx(engine) as conn:
+        # The rule once over every account, compared with the members as sets: cheaper
+        # than asking, account by account, whether each is a member and whether each
+        # member still matches (which evaluates the rule twice for members).
+        cond = compile_rule(live.rule, ws, ctx, conn.dialect.name)
+        matching = set(repo.matching_all(conn, ws, cond))
+        members = set(repo.member_ids(conn, ws, live.seg["id"]))
+    return sorted(matching ^ members)
+
+
+_child_engines: dict[str, Engine] = {}
+
+
+def _differ_in_child(url: str, ws: int, live: Live, ctx: Context) -> list[str]:
+    """`_differ` in a worker process, on an engine of its own (kept for its next task)."""
+    from intently.kit.db import make_engine
+
+    engine = _child_engines.get(url)
+    if engine is None:
+        engine = _child_engines[url] = make_engine(url, pool_size=1)
+    return _differ(engine, ws, live, ctx)
+
+
+def _apply_differ(engine: Engine, ws: int, live: Live, ctx: Context, differ: list[str]) -> Changes:
+    """Write what differs, each slice re-checked against the data in its transaction."""
     t0 = time.perf_counter()
     sid = live.seg["id"]
-    with read_tx(engine) as conn:
-        cond = compile_rule(live.rule, ws, ctx, conn.dialect.name)
-        every: tuple[str, str] = ("", "~")  # every id sorts after "" and before "~"
-        differ = sorted(
-            {*repo.entering(conn, ws, sid, cond, every), *repo.exiting(conn, ws, sid, cond, every)}
-        )
     done = Changes()
     for i in range(0, len(differ), SLICE):
         with write_tx(engine) as conn:

@@ -127,6 +127,17 @@ def exiting(
     return list(conn.execute(q).scalars())
 
 
+def account_count(conn: Connection, ws: int) -> int:
+    return int(
+        conn.execute(select(func.count()).select_from(a).where(a.c.workspace_id == ws)).scalar_one()
+    )
+
+
+def matching_all(conn: Connection, ws: int, cond: ColumnElement[bool]) -> list[str]:
+    """Every account of the workspace that satisfies `cond`."""
+    return list(conn.execute(select(a.c.id).where(a.c.workspace_id == ws, cond)).scalars())
+
+
 def member_ids(conn: Connection, ws: int, sid: str) -> list[str]:
     return list(
         conn.execute(
