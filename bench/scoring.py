@@ -149,7 +149,7 @@ def workspace_of(engine: Any) -> int:
 
 
 def reset_scores(url: str) -> None:
-    """Every account back to unscored, so the full run changes them all again."""
+    """Every account back to unscored and unplaced, so the full run changes them all again."""
     from intently.kit.db import make_engine
 
     engine = make_engine(url)
@@ -158,9 +158,11 @@ def reset_scores(url: str) -> None:
             "UPDATE accounts SET rtp_account_score = 0, rtp_website_intent_score = 0, "
             "rtp_bombora_intent_score = 0, rtp_g2_intent_score = 0, "
             "rtp_advertising_activity_score = 0, score_model_version = NULL, "
-            "rtp_last_account_date = NULL"
+            "rtp_last_account_date = NULL, rtp_journey_stage = NULL"
         )
-        conn.exec_driver_sql("DELETE FROM scoring_runs")
+        # As after seeding: every account is placed on the journey again, with its events.
+        for table in ("scoring_runs", "stage_changes", "journey_days", "events"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
     engine.dispose()
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import benchkit as bk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scoring import rollups  # the scoring benchmark's signal mix
+from scoring import rollups, workspace_of  # the scoring benchmark's signal mix
 
 RECOMPUTE_TARGET_S = 60.0
 SEGMENTS = 50
@@ -183,15 +183,6 @@ def seed(url: str, accounts: int, kind: str) -> None:
     finally:
         raw.close()
         engine.dispose()
-
-
-def workspace_of(engine: Any) -> int:
-    from intently.auth.repository import workspace_id_by_name
-
-    with engine.connect() as conn:
-        ws = workspace_id_by_name(conn, bk.WORKSPACE)
-    assert ws is not None
-    return int(ws)
 
 
 def reset(url: str) -> None:

@@ -56,6 +56,17 @@ def record(conn: Connection, ws: int, items: Sequence[Event], *, seq: int) -> li
     now = now_us()
     ids = [new_id() for _ in items]
     m = param_marker(conn)
+    encoded: dict[int, str] = {}  # a document shared by many events is encoded once
+
+    def enc(doc: dict[str, Any] | None) -> str | None:
+        if doc is None:
+            return None
+        key = id(doc)
+        text = encoded.get(key)
+        if text is None:
+            text = encoded[key] = json_param(doc)
+        return text
+
     conn.exec_driver_sql(
         "INSERT INTO events (workspace_id, id, seq, type, account_id, occurred_at, before, "
         f"after, data) VALUES ({', '.join([m] * 9)})",
@@ -67,9 +78,9 @@ def record(conn: Connection, ws: int, items: Sequence[Event], *, seq: int) -> li
                 e.type,
                 e.account_id,
                 now,
-                None if e.before is None else json_param(e.before),
-                None if e.after is None else json_param(e.after),
-                None if e.data is None else json_param(e.data),
+                enc(e.before),
+                enc(e.after),
+                enc(e.data),
             )
             for eid, e in zip(ids, items, strict=True)
         ],
@@ -106,6 +117,20 @@ def _parse_types(raw: str | None) -> list[str] | None:
     return types
 
 
+def _parse_since(since: str | None) -> int | None:
+    if since is None:
+        return None
+    try:
+        return parse_iso8601(since)
+    except ValueError:
+        raise validation_error(
+            "since",
+            "since",
+            "isIso8601",
+            f"since must be a valid ISO 8601 date string; got '{since}'",
+        ) from None
+
+
 def list_events(
     engine: Engine,
     codec: CursorCodec,
@@ -128,17 +153,7 @@ def list_events(
             sync_us = c.sync_us
         else:
             types = _parse_types(type_filter)
-            since_us = None
-            if since is not None:
-                try:
-                    since_us = parse_iso8601(since)
-                except ValueError:
-                    raise validation_error(
-                        "since",
-                        "since",
-                        "isIso8601",
-                        f"since must be a valid ISO 8601 date string; got '{since}'",
-                    ) from None
+            since_us = _parse_since(since)
             if account is not None and not is_id(account):
                 raise BadRequest("Invalid rtp_aid format")
             after_seq, after_id = -1, ""
@@ -242,16 +257,9 @@ def recent(
     q = select(ev).where(ev.c.workspace_id == ws)
     if wanted is not None:
         q = q.where(ev.c.type.in_(wanted))
-    if since is not None:
-        try:
-            q = q.where(ev.c.occurred_at >= parse_iso8601(since))
-        except ValueError:
-            raise validation_error(
-                "since",
-                "since",
-                "isIso8601",
-                f"since must be a valid ISO 8601 date string; got '{since}'",
-            ) from None
+    since_us = _parse_since(since)
+    if since_us is not None:
+        q = q.where(ev.c.occurred_at >= since_us)
     with read_tx(engine) as conn:
         rows = conn.execute(q.order_by(ev.c.seq.desc(), ev.c.id.desc()).limit(limit)).all()
     return [public(r) for r in reversed(rows)]

@@ -134,9 +134,10 @@ def apply(
 
 def membership_events(seg: dict[str, Any], ins: list[str], outs: list[str]) -> list[Event]:
     about = {"segment": {"segmentId": seg["id"], "name": seg["name"], "type": seg["type"]}}
-    return [
-        Event("segment.entered", aid, {"member": False}, {"member": True}, about) for aid in ins
-    ] + [Event("segment.exited", aid, {"member": True}, {"member": False}, about) for aid in outs]
+    member, outside = {"member": True}, {"member": False}  # shared: encoded once
+    return [Event("segment.entered", aid, outside, member, about) for aid in ins] + [
+        Event("segment.exited", aid, member, outside, about) for aid in outs
+    ]
 
 
 def refresh_accounts(

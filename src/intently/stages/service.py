@@ -151,17 +151,19 @@ def apply_stages(
     rules: dict[str, str | None] = {
         st["name"]: json_param(st["rule"]) if "rule" in st else None for st in definition["stages"]
     }
+    # The rule that fired is in stage_changes (and the score explanation); the event says
+    # which stage list and why. Documents are shared, so each is encoded once.
+    about = {"stageSetVersion": version, "cause": cause}
+    stage_doc: dict[str | None, dict[str, Any]] = {}
+
+    def doc(stage: str | None) -> dict[str, Any]:
+        return stage_doc.setdefault(stage, {"stage": stage})
+
     record_events(
         conn,
         ws,
         [
-            Event(
-                "stage.changed",
-                aid,
-                {"stage": current.get(aid)},
-                {"stage": placed[aid][0]},
-                {"rule": placed[aid][1], "stageSetVersion": version, "cause": cause},
-            )
+            Event("stage.changed", aid, doc(current.get(aid)), doc(placed[aid][0]), about)
             for aid in changed
         ],
         seq=stamp,
