@@ -309,6 +309,19 @@ class AutoAnalyze:
         self._thread.join()
 
 
+def seeded_database(postgres: bool, reuse: bool, name: str, pg_db: str, accounts: int) -> Database:
+    """A benchmark's database: with `reuse`, the kept one (bench/out/<name>-<accounts>.sqlite3
+    or the PostgreSQL database `pg_db`) if there is one; else a new, empty one."""
+    if postgres:
+        exists = psql(f"SELECT 1 FROM pg_database WHERE datname = '{pg_db}'") == "1"
+        if not (reuse and exists):
+            psql(f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)", f"CREATE DATABASE {pg_db}")
+        return Database("postgres", f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{pg_db}")
+    if reuse:
+        return sqlite_at(OUT / f"{name}-{accounts}.sqlite3")
+    return fresh_sqlite(name)
+
+
 def fresh_sqlite(name: str) -> Database:
     tmp = Path(tempfile.mkdtemp(prefix="intently-bench-"))
     path = tmp / f"{name}.sqlite3"

@@ -40,7 +40,6 @@ RSS_TARGET_MB = 2048.0
 INCREMENTAL_TARGET_S = 2.0
 INCREMENTAL_ACCOUNTS = 1000
 PG_DB = "intently_bench_scoring"
-PG_URL = f"postgresql+psycopg://postgres@{bk.PG_HOST}:{bk.PG_PORT}/{PG_DB}"
 US_PER_DAY = 86_400_000_000
 CHUNK = 10_000  # accounts per insert batch
 
@@ -246,16 +245,7 @@ def main(argv: list[str] | None = None) -> list[bk.Check]:
     postgres = args.db == "postgres"
     n = args.accounts
 
-    db: bk.Database
-    if postgres:
-        exists = bk.psql(f"SELECT 1 FROM pg_database WHERE datname = '{PG_DB}'") == "1"
-        if not (args.reuse and exists):
-            bk.psql(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)", f"CREATE DATABASE {PG_DB}")
-        db = bk.Database("postgres", PG_URL)
-    elif args.reuse:
-        db = bk.sqlite_at(bk.OUT / f"scoring-{n}.sqlite3")
-    else:
-        db = bk.fresh_sqlite("scoring")
+    db = bk.seeded_database(postgres, args.reuse, "scoring", PG_DB, n)
     try:
         from intently.kit.migrate import migrate
 

@@ -39,7 +39,6 @@ from scoring import rollups, workspace_of  # the scoring benchmark's signal mix
 RECOMPUTE_TARGET_S = 60.0
 SEGMENTS = 50
 PG_DB = "intently_bench_segments"
-PG_URL = f"postgresql+psycopg://postgres@{bk.PG_HOST}:{bk.PG_PORT}/{PG_DB}"
 US_PER_DAY = 86_400_000_000
 CHUNK = 10_000
 TAGS = ("target", "competitor", "partner", "customer-advocate", "churn-risk", "tier-1",
@@ -286,16 +285,7 @@ def main(argv: list[str] | None = None) -> list[bk.Check]:
     args = parser.parse_args(argv)
     postgres = args.db == "postgres"
     n = args.accounts
-    db: bk.Database
-    if postgres:
-        exists = bk.psql(f"SELECT 1 FROM pg_database WHERE datname = '{PG_DB}'") == "1"
-        if not (args.reuse and exists):
-            bk.psql(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)", f"CREATE DATABASE {PG_DB}")
-        db = bk.Database("postgres", PG_URL)
-    elif args.reuse:
-        db = bk.sqlite_at(bk.OUT / f"segments-{n}.sqlite3")
-    else:
-        db = bk.fresh_sqlite("segments")
+    db = bk.seeded_database(postgres, args.reuse, "segments", PG_DB, n)
     try:
         from intently.kit.migrate import migrate
 

@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,10 +146,43 @@ def other(make_workspace: Callable[[], Workspace]) -> Workspace:
     return make_workspace()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(**env: str) -> Iterator[str]:
+    """`intently serve` in a subprocess on a free loopback port, with these INTENTLY_*
+    settings; yields its base URL once /healthz answers, stops it afterwards."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "intently", "serve", "--port", str(port)],
+        env=dict(os.environ, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"server did not start: {err[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @dataclass
@@ -169,33 +203,7 @@ class LiveServer:
 @pytest.fixture(scope="session")
 def live_server(database_url: str) -> Iterator[LiveServer]:
     """`intently serve` in a subprocess on a free loopback port, on the test database."""
-    port = _free_port()
     # Webhook tests drive the dispatcher themselves, with settings of their own: this
     # shared server must not deliver their webhooks.
-    env = dict(os.environ, INTENTLY_DATABASE_URL=database_url, INTENTLY_WEBHOOK_DISPATCH="false")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "intently", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"server did not start: {err[-2000:]}")
-            time.sleep(0.1)
+    with serving(INTENTLY_DATABASE_URL=database_url, INTENTLY_WEBHOOK_DISPATCH="false") as url:
         yield LiveServer(url, database_url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()

@@ -10,9 +10,9 @@ import pytest
 from intently.settings import Settings
 from intently.webhooks.service import verify_signature
 from tests.api.support import one_error
-from tests.conftest import Api, Workspace
+from tests.conftest import Api, Workspace, free_port
 from tests.webhooks.conftest import deliveries, drain, make_events, register
-from tests.webhooks.receiver import Receiver, free_port
+from tests.webhooks.receiver import Receiver
 
 UNKNOWN = "0123456789abcdef01234567"
 

@@ -3,9 +3,6 @@ process involved (on a database of its own, so no other test's webhooks are touc
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +12,8 @@ from intently.auth.service import generate_key
 from intently.kit.db import make_engine
 from intently.kit.migrate import migrate
 from intently.webhooks.service import verify_signature
-from tests.webhooks.receiver import Receiver, free_port
+from tests.conftest import serving
+from tests.webhooks.receiver import Receiver
 
 
 def test_serve_delivers_webhooks(tmp_path: Path, receiver: Receiver) -> None:
@@ -24,30 +22,12 @@ def test_serve_delivers_webhooks(tmp_path: Path, receiver: Receiver) -> None:
     engine = make_engine(url)
     key = generate_key(engine, "serve-ws", "serve@example.com")
     engine.dispose()
-    port = free_port()
-    env = dict(
-        os.environ,
+    with serving(
         INTENTLY_DATABASE_URL=url,
         INTENTLY_WEBHOOK_DISPATCH="true",
         INTENTLY_WEBHOOK_ALLOW_PRIVATE="true",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "intently", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}/api/v1"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
+    ) as server:
+        base = f"{server}/api/v1"
         h = {"X-Api-Key": key}
         r = httpx.post(
             f"{base}/webhooks",
@@ -68,10 +48,3 @@ def test_serve_delivers_webhooks(tmp_path: Path, receiver: Receiver) -> None:
         [got] = receiver.received
         assert got.json()["type"] == "account.created"
         assert verify_signature(secret, got.headers["intently-signature"], got.body)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise

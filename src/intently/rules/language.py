@@ -35,6 +35,7 @@ Semantics shared by both evaluators:
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,6 +82,16 @@ LABEL_KINDS = {
 }
 
 NUMERIC_OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "between")
+# The comparisons both evaluators apply as they are: to Python values in memory, to
+# column expressions in SQL (`between` is built from two of them).
+COMPARE: dict[str, Any] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
 OPS_BY_KIND: dict[str, tuple[str, ...]] = {
     "number": (*NUMERIC_OPS, "in", "not_in", "exists", "missing"),
     "text": (

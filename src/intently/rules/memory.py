@@ -7,6 +7,7 @@ from typing import Any
 from intently.rules.facts import AccountFacts
 from intently.rules.language import (
     BUILTIN_FIELDS,
+    COMPARE,
     NEGATIVE,
     US_PER_DAY,
     ActivityLeaf,
@@ -98,20 +99,9 @@ def _null_cmp(rule: DealLeaf) -> bool:
 def num_cmp(c: NumCmp, x: float) -> bool:
     v = c.value
     x = float(x)
-    if c.op == "eq":
-        return x == v
-    if c.op == "ne":
-        return x != v
-    if c.op == "gt":
-        return x > v
-    if c.op == "gte":
-        return x >= v
-    if c.op == "lt":
-        return x < v
-    if c.op == "lte":
-        return x <= v
-    assert c.op == "between"
-    return bool(v[0] <= x <= v[1])
+    if c.op == "between":
+        return bool(v[0] <= x <= v[1])
+    return bool(COMPARE[c.op](x, v))
 
 
 def _value(leaf: FieldLeaf, facts: AccountFacts) -> Any:

@@ -42,6 +42,7 @@ from intently.deals.tables import deal_accounts as da
 from intently.deals.tables import deals as d
 from intently.rules.language import (
     BUILTIN_FIELDS,
+    COMPARE,
     NEGATIVE,
     US_PER_DAY,
     ActivityLeaf,
@@ -104,20 +105,10 @@ def _safe(expr: ColumnElement[Any]) -> ColumnElement[bool]:
 
 def num_sql(expr: ColumnElement[Any], c: NumCmp) -> ColumnElement[bool]:
     v = c.value
-    if c.op == "eq":
-        return expr == v
-    if c.op == "ne":
-        return expr != v
-    if c.op == "gt":
-        return expr > v
-    if c.op == "gte":
-        return expr >= v
-    if c.op == "lt":
-        return expr < v
-    if c.op == "lte":
-        return expr <= v
-    assert c.op == "between"
-    return and_(expr >= v[0], expr <= v[1])
+    if c.op == "between":
+        return and_(expr >= v[0], expr <= v[1])
+    result: ColumnElement[bool] = COMPARE[c.op](expr, v)
+    return result
 
 
 def _day(text: str) -> int:
@@ -165,20 +156,12 @@ class _Compiler:
         return self.position(x, want) == 1
 
     def ordered_op(self, x: ColumnElement[Any], op: str, want: Any) -> ColumnElement[bool]:
-        if op == "eq":
-            return x == want
         if op == "in":
             return x.in_(list(want))
-        if op == "gt":
-            return x > want
-        if op == "gte":
-            return x >= want
-        if op == "lt":
-            return x < want
-        if op == "lte":
-            return x <= want
-        assert op == "between", op
-        return and_(x >= want[0], x <= want[1])
+        if op == "between":
+            return and_(x >= want[0], x <= want[1])
+        result: ColumnElement[bool] = COMPARE[op](x, want)
+        return result
 
     def date_text_op(self, x: ColumnElement[Any], leaf: FieldLeaf) -> ColumnElement[bool]:
         if leaf.op == "within_days":

@@ -147,12 +147,16 @@ def plan(model: dict[str, Any], as_of_day: int) -> Plan:
             )
         if enabled and float(src["weight"]) > 0:
             weights[source] = float(src["weight"])
+    return Plan(rows, caps, weights, longest, surge_params(model))
+
+
+def surge_params(model: dict[str, Any]) -> SurgeParams:
+    """The model's first-party surge windows (what stage and segment rules call a surge)."""
     surge = model.get("surge") or {}
-    params = SurgeParams(
+    return SurgeParams(
         recent_days=int(surge.get("recent_days", 7)),
         baseline_days=int(surge.get("baseline_days", 28)),
     )
-    return Plan(rows, caps, weights, longest, params)
 
 
 def scores_of(points: dict[str, float], p: Plan) -> tuple[Scores, dict[str, float]]:
@@ -210,6 +214,8 @@ def run_scoring(
             },
         )  # fmt: skip
     p = dataclasses.replace(plan(model, as_of_day), stage_set=stage_set, thresholds=thresholds)
+    # Segment rules see what stage rules see: this run's stage list, surge windows and time.
+    segment_ctx = stages_service.context(stage_set[1], as_of, surge=p.surge)
     scored = changed = segment_moves = 0
     try:
         with engine.connect() as rconn:
@@ -224,9 +230,7 @@ def run_scoring(
                         todo = None
                     total = len(todo) if todo is not None else repo.count_accounts(rconn, ws)
                 if live and todo is not None and len(todo) <= SEGMENTS_PER_BATCH_UP_TO:
-                    with rconn.begin():
-                        ctx = membership.rule_context(rconn, ws, as_of)
-                    p = dataclasses.replace(p, segments=live, segment_ctx=ctx)
+                    p = dataclasses.replace(p, segments=live, segment_ctx=segment_ctx)
                 for ids, ranged in _batches(rconn, ws, todo, batch_size):
                     with rconn.begin():
                         rows = repo.source_points(rconn, ws, ids, ranged=ranged)
@@ -244,7 +248,7 @@ def run_scoring(
         if live and not p.segments:
             # Every account (or very many): one set-based pass per segment beats asking
             # every segment about every batch.
-            for done in membership.refresh(engine, ws, as_of=as_of).values():
+            for done in membership.refresh(engine, ws, ctx=segment_ctx).values():
                 segment_moves += done.entered + done.exited
     except BaseException as exc:
         with write_tx(engine) as conn:

@@ -72,12 +72,12 @@ def rule_context(conn: Connection, ws: int, as_of: int | None = None) -> Context
     """The context rules are evaluated in: the stage list's deal-stage labels and the
     scoring model's surge windows, at `as_of` (now by default)."""
     # Imported here: scoring and stages both reach segments through accounts.
-    from intently.scoring.service import active_model, plan
+    from intently.scoring.service import active_model, surge_params
     from intently.stages.service import active_definition, context
 
     _, definition = active_definition(conn, ws)
     _, model = active_model(conn, ws)
-    return context(definition, as_of, surge=plan(model, 0).surge)
+    return context(definition, as_of, surge=surge_params(model))
 
 
 def live_segments(conn: Connection, ws: int) -> list[Live]:
@@ -165,11 +165,12 @@ def refresh(
     *,
     segment_ids: Collection[str] | None = None,
     as_of: int | None = None,
+    ctx: Context | None = None,
     workers: int | None = None,
     parallel_from: int | None = None,
 ) -> dict[str, Changes]:
     """Recompute the membership of the workspace's live dynamic segments (or of these
-    ones) over every account.
+    ones) over every account, in `ctx` (by default the workspace's rule context at `as_of`).
 
     Each segment is first compared with the data in a read transaction: the rule over
     every account, the expensive part, which takes no lock. Only the accounts found to
@@ -183,7 +184,8 @@ def refresh(
     workers = WORKERS if workers is None else workers
     parallel_from = PARALLEL_FROM if parallel_from is None else parallel_from
     with read_tx(engine) as conn:
-        ctx = rule_context(conn, ws, as_of)
+        if ctx is None:
+            ctx = rule_context(conn, ws, as_of)
         segments = [
             s for s in live_segments(conn, ws) if segment_ids is None or s.seg["id"] in segment_ids
         ]

@@ -200,11 +200,17 @@ def claim(conn: Connection, now: int, until: int, limit: int, ws: int | None) ->
     return [Claimed(int(r[0]), r[1], r[2], r[3], int(r[4]), until) for r in rows]
 
 
+def _by_workspace(keys: set[tuple[int, str]]) -> dict[int, list[str]]:
+    """(workspace, id) keys as the ids of each workspace: one query per workspace."""
+    by_ws: dict[int, list[str]] = {}
+    for ws, key in keys:
+        by_ws.setdefault(ws, []).append(key)
+    return by_ws
+
+
 def events_by_key(conn: Connection, keys: set[tuple[int, str]]) -> dict[tuple[int, str], Any]:
     out: dict[tuple[int, str], Any] = {}
-    by_ws: dict[int, list[str]] = {}
-    for ws, eid in keys:
-        by_ws.setdefault(ws, []).append(eid)
+    by_ws = _by_workspace(keys)
     for ws, ids in by_ws.items():
         for r in conn.execute(select(ev).where(ev.c.workspace_id == ws, ev.c.id.in_(ids))):
             out[(ws, r.id)] = r
@@ -215,9 +221,7 @@ def webhooks_by_key(
     conn: Connection, keys: set[tuple[int, str]]
 ) -> dict[tuple[int, str], dict[str, Any]]:
     out: dict[tuple[int, str], dict[str, Any]] = {}
-    by_ws: dict[int, list[str]] = {}
-    for ws, wid in keys:
-        by_ws.setdefault(ws, []).append(wid)
+    by_ws = _by_workspace(keys)
     for ws, ids in by_ws.items():
         rows = conn.execute(
             select(wh.c.workspace_id, wh.c.id, wh.c.url, wh.c.secret).where(
@@ -263,9 +267,7 @@ def hooks_state(
 ) -> dict[tuple[int, str], dict[str, Any]]:
     """Status and failure bookkeeping of the given webhooks."""
     out: dict[tuple[int, str], dict[str, Any]] = {}
-    by_ws: dict[int, list[str]] = {}
-    for ws, wid in keys:
-        by_ws.setdefault(ws, []).append(wid)
+    by_ws = _by_workspace(keys)
     cols = (
         wh.c.id,
         wh.c.status,

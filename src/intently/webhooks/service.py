@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import msgspec
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 import intently
 from intently.kit.db import read_clock, read_tx, write_tx
@@ -432,13 +432,19 @@ def list_deliveries(
     return page(items, next_cursor, format_us(sync_us))
 
 
+def _require_delivery(conn: Connection, ws: int, wid: str, did: str) -> dict[str, Any]:
+    """The webhook's delivery, or 404 (400 for a malformed id)."""
+    _require(conn, ws, wid)
+    _check_id(did, "deliveryId")
+    d = repo.get_delivery(conn, ws, wid, did)
+    if d is None:
+        raise NotFound(f"Delivery '{did}' not found")
+    return d
+
+
 def get_delivery(engine: Engine, ws: int, wid: str, did: str) -> dict[str, Any]:
     with read_tx(engine) as conn:
-        _require(conn, ws, wid)
-        _check_id(did, "deliveryId")
-        d = repo.get_delivery(conn, ws, wid, did)
-        if d is None:
-            raise NotFound(f"Delivery '{did}' not found")
+        d = _require_delivery(conn, ws, wid, did)
         attempts = repo.attempts_of(conn, ws, [did])[did]
     return _delivery_public(d, attempts)
 
@@ -446,11 +452,7 @@ def get_delivery(engine: Engine, ws: int, wid: str, did: str) -> dict[str, Any]:
 def retry_delivery(engine: Engine, ws: int, wid: str, did: str) -> dict[str, Any]:
     """A failed delivery pending again, due now, with a fresh set of tries."""
     with write_tx(engine) as conn:
-        _require(conn, ws, wid)
-        _check_id(did, "deliveryId")
-        d = repo.get_delivery(conn, ws, wid, did)
-        if d is None:
-            raise NotFound(f"Delivery '{did}' not found")
+        d = _require_delivery(conn, ws, wid, did)
         if d["status"] != "failed":
             raise Conflict(
                 f"Delivery '{did}' is {d['status']}; only a failed delivery can be retried"
