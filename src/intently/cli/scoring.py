@@ -147,6 +147,22 @@ def backtest_command(
     out_console.print(f"leakage rule: {r['leakageRule']}", highlight=False)
 
 
+@scoring_app.command("backfill-history")
+def backfill_history_command(
+    days: int = typer.Option(90, help="How far back, 1 to 365 days."),
+    every: int = typer.Option(7, help="A point every this many days."),
+    workspace: str | None = Workspace,
+) -> None:
+    """Score history for past days (as of each day), where no run recorded one: after a
+    bulk import of old signals, so score charts start with the data."""
+    from intently.scoring.whatif import backfill_history
+
+    eng = engine()
+    with intently_errors(), err_console.status("Scoring past days"):
+        n = backfill_history(eng, workspace_id(eng, workspace), days=days, every=every)
+    out_console.print(f"history: {n:,} account-days scored", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """`intently scoring ...` and `intently score`."""
     app.add_typer(scoring_app, name="scoring")

@@ -333,12 +333,27 @@ def daily_rows(
 ) -> list[tuple[str, str, int, int, float]]:
     """(source, type, day, count, value_sum) of one domain's rollups in the day range."""
     m = param_marker(conn)
+    # `+day`: read the domain's rows off the primary key. Left to itself, SQLite's planner
+    # took the (workspace_id, day) index and walked every domain's rows in the window
+    # (1.4 s for one account of a 20,000-account workspace; the PK takes under 1 ms).
     sql = (
         "SELECT source, type, day, SUM(count), SUM(value_sum) FROM signal_daily "
-        f"WHERE workspace_id = {m} AND domain = {m} AND day >= {m} AND day <= {m} "
+        f"WHERE workspace_id = {m} AND domain = {m} AND +day >= {m} AND +day <= {m} "
         "GROUP BY source, type, day"
     )
     return [
         (str(r[0]), str(r[1]), int(r[2]), int(r[3]), float(r[4]))
         for r in fetch_all(conn, sql, (ws, domain, first_day, last_day))
     ]
+
+
+def insert_history_days(conn: Connection, rows: Sequence[tuple[int, str, int, float, str]]) -> int:
+    """(workspace_id, account_id, day, score, stage) rows for days that have none yet."""
+    m = param_marker(conn)
+    conn.exec_driver_sql(
+        "INSERT INTO journey_days (workspace_id, account_id, day, score, stage) "
+        f"VALUES ({m}, {m}, {m}, {m}, {m}) "
+        "ON CONFLICT (workspace_id, account_id, day) DO NOTHING",
+        list(rows),
+    )
+    return len(rows)

@@ -273,3 +273,54 @@ def backtest(engine: Engine, ws: int, *, as_of: date, horizon_days: int = 90) ->
         ],
         "leakageRule": LEAKAGE_RULE,
     }
+
+
+# ---- history backfill -------------------------------------------------------------------------
+
+
+def backfill_history(
+    engine: Engine, ws: int, *, days: int = 90, every: int = 7, today: int | None = None
+) -> int:
+    """Score history for the past: each account's score and stage as of every `every`th
+    day of the last `days` (the backtest's as-of rules: only signals, deals and
+    activities before that day count), written to the daily history where a day has no
+    row yet. Days already recorded by scoring runs are left as they are. Returns the
+    rows written. For a new workspace whose signals arrived all at once (an import, the
+    demo), so its score charts start with its data rather than with its first run."""
+    if not 1 <= days <= 365:
+        raise BadRequest(f"days should be from 1 to 365; got {days}")
+    if not 1 <= every <= days:
+        raise BadRequest(f"every should be from 1 to {days}; got {every}")
+    today = today if today is not None else now_us() // US_PER_DAY
+    with read_tx(engine) as conn:
+        _, model = service.active_model(conn, ws)
+        _, definition = stages_service.active_definition(conn, ws)
+    compiled = _stage_rules(definition)
+    fallback = definition["stages"][-1]["name"]
+    needs = _needs(definition, True)
+    written = 0
+    for day in range(today - days, today, every):
+        cutoff = (day + 1) * US_PER_DAY  # the end of that day
+        ctx = stages_service.context(definition, cutoff - 1)
+        for conn, ids, new in _scored_batches(engine, ws, model, day):
+            with conn.begin():
+                facts = load_facts(conn, ws, ids, ctx, needs=needs)
+            rows = []
+            for aid in ids:
+                f = facts.get(aid)
+                if f is None:
+                    continue
+                # Unlike the backtest, an account pushed after that day still counts:
+                # its signals are what they were, whenever the CRM sent the account.
+                f = dataclasses.replace(
+                    f,
+                    row={**f.row, **new[aid], "rtp_journey_stage": None},
+                    deals=[d for d in f.deals if d.created < cutoff],
+                    activities=[x for x in f.activities if x.occurred_at < cutoff],
+                )
+                stage = _place(f, compiled, fallback, ctx)
+                rows.append((ws, aid, day, float(new[aid][ACCOUNT_SCORE]), stage))
+            if rows:
+                with conn.begin():
+                    written += repo.insert_history_days(conn, rows)
+    return written
