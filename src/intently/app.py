@@ -40,6 +40,7 @@ from intently.segments import endpoints as segments_endpoints
 from intently.settings import Settings, get_settings
 from intently.signals import endpoints as signals_endpoints
 from intently.stages import endpoints as stages_endpoints
+from intently.web import router as web_router
 from intently.webhooks import endpoints as webhooks_endpoints
 
 log = logging.getLogger("intently")
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(webhooks_endpoints.router(), prefix=prefix)
     # The website collector (/v1/..., /t.js) and GET /api/v1/website, at the root.
     app.include_router(collector_endpoints.router())
+    # The dashboard, under /app.
+    web_router.install(app)
 
     _add_error_handlers(app)
     _add_service_routes(app)
@@ -105,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IntentlyError)
     async def on_intently_error(request: Request, exc: IntentlyError) -> Response:
+        if request.url.path.startswith(web_router.PREFIX):
+            return web_router.error_page(request, exc.status, web_router.error_text(exc))
         if isinstance(exc, ValidationFailed):
             return envelope_response(request.url.path, exc.errors, 400, error=True)
         return envelope_response(
@@ -114,6 +119,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
         path = request.url.path
+        if path.startswith(web_router.PREFIX):
+            text = "Page not found." if exc.status_code in (404, 405) else str(exc.detail)
+            return web_router.error_page(request, exc.status_code, text)
         if exc.status_code in (404, 405):
             # Like the NestJS original: a method a path does not serve is an unknown route.
             return envelope_response(
@@ -125,6 +133,12 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_request_validation(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith(web_router.PREFIX):
+            text = "; ".join(
+                f"{e['loc'][-1]}: {e['msg']} (got {str(e.get('input'))[:80]!r})"
+                for e in exc.errors()
+            )
+            return web_router.error_page(request, 400, text)
         errors = [
             {
                 "property": str(e["loc"][-1]),

@@ -1,4 +1,15 @@
-from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+)
 
 from intently.kit.db import JSONDoc, metadata
 
@@ -38,3 +49,20 @@ Index(
     unique=True,
 )
 Index("ix_accounts_workspace_id_changed_at", accounts.c.workspace_id, accounts.c.changed_at)
+# The dashboard's accounts table: ranked by score, on its own or within a stage, read
+# backwards from the top without sorting (web/views/accounts.py).
+Index(
+    "ix_accounts_workspace_id_score",
+    accounts.c.workspace_id,
+    accounts.c.rtp_account_score,
+    accounts.c.id,
+)
+Index(
+    "ix_accounts_workspace_id_stage_score",
+    accounts.c.workspace_id,
+    accounts.c.rtp_journey_stage,
+    accounts.c.rtp_account_score,
+    accounts.c.id,
+)
+# Dashboard search: names by their start, whatever the case.
+Index("ix_accounts_workspace_id_lower_name", accounts.c.workspace_id, func.lower(accounts.c.name))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
@@ -89,3 +91,63 @@ def key_lookup(conn: Connection, key_hash: str) -> tuple[int, str, bool, int | N
         return None
     ws, stored, access, revoked = rows[0]
     return int(ws), str(stored), bool(access), revoked
+
+
+def api_access(conn: Connection, workspace_id: int) -> bool | None:
+    """Whether the workspace's API access is on; None for an unknown workspace."""
+    found = conn.execute(
+        select(workspaces.c.api_access).where(workspaces.c.id == workspace_id)
+    ).first()
+    return None if found is None else bool(found[0])
+
+
+def keys_page(
+    conn: Connection, workspace_id: int, *, before: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Up to limit + 1 of the workspace's keys, newest first (ids are time-ordered), with
+    their user's email; never the hash."""
+    query = (
+        select(
+            api_keys.c.id,
+            api_keys.c.user_id,
+            users.c.email,
+            api_keys.c.prefix,
+            api_keys.c.created_at,
+            api_keys.c.revoked_at,
+        )
+        .join(
+            users,
+            (users.c.workspace_id == api_keys.c.workspace_id) & (users.c.id == api_keys.c.user_id),
+        )
+        .where(api_keys.c.workspace_id == workspace_id)
+        .order_by(api_keys.c.id.desc())
+        .limit(limit + 1)
+    )
+    if before is not None:
+        query = query.where(api_keys.c.id < before)
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def key_by_id(conn: Connection, workspace_id: int, key_id: str) -> dict[str, Any] | None:
+    row = (
+        conn.execute(
+            select(
+                api_keys.c.id, api_keys.c.user_id, api_keys.c.prefix, api_keys.c.revoked_at
+            ).where(api_keys.c.workspace_id == workspace_id, api_keys.c.id == key_id)
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def revoke_key(conn: Connection, workspace_id: int, key_id: str) -> None:
+    conn.execute(
+        update(api_keys)
+        .where(
+            api_keys.c.workspace_id == workspace_id,
+            api_keys.c.id == key_id,
+            api_keys.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=now_us())
+    )

@@ -5,14 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from intently.auth import repository as repo
-from intently.kit.db import write_tx
-from intently.kit.errors import BadRequest, NotFound, Unauthorized
+from intently.auth.users import normalise_email
+from intently.kit.db import read_tx, write_tx
+from intently.kit.errors import BadRequest, Conflict, NotFound, Unauthorized
+from intently.kit.ids import is_id
 
 KEY_PREFIX = "itly_"
 
@@ -42,16 +44,104 @@ def generate_key(engine: Engine, workspace_name: str, email: str) -> str:
                 ws = repo.workspace_id_by_name(conn, workspace_name)
                 if ws is None:
                     ws = repo.create_workspace(conn, workspace_name)
-                uid = repo.user_id_by_email(conn, ws, email)
-                if uid is None:
-                    uid = repo.create_user(conn, ws, email)
-                repo.revoke_user_keys(conn, ws, uid)
-                repo.insert_key(conn, ws, uid, hash_key(key), key[: len(KEY_PREFIX) + 6])
+                _issue(conn, ws, email, key)
             return key
         except IntegrityError:  # another process created the same workspace or user
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def _issue(conn: Connection, ws: int, email: str, key: str) -> str:
+    """Store `key` as the user's one active key (creating the user); returns its prefix."""
+    uid = repo.user_id_by_email(conn, ws, email)
+    if uid is None:
+        uid = repo.create_user(conn, ws, email)
+    repo.revoke_user_keys(conn, ws, uid)
+    prefix = key[: len(KEY_PREFIX) + 6]
+    repo.insert_key(conn, ws, uid, hash_key(key), prefix)
+    return prefix
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    email: str
+    prefix: str
+    key: str = field(repr=False)  # shown once by the caller, never stored or logged
+
+
+def issue_key(engine: Engine, workspace_id: int, email: str) -> IssuedKey:
+    """A new key for a user of this workspace (created when missing, without sign-in);
+    the user's previous key is revoked."""
+    email = normalise_email(email)
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    for attempt in range(3):
+        try:
+            with write_tx(engine) as conn:
+                if repo.api_access(conn, workspace_id) is None:
+                    raise NotFound(f"Workspace '{workspace_id}' not found")
+                prefix = _issue(conn, workspace_id, email, key)
+            return IssuedKey(email, prefix, key)
+        except IntegrityError:  # another request created the same user
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    key_id: str
+    user_id: str
+    email: str
+    prefix: str
+    created_at: int
+    revoked_at: int | None
+
+
+def list_keys(
+    engine: Engine, workspace_id: int, *, before: str | None = None, limit: int = 50
+) -> tuple[list[KeyRow], str | None]:
+    """A page of the workspace's keys, newest first, and the `before` of the next page."""
+    if before is not None and not is_id(before):
+        raise BadRequest(f"before should be a key id; got '{before}'")
+    with read_tx(engine) as conn:
+        rows = repo.keys_page(conn, workspace_id, before=before, limit=limit)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        KeyRow(r["id"], r["user_id"], r["email"], r["prefix"], r["created_at"], r["revoked_at"])
+        for r in rows
+    ]
+    return items, (items[-1].key_id if more and items else None)
+
+
+def revoke_key(engine: Engine, workspace_id: int, key_id: str) -> None:
+    """Revoke one key of this workspace; its next request is refused."""
+    if not is_id(key_id):
+        raise NotFound(f"API key '{key_id}' not found")
+    with write_tx(engine) as conn:
+        found = repo.key_by_id(conn, workspace_id, key_id)
+        if found is None:
+            raise NotFound(f"API key '{key_id}' not found")
+        if found["revoked_at"] is not None:
+            raise Conflict(f"API key {found['prefix']}… is already revoked")
+        repo.revoke_key(conn, workspace_id, key_id)
+
+
+def api_access(engine: Engine, workspace_id: int) -> bool:
+    with read_tx(engine) as conn:
+        found = repo.api_access(conn, workspace_id)
+    if found is None:
+        raise NotFound(f"Workspace '{workspace_id}' not found")
+    return found
+
+
+def set_api_access_for(engine: Engine, workspace_id: int, enabled: bool) -> None:
+    """set_api_access by workspace id (the dashboard knows the id, not a name to look up)."""
+    with write_tx(engine) as conn:
+        if repo.api_access(conn, workspace_id) is None:
+            raise NotFound(f"Workspace '{workspace_id}' not found")
+        repo.set_api_access(conn, workspace_id, enabled)
 
 
 def set_api_access(engine: Engine, workspace_name: str, enabled: bool) -> None:

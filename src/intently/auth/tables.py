@@ -20,6 +20,9 @@ users = Table(
     Column("id", String(24), primary_key=True),
     Column("email", String(320), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # argon2id hash; NULL for a user who only holds an API key and cannot sign in.
+    Column("password_hash", String(200), nullable=True),
+    Column("role", String(16), nullable=False, server_default="member"),  # admin | member
 )
 
 api_keys = Table(
@@ -37,3 +40,19 @@ api_keys = Table(
 
 Index("uq_users_workspace_id_email", users.c.workspace_id, users.c.email, unique=True)
 Index("ix_api_keys_workspace_id_user_id", api_keys.c.workspace_id, api_keys.c.user_id)
+
+# Dashboard sessions. The cookie holds a random token; only its SHA-256 is stored, so a
+# copy of the database signs nobody in.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("id", String(64), primary_key=True),  # SHA-256 of the cookie token
+    Column("user_id", String(24), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+Index("uq_web_sessions_id", web_sessions.c.id, unique=True)
+Index("ix_web_sessions_workspace_id_user_id", web_sessions.c.workspace_id, web_sessions.c.user_id)

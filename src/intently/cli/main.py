@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from intently.cli import ingest, scoring, segments, webhooks
+from intently.cli import demo, ingest, scoring, segments, users, webhooks
 from intently.cli.ip import ip_app
 from intently.settings import get_settings
 
@@ -25,6 +25,8 @@ scoring.register(app)
 app.add_typer(ip_app, name="ip")
 webhooks.register(app)
 segments.register(app)
+users.register(app)
+demo.register(app)
 
 
 def _engine():

@@ -556,3 +556,8 @@ def _surge(rows: Sequence[tuple[Any, ...]], day: int, sp: SurgeParams) -> list[d
         }
         for source, (recent, baseline) in sorted(counts.items())
     ]
+
+
+def count_accounts(engine: Engine, ws: int) -> int:
+    with read_tx(engine) as conn:
+        return repo.count_accounts(conn, ws)

@@ -307,3 +307,17 @@ def stage_changes_of(engine: Engine, ws: int, aid: str, limit: int = 1000) -> li
             }
             for r in rows
         ]
+
+
+def journey_summary(
+    engine: Engine, ws: int, since_us: int, recent_us: int
+) -> tuple[int, dict[str, Any], dict[str | None, int], list[tuple[str | None, str, int, int]]]:
+    """(stage list version, stage list, accounts per stage now, stage moves since
+    `since_us` with those since `recent_us`), read in one transaction: the journey page."""
+    from intently.stages import repository as stages_repo
+
+    with read_tx(engine) as conn:
+        version, definition = active_definition(conn, ws)
+        counts = stages_repo.stage_counts(conn, ws)
+        moves = stages_repo.stage_moves(conn, ws, since_us, recent_us)
+    return version, definition, counts, moves

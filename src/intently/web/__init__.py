@@ -1,0 +1,1 @@
+"""The dashboard: server-rendered pages (Jinja2 + htmx) under /app, sign-in with sessions."""
