@@ -16,9 +16,11 @@ import benchkit as bk
 import bombora_import
 import bulk_push
 import collector
+import dashboard
 import ip_lookup
 import list_pages
 
+import demo
 import scoring
 import segments
 import webhooks
@@ -40,6 +42,9 @@ def main() -> None:
     parser.add_argument("--no-scoring", action="store_true", help="skip the scoring benchmark")
     parser.add_argument("--no-segments", action="store_true", help="skip the segment benchmark")
     parser.add_argument("--no-webhooks", action="store_true", help="skip the webhook benchmark")
+    parser.add_argument(
+        "--no-dashboard", action="store_true", help="skip the dashboard and demo benchmarks"
+    )
     args = parser.parse_args()
 
     shared = ["--concurrency", args.concurrency, "--settle", str(args.settle)]
@@ -80,6 +85,14 @@ def main() -> None:
         for db in dbs:
             bk.say(f"\n######## webhooks, {db}")
             sections.append((f"webhooks ({db})", webhooks.main(["--db", db])))
+
+    if not args.no_dashboard:
+        for db in dbs:
+            bk.say(f"\n######## dashboard, {db}")
+            argv = ["--db", db, *(["--reuse"] if args.reuse else [])]
+            sections.append((f"dashboard ({db})", dashboard.main(argv)))
+        bk.say("\n######## demo, sqlite")
+        sections.append(("demo (sqlite)", demo.main([])))
 
     bk.say("\n######## summary")
     for title, checks in sections:
