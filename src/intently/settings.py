@@ -16,6 +16,8 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; a SQLite file in the working directory by default.",
     )
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # The largest dashboard form or file upload (vendor files, IP ranges, segment CSVs).
+    web_max_body_bytes: int = Field(default=512 * 1024 * 1024, ge=64 * 1024)
     # Secret for signing pagination cursors. Empty: one is generated once and kept in the
     # database, so every process that shares the database shares the secret.
     secret_key: str = ""

@@ -67,6 +67,8 @@ def test_filters_and_keyset_pages(admin_page: Any, site: Site) -> None:
     page.wait_for_url(re.compile(r".*after=.*"))
     more = page.locator("#results tbody a").evaluate_all("els => els.map(e => e.href)")
     assert more and not set(seen) & set(more)
+    # htmx keeps no copy of the pages in the tab (it would outlive sign-out).
+    assert page.evaluate("() => sessionStorage.getItem('htmx-history-cache')") is None
 
 
 def test_screenshots_of_the_main_pages(admin_page: Any, phone_page: Any, site: Site) -> None:

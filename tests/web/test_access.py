@@ -222,3 +222,55 @@ def test_their_things_are_untouched(theirs: dict[str, str], client: Any) -> None
     assert r.status_code == 200 and r.json()["data"]["status"] == "active"
     r = client.get(f"/api/v1/segments/{theirs['sid']}", headers={"X-Api-Key": theirs["_key"]})
     assert r.status_code == 200
+
+
+# ---- bodies --------------------------------------------------------------------------------
+
+
+class _Spy:
+    """A request body that records how much of it the server read."""
+
+    def __init__(self, size: int):
+        self.size, self.read = size, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunk = b"x" * 65536
+        while self.read < self.size:
+            self.read += len(chunk)
+            yield chunk
+
+
+def test_an_anonymous_upload_is_refused_before_its_body_is_read(client: Any) -> None:
+    spy = _Spy(8 * 1024 * 1024)
+    r = client.post(
+        "/app/sources/bombora/import",
+        content=spy,
+        headers={
+            "content-type": "multipart/form-data; boundary=x",
+            "content-length": str(spy.size),
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"].startswith("/app/login")
+    assert spy.read < spy.size
+
+
+def test_bodies_over_the_limit_are_413(team: tuple[Dashboard, Dashboard], app: Any) -> None:
+    import dataclasses
+
+    admin = team[0]
+    st = app.state.intently
+    small = st.settings.model_copy(update={"web_max_body_bytes": 100_000})
+    app.state.intently = dataclasses.replace(st, settings=small)
+    try:
+        r = admin.client.post(
+            "/app/segments/" + FAKE_ID + "/upload",
+            data={"csrf_token": admin.csrf},
+            files={"file": ("big.csv", b"a.com\n" * 30_000, "text/csv")},
+            follow_redirects=False,
+        )
+        assert r.status_code == 413 and "larger than the limit of 100,000 bytes" in r.text
+        r = admin.client.post("/app/login", content=b"x" * 70_000, follow_redirects=False)
+        assert r.status_code == 413
+    finally:
+        app.state.intently = st

@@ -190,3 +190,48 @@ def test_a_short_password_is_refused(engine: Any, make_workspace: Any) -> None:
     ws = make_workspace()
     with pytest.raises(BadRequest, match="at least 10 characters"):
         create_user(engine, ws.name, f"gil@{D}", password="short")
+
+
+def test_a_password_reset_ends_the_users_sessions(admin: Dashboard, engine: Any) -> None:
+    assert admin.get("/app/accounts").status_code == 200
+    create_user(engine, admin.ws.name, admin.email, password="a brand new password", role="admin")
+    assert admin.get("/app/accounts").status_code == 303
+
+
+def test_repeated_failed_sign_ins_are_slowed(
+    app: Any, engine: Any, make_workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from intently.web import throttle as module
+
+    monkeypatch.setattr(module, "throttle", module.LoginThrottle(per_email=3, per_address=100))
+    monkeypatch.setattr("intently.web.views.signin.throttle", module.throttle)
+    ws = make_workspace()
+    create_user(engine, ws.name, f"hal@{D}", password="a long password")
+    c = _fresh(app)
+    for _ in range(3):
+        assert sign_in(c, f"hal@{D}", "a wrong guess").status_code == 401
+    # Locked: even the right password waits, and says for how long.
+    r = sign_in(c, f"HAL@{D}", "a long password")
+    assert r.status_code == 429 and "Too many failed sign-ins" in r.text
+    assert 0 < int(r.headers["Retry-After"]) <= 900
+    # Another email from the same address is not locked by these.
+    create_user(engine, ws.name, f"ian@{D}", password="a long password")
+    assert sign_in(c, f"ian@{D}", "a long password").status_code == 303
+
+
+def test_the_throttle_forgets_after_its_window() -> None:
+    from intently.web.throttle import LoginThrottle
+
+    t = LoginThrottle(window_s=0.2, per_email=2, per_address=100)
+    t.failed("a@x.io", "1.2.3.4")
+    assert t.retry_after("a@x.io", "1.2.3.4") == 0
+    t.failed("A@x.io", "1.2.3.4")
+    assert t.retry_after("a@x.io", "1.2.3.4") > 0
+    import time
+
+    time.sleep(0.25)
+    assert t.retry_after("a@x.io", "1.2.3.4") == 0
+    t.failed("b@x.io", "5.6.7.8")
+    t.succeeded("b@x.io")
+    t.failed("b@x.io", "5.6.7.8")
+    assert t.retry_after("b@x.io", "5.6.7.8") == 0  # a success clears the email's count

@@ -539,3 +539,28 @@ def test_vendor_settings_save_and_validate(admin: Dashboard) -> None:
     assert r.status_code == 200
     assert api.get("/sources/linkedin/settings").json()["data"]["trailingDays"] == 14
     assert 'value="14"' in admin.get("/app/sources/linkedin").text
+
+
+def test_a_new_base_url_needs_a_public_host_and_the_credentials_again(
+    admin: Dashboard, engine: Any, sealed: None
+) -> None:
+    token = "g2tok-" + uuid.uuid4().hex
+    r = admin.post("/app/sources/g2/connection", {"token": token})
+    assert r.status_code == 303
+    # The stored token is never sent to a host it was not set for.
+    r = admin.post("/app/sources/g2/connection", {"base_url": "https://8.8.8.8/g2"})
+    assert r.status_code == 400
+    assert "base_url: changing it to &#39;https://8.8.8.8/g2&#39; needs the credentials" in r.text
+    # Nor does the server call into its own network.
+    for inward in ("http://127.0.0.1:5432", "http://10.0.0.7/g2", "http://169.254.169.254/"):
+        r = admin.post("/app/sources/g2/connection", {"base_url": inward, "token": "t2"})
+        assert r.status_code == 400 and "refused" in r.text, inward
+    stored = get_connection(engine, admin.ws.id, "g2", key=KEY)
+    assert stored["credentials"] == {"token": token}
+    assert stored["config"]["base_url"] == "https://data.g2.com"
+    # With the credentials typed again, a public host is taken.
+    r = admin.post("/app/sources/g2/connection", {"base_url": "https://8.8.8.8/g2", "token": "t3"})
+    assert r.status_code == 303
+    stored = get_connection(engine, admin.ws.id, "g2", key=KEY)
+    assert stored["config"]["base_url"] == "https://8.8.8.8/g2"
+    assert stored["credentials"] == {"token": "t3"}

@@ -125,6 +125,13 @@ def create_user(
                     .where(users.c.workspace_id == ws, users.c.id == uid)
                     .values(password_hash=digest, role=role)
                 )
+                # A new password ends the sessions the old one started (it may be why
+                # the password was reset).
+                conn.execute(
+                    delete(web_sessions).where(
+                        web_sessions.c.workspace_id == ws, web_sessions.c.user_id == uid
+                    )
+                )
             return CreatedUser(ws, uid, email, role, password, generated)
         except IntegrityError:  # another process created the same workspace or user
             if attempt == 2:

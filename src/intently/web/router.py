@@ -6,13 +6,16 @@ import time
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from intently.auth.users import session_user
 from intently.kit.errors import IntentlyError, ValidationFailed
-from intently.web.session import PageError, SignInRequired, Viewer, is_htmx, sign_in_url
+from intently.web.session import COOKIE, PageError, SignInRequired, Viewer, is_htmx, sign_in_url
 from intently.web.templating import STATIC, render
 from intently.web.views import accounts, journey, scoring, segments, settings, signin, sources
 
@@ -66,6 +69,61 @@ class _PageHeaders:
 ROUTERS = tuple(m.router for m in (signin, accounts, journey, segments, scoring, sources, settings))
 
 
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LOGIN_BODY_BYTES = 64 * 1024
+
+
+class _BodyGate:
+    """Before a dashboard form's body is read: no session, no body (an anonymous upload is
+    answered without taking it in), and no body over the size limit (413).
+
+    The views check the session too; this only keeps what they would refuse off the disk."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(PREFIX) or scope.get("method") not in _UNSAFE:
+            await self.app(scope, receive, send)
+            return
+        conn = HTTPConnection(scope)
+        login = path == PREFIX + "/login"
+        state = scope["app"].state.intently
+        limit = LOGIN_BODY_BYTES if login else state.settings.web_max_body_bytes
+        declared = conn.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            response = error_page(
+                Request(scope), 413, f"The upload is larger than the limit of {limit:,} bytes."
+            )
+            await response(scope, receive, send)
+            return
+        if not login:
+            token = conn.cookies.get(COOKIE)
+            user = await run_in_threadpool(session_user, state.engine, token)
+            if user is None:
+                target = sign_in_url(PREFIX + "/")
+                if conn.headers.get("HX-Request") == "true":
+                    refusal: Response = Response(status_code=401, headers={"HX-Redirect": target})
+                else:
+                    refusal = RedirectResponse(target, status_code=303)
+                await refusal(scope, receive, send)
+                return
+        seen = 0
+
+        async def counted() -> Message:
+            # A body without a length, or longer than it said: cut off at the limit.
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    return {"type": "http.disconnect"}
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def install(app: FastAPI) -> None:
     for area in ROUTERS:
         app.include_router(area, prefix=PREFIX, include_in_schema=False)
@@ -77,6 +135,7 @@ def install(app: FastAPI) -> None:
     def home(user: Viewer) -> Response:
         return RedirectResponse(PREFIX + "/accounts", status_code=303)
 
+    app.add_middleware(_BodyGate)
     app.add_middleware(_PageHeaders)
 
     @app.exception_handler(SignInRequired)

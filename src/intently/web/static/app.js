@@ -42,6 +42,14 @@
     });
   }
 
+  // Pages are not kept in the tab after sign-out (htmx keeps no history cache either:
+  // historyCacheSize 0 in base.html).
+  document.addEventListener("submit", function (ev) {
+    if (ev.target.matches && ev.target.matches("form[data-sign-out]")) {
+      try { window.sessionStorage.clear(); } catch (e) { /* storage off: nothing kept */ }
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", function () { setUp(document); });
   document.addEventListener("htmx:load", function (ev) { setUp(ev.target); });
   // An htmx request whose session ended: the server answers 401 with HX-Redirect; other

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from intently.auth.users import SESSION_DAYS, end_session, start_session, verify_login
 from intently.web.session import COOKIE, Writer, engine_of
 from intently.web.templating import render
+from intently.web.throttle import throttle
 
 router = APIRouter()
 
@@ -92,10 +93,23 @@ def login(
             error="Enter your email and password.",
             status_code=400,
         )
+    address = request.client.host if request.client else ""
+    wait = throttle.retry_after(email, address)
+    if wait:
+        response = _login_page(
+            request,
+            next_path=next_path,
+            email=email,
+            error=f"Too many failed sign-ins; try again in {max(1, round(wait / 60))} min.",
+            status_code=429,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     matches = verify_login(engine_of(request), email, password)
     if workspace:
         matches = [m for m in matches if m.workspace_name == workspace]
     if not matches:
+        throttle.failed(email, address)
         return _login_page(
             request,
             next_path=next_path,
@@ -103,6 +117,7 @@ def login(
             error="That email and password do not match a user.",
             status_code=401,
         )
+    throttle.succeeded(email)
     if len(matches) > 1:
         return _login_page(
             request,

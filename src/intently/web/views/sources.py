@@ -29,6 +29,7 @@ from intently.signals import service as signals
 from intently.signals.service import RunReport
 from intently.web.session import Admin, AdminWriter, PageError, engine_of, is_htmx
 from intently.web.templating import render
+from intently.webhooks.service import TargetRefused, check_target
 
 router = APIRouter()
 
@@ -559,7 +560,9 @@ def _save_connection(request: Request, user: Any, provider: str, form: dict[str,
         for name, _ in CREDENTIALS[provider]
         if form.get(name, "").strip()
     }
-    exists = any(c["provider"] == provider for c in connections.describe(eng, ws))
+    described = [c for c in connections.describe(eng, ws) if c["provider"] == provider]
+    exists = bool(described)
+    _check_base_url(request, provider, config, described, given)
     credentials: dict[str, Any] | None = None
     if given:
         if exists and len(given) < len(CREDENTIALS[provider]):
@@ -589,6 +592,38 @@ def _save_connection(request: Request, user: Any, provider: str, form: dict[str,
         saved=True,
     )
     return _replacing(response, "#connection")
+
+
+def _check_base_url(
+    request: Request,
+    provider: str,
+    config: dict[str, Any],
+    described: list[dict[str, Any]],
+    given: dict[str, str],
+) -> None:
+    """A puller sends the stored credentials to its base URL. So a new base URL must be
+    a public host (as webhook targets), and comes with the credentials typed again:
+    otherwise a workspace admin could send the stored secrets to a host of their own,
+    or have the server call into the operator's network."""
+    url = config.get("base_url")
+    if not url:
+        return
+    vendor = next(str(f.default) for f in CONFIG[provider] if f.name == "base_url")
+    old = ((described[0].get("config") or {}).get("base_url") if described else None) or vendor
+    if url == old:
+        return
+    if url != vendor:  # the vendor's own API is trusted as shipped
+        try:
+            check_target(url, _settings(request).webhook_allow_private)
+        except TargetRefused as exc:
+            raise PageError(400, f"base_url: '{url}' refused: {exc}") from None
+    if described and len(given) < len(CREDENTIALS[provider]):
+        names = ", ".join(name for name, _ in CREDENTIALS[provider])
+        raise PageError(
+            400,
+            f"base_url: changing it to '{url}' needs the credentials typed again ({names}): "
+            "the stored ones are only sent where they were set for",
+        )
 
 
 async def _form_fields(request: Request) -> dict[str, str]:
