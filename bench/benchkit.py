@@ -352,7 +352,8 @@ def count_accounts(db: Database) -> int:
         finally:
             con.close()
     try:
-        return int(psql(query, database=PG_DB) or 0)
+        # The benchmark's own database (each keeps one), not always PG_DB.
+        return int(psql(query, database=db.url.rsplit("/", 1)[1]) or 0)
     except SystemExit:
         return 0
 

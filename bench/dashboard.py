@@ -198,9 +198,12 @@ def main(argv: list[str] | None = None) -> list[bk.Check]:
     )
     combos: list[tuple[str, dict[str, Any]]] = [
         ("no filter", {}),
-        ("stage", {"stage": STAGES[3]}),
+        ("stage", {"stage": STAGES[3]}),  # 4% of accounts: walked along the score index
+        ("stage, 1.6%", {"stage": STAGES[4]}),  # under 20,000 accounts: read and sorted
+        ("stage, 0.5%", {"stage": STAGES[6]}),
         ("score 40-60", {"score_min": 40, "score_max": 60}),
         ("stage + score 30+", {"stage": STAGES[2], "score_min": 30}),
+        ("stage 0.5% + score 30+", {"stage": STAGES[6], "score_min": 30}),
         ("segment, large", {"segment": segs.get("Scoring 20+", "")}),
         ("segment, small", {"segment": segs.get("Named list", "")}),
         ("segment + stage", {"segment": segs.get("Scoring 20+", ""), "stage": STAGES[1]}),

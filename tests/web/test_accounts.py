@@ -314,3 +314,26 @@ def test_a_search_matching_too_many_says_to_type_more(
     assert "More than 5 accounts start with “many”" in page
     assert len(_order(page)) == 5  # the first 5 by domain (names are the domains here)
     assert "Type more" not in admin.get("/app/accounts?q=many1").text
+
+
+@pytest.mark.parametrize("small_set", [1_000, 2])
+def test_a_stage_reads_the_same_whether_sorted_or_walked(
+    admin: Dashboard, scored: dict[str, str], monkeypatch: pytest.MonkeyPatch, small_set: int
+) -> None:
+    """Stages under SMALL_SET accounts are read and sorted, larger ones walked along the
+    score index: both give every account of the stage, by score."""
+    from intently.accounts import ranking
+
+    monkeypatch.setattr(ranking, "SMALL_SET", small_set)
+    data = _all(admin)
+    stage = max(
+        {a["rtp_journey_stage"] for a in data},
+        key=lambda s: sum(a["rtp_journey_stage"] == s for a in data),
+    )
+    want = sorted(
+        (a for a in data if a["rtp_journey_stage"] == stage),
+        key=lambda a: (a["rtp_account_score"], a["rtp_aid"]),
+        reverse=True,
+    )
+    page = admin.get("/app/accounts", params={"stage": stage}).text
+    assert _order(page) == [a["rtp_aid"] for a in want]

@@ -14,8 +14,8 @@ from intently.stages.tables import stage_changes as sc
 def stage_counts(conn: Connection, ws: int) -> dict[str | None, int]:
     """Accounts per stage now (None: never placed), one GROUP BY over the workspace.
 
-    ix_accounts_workspace_id_stage_score leads with (workspace_id, rtp_journey_stage), so
-    the count reads that index alone, in stage order, without sorting or touching rows."""
+    ix_accounts_workspace_id_stage is (workspace_id, rtp_journey_stage, id), so the count
+    reads that index alone, in stage order, without sorting or touching rows."""
     rows = conn.execute(
         select(a.c.rtp_journey_stage, func.count())
         .where(a.c.workspace_id == ws)

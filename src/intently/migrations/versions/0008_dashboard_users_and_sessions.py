@@ -46,8 +46,8 @@ def upgrade() -> None:
             unique=False,
         )
         batch_op.create_index(
-            "ix_accounts_workspace_id_stage_score",
-            ["workspace_id", "rtp_journey_stage", "rtp_account_score", "id"],
+            "ix_accounts_workspace_id_stage",
+            ["workspace_id", "rtp_journey_stage", "id"],
             unique=False,
         )
 
@@ -76,7 +76,7 @@ def downgrade() -> None:
         batch_op.drop_column("password_hash")
 
     with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.drop_index("ix_accounts_workspace_id_stage_score")
+        batch_op.drop_index("ix_accounts_workspace_id_stage")
         batch_op.drop_index("ix_accounts_workspace_id_score")
 
     with op.batch_alter_table("web_sessions", schema=None) as batch_op:
