@@ -295,18 +295,23 @@ def _proposed_model(form: dict[str, str]) -> tuple[str, Any, Any, str, list[dict
     return "fields", doc, doc, _pretty(doc) if not problems else form.get("base", ""), problems
 
 
-@router.post("/scoring/model/dry-run")
-def model_dry_run(request: Request, user: AdminWriter, form: FormFields) -> Response:
-    """What saving the proposed model would change; nothing is stored."""
-    _, doc, _, _, problems = _proposed_model(form)
+def _dry_run(request: Request, user: Any, what: str, doc: Any, problems: list[Any]) -> Response:
+    """The dry-run fragment for a proposed model or stage list, or its problems."""
     if not problems:
         try:
-            report = whatif.dry_run(engine_of(request), user.workspace_id, {"model": doc})
+            report = whatif.dry_run(engine_of(request), user.workspace_id, {what: doc})
         except ValidationFailed as exc:
             problems = _problems(exc, doc)
     if problems:
         return render(request, "scoring/_problems.html", user, status_code=400, problems=problems)
     return render(request, "scoring/_dry_run.html", user, r=report, chart=_dry_run_chart(report))
+
+
+@router.post("/scoring/model/dry-run")
+def model_dry_run(request: Request, user: AdminWriter, form: FormFields) -> Response:
+    """What saving the proposed model would change; nothing is stored."""
+    _, doc, _, _, problems = _proposed_model(form)
+    return _dry_run(request, user, "model", doc, problems)
 
 
 @router.post("/scoring/model")
@@ -426,14 +431,7 @@ def _proposed_stages(form: dict[str, str]) -> tuple[str, Any, list[dict[str, str
 def stages_dry_run(request: Request, user: AdminWriter, form: FormFields) -> Response:
     """Where accounts would move under the proposed stage list; nothing is stored."""
     _, doc, problems = _proposed_stages(form)
-    if not problems:
-        try:
-            report = whatif.dry_run(engine_of(request), user.workspace_id, {"stages": doc})
-        except ValidationFailed as exc:
-            problems = _problems(exc, doc)
-    if problems:
-        return render(request, "scoring/_problems.html", user, status_code=400, problems=problems)
-    return render(request, "scoring/_dry_run.html", user, r=report, chart=_dry_run_chart(report))
+    return _dry_run(request, user, "stages", doc, problems)
 
 
 @router.post("/scoring/stages")
