@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from intently.cli import demo, ingest, scoring, segments, users, webhooks
+from intently.cli import demo, ingest, scoring, segments, sync, users, webhooks
 from intently.cli.ip import ip_app
 from intently.settings import get_settings
 
@@ -27,6 +27,7 @@ webhooks.register(app)
 segments.register(app)
 users.register(app)
 demo.register(app)
+sync.register(app)
 
 
 def _engine():

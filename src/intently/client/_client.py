@@ -1,0 +1,338 @@
+"""`Client`: the External API over httpx, envelopes unwrapped, keyset pages walked lazily,
+bulk writes split into the documented batch sizes, and safe requests retried."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from intently.client._errors import (
+    ConnectionFailed,
+    IntentlyError,
+    RateLimited,
+    ServerError,
+    error_for,
+)
+
+# Items per request, as the API documents them (spec section 6).
+ACCOUNTS_BATCH = 100
+DEALS_BATCH = 100
+ACTIVITIES_BATCH = 50
+MAPPINGS_BATCH = 100
+PAGE_LIMIT = 1000
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    sync_timestamp: str
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """One input record's outcome, at its position in the input.
+
+    `status` is the server's (created, updated, skipped, failed) or "error" when its whole
+    batch was refused (then `error` holds the exception)."""
+
+    index: int
+    status: str
+    data: dict[str, Any] | None = None
+    reason: str | None = None
+    error: IntentlyError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status not in ("failed", "error")
+
+
+@dataclass
+class SyncState:
+    """What a delta sync keeps between runs: the last walk's syncTimestamp."""
+
+    sync_timestamp: str | None = None
+
+
+class Client:
+    """A workspace's External API. `base_url` is the API root (".../api/v1", or
+    ".../api/v1/crm" for the externalId flavour); `api_key` its key.
+
+    Retries connection failures, 429 (after Retry-After) and 5xx with exponential
+    backoff and jitter, for GETs and for writes, which carry an Idempotency-Key set here
+    (the same key on every try of one request)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"X-Api-Key": api_key, "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- requests --------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """The envelope's `data` of a successful answer; else the error, raised."""
+        headers = {"Idempotency-Key": uuid.uuid4().hex} if method in _WRITES else {}
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    method, path.lstrip("/"), params=params, json=json, headers=headers
+                )
+            except httpx.TransportError as exc:
+                if attempt >= self.max_retries:
+                    raise ConnectionFailed(0, type(exc).__name__, str(exc), path) from exc
+                self._sleep(attempt, None)
+                attempt += 1
+                continue
+            if response.status_code < 400:
+                return response.json().get("data")
+            error = error_for(response.status_code, _json(response), path, _retry_after(response))
+            if isinstance(error, RateLimited | ServerError) and attempt < self.max_retries:
+                self._sleep(attempt, getattr(error, "retry_after", None))
+                attempt += 1
+                continue
+            raise error
+
+    def _sleep(self, attempt: int, retry_after: float | None) -> None:
+        if retry_after is not None:
+            time.sleep(min(retry_after, self.max_backoff_s))
+            return
+        delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)
+        time.sleep(delay * random.uniform(0.5, 1.0))  # jitter: clients do not move in step
+
+    # ---- accounts --------------------------------------------------------------------
+
+    def list_accounts(
+        self,
+        *,
+        limit: int = PAGE_LIMIT,
+        cursor: str | None = None,
+        last_sync: str | None = None,
+        domains: Sequence[str] | None = None,
+    ) -> Page:
+        """E1: one keyset page."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        if last_sync:
+            params["lastSync"] = last_sync
+        if domains:
+            params["domains"] = ",".join(domains)
+        return _page(self.request("GET", "accounts", params=params))
+
+    def iter_accounts(
+        self, last_sync: str | None = None, domains: Sequence[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every account (changed since `last_sync`), page by page as they are consumed."""
+        yield from self._walk(
+            lambda cursor: self.list_accounts(cursor=cursor, last_sync=last_sync, domains=domains)
+        )
+
+    def sync_accounts(self, state: SyncState) -> tuple[list[dict[str, Any]], str]:
+        """A delta sync: the accounts changed since the state's timestamp (all on the
+        first run), and the syncTimestamp to store once they are safely handled."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        stamp = ""
+        while True:
+            page = self.list_accounts(cursor=cursor, last_sync=state.sync_timestamp)
+            items.extend(page.items)
+            stamp = page.sync_timestamp
+            if page.next_cursor is None:
+                return items, stamp
+            cursor = page.next_cursor
+
+    def get_account(self, rtp_aid: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"accounts/{rtp_aid}"))
+
+    def push_accounts(
+        self,
+        accounts: Iterable[Mapping[str, Any]],
+        *,
+        upsert: bool = False,
+        segment_id: str | None = None,
+    ) -> list[BulkResult]:
+        """E2 for any number of accounts, 100 a request; one result per input, in order."""
+        extra: dict[str, Any] = {"upsert": upsert}
+        if segment_id:
+            extra["segmentId"] = segment_id
+        return self._bulk("accounts", "accounts", accounts, ACCOUNTS_BATCH, extra)
+
+    def update_custom_fields(self, ident: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """E3: set custom field values of one account (rtp_aid; externalId under /crm)."""
+        return dict(self.request("PUT", f"accounts/{ident}", json={"customFields": dict(values)}))
+
+    def missing_external_ids(self, limit: int = PAGE_LIMIT) -> list[dict[str, Any]]:
+        """E4."""
+        return list(self.request("GET", "accounts/missing-external-ids", params={"limit": limit}))
+
+    def map_external_ids(self, mappings: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
+        """E5 for any number of {domain, externalId} mappings, 100 a request."""
+        return self._bulk(
+            "accounts/external-ids",
+            "mappings",
+            mappings,
+            MAPPINGS_BATCH,
+            {},
+            method="PATCH",
+            outcomes=_mapping_outcomes,
+        )
+
+    # ---- deals, activities, custom fields, segments ----------------------------------
+
+    def push_deals(self, deals: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
+        """E6 for any number of deals, 100 a request."""
+        return self._bulk("deals", "deals", deals, DEALS_BATCH, {})
+
+    def push_activities(self, activities: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
+        """E7 for any number of sales activities, 50 a request."""
+        return self._bulk("sales-activities", "activities", activities, ACTIVITIES_BATCH, {})
+
+    def create_custom_field(self, label: str, label_type: str, **extra: Any) -> dict[str, Any]:
+        """E8: the field made (the API answers a one-element array)."""
+        body = {"label": label, "labelType": label_type, **extra}
+        data = self.request("POST", "accounts/custom-field", json=body)
+        return dict(data[0] if isinstance(data, list) else data)
+
+    def list_custom_fields(self) -> list[dict[str, Any]]:
+        """E9."""
+        return list(self.request("GET", "accounts/custom-fields"))
+
+    def list_segments(self) -> list[dict[str, Any]]:
+        """E10."""
+        data = self.request("GET", "segments")
+        return list(data["data"] if isinstance(data, dict) else data)
+
+    # ---- helpers ---------------------------------------------------------------------
+
+    def _walk(self, fetch: Any) -> Iterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            page: Page = fetch(cursor)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def _bulk(
+        self,
+        path: str,
+        key: str,
+        records: Iterable[Mapping[str, Any]],
+        size: int,
+        extra: dict[str, Any],
+        *,
+        method: str = "POST",
+        outcomes: Any = None,
+    ) -> list[BulkResult]:
+        outcomes = outcomes or _item_outcomes
+        out: list[BulkResult] = []
+        batch: list[dict[str, Any]] = []
+
+        def send() -> None:
+            first = len(out)
+            try:
+                data = self.request(method, path, json={key: batch, **extra})
+            except IntentlyError as exc:
+                # The whole batch was refused (its shape, a segment, the key): every
+                # record of it gets the error, and the rest of the input still goes.
+                out.extend(BulkResult(first + i, "error", error=exc) for i in range(len(batch)))
+                return
+            for i, (status, item, reason) in enumerate(outcomes(batch, data)):
+                out.append(BulkResult(first + i, status, item, reason))
+
+        for record in records:
+            batch.append(dict(record))
+            if len(batch) == size:
+                send()
+                batch = []
+        if batch:
+            send()
+        return out
+
+
+Outcome = tuple[str, dict[str, Any] | None, str | None]
+
+
+def _item_outcomes(batch: list[dict[str, Any]], data: Any) -> list[Outcome]:
+    """The server's per-item results (E2, E6, E7), matched to the batch by index."""
+    results = data.get("results", []) if isinstance(data, dict) else []
+    by_index = {int(r.get("index", i)): r for i, r in enumerate(results)}
+    out: list[Outcome] = []
+    for i in range(len(batch)):
+        r = by_index.get(i)
+        if r is None:
+            out.append(("error", None, "no result returned for this item"))
+        else:
+            out.append((str(r.get("status")), dict(r), r.get("reason")))
+    return out
+
+
+def _mapping_outcomes(batch: list[dict[str, Any]], data: Any) -> list[Outcome]:
+    """E5 answers with counts and the domains not found (as sent): a mapping is
+    "matched" or, when its domain is among those, "failed"."""
+    missing = set(data.get("notFound") or []) if isinstance(data, dict) else set()
+    return [
+        ("failed", None, f"No account with domain '{m.get('domain')}'")
+        if m.get("domain") in missing
+        else ("matched", dict(m), None)
+        for m in batch
+    ]
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _page(data: Any) -> Page:
+    return Page(list(data["data"]), data.get("nextCursor"), str(data.get("syncTimestamp", "")))

@@ -1,0 +1,194 @@
+"""The Python client against the real app (in-process) and against a flaky local server."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from intently.client import (
+    AuthError,
+    Client,
+    ConnectionFailed,
+    NotFound,
+    RateLimited,
+    SyncState,
+    ValidationError,
+)
+from tests.conftest import Workspace
+
+
+def _client(app_client: TestClient, key: str, **kw: Any) -> Client:
+    # The app in-process: the TestClient's own transport, no sockets.
+    return Client("http://testserver/api/v1", key, transport=app_client._transport, **kw)
+
+
+@pytest.fixture
+def api(client: TestClient, workspace: Workspace) -> Iterator[Client]:
+    with _client(client, workspace.key, backoff_s=0.01) as c:
+        yield c
+
+
+def _accounts(n: int, prefix: str = "c") -> list[dict[str, Any]]:
+    return [{"domain": f"{prefix}{i}.example.com", "name": f"Co {i}"} for i in range(n)]
+
+
+def test_bulk_push_splits_into_batches_and_keeps_every_result_in_order(api: Client) -> None:
+    records = _accounts(250)
+    records[7] = {"domain": "c3.example.com", "name": "dup"}  # same domain as record 3
+    records[120] = {"domain": "not a domain", "name": "x"}  # a shape error: batch 2 refused
+    results = api.push_accounts(records)
+    assert [r.index for r in results] == list(range(250))
+    assert results[7].status == "failed" and "already exists" in (results[7].reason or "")
+    batch_two = results[100:200]
+    assert all(r.status == "error" and isinstance(r.error, ValidationError) for r in batch_two)
+    assert batch_two[0].error is not None and batch_two[0].error.errors  # per-field list
+    assert all(r.ok for i, r in enumerate(results) if i != 7 and not 100 <= i < 200)
+    assert results[0].data is not None and len(results[0].data["rtp_aid"]) == 24
+    assert sum(1 for _ in api.iter_accounts()) == 250 - 1 - 100
+
+
+def test_iter_accounts_walks_every_page_lazily(api: Client) -> None:
+    api.push_accounts(_accounts(2500))
+    seen = api.iter_accounts()
+    first = next(seen)
+    assert first["domain"].endswith(".example.com")
+    rest = list(seen)
+    ids = [first["rtp_aid"], *(a["rtp_aid"] for a in rest)]
+    assert len(ids) == 2500 == len(set(ids))
+    assert ids == sorted(ids)  # keyset order
+    some = list(api.iter_accounts(domains=["c1.example.com", "https://www.C2.example.com/x"]))
+    assert {a["domain"] for a in some} == {"c1.example.com", "c2.example.com"}
+
+
+def test_delta_sync_returns_what_changed_and_the_timestamp_to_keep(api: Client) -> None:
+    api.push_accounts(_accounts(30))
+    state = SyncState()
+    items, stamp = api.sync_accounts(state)
+    assert len(items) == 30 and stamp
+    state.sync_timestamp = stamp
+    api.push_accounts([{"domain": "c5.example.com", "name": "Renamed"}], upsert=True)
+    api.push_accounts([{"domain": "new.example.com", "name": "New"}])
+    items, later = api.sync_accounts(state)
+    assert {a["domain"] for a in items} == {"c5.example.com", "new.example.com"}
+    assert later > stamp
+
+
+def test_deals_activities_and_mappings_are_chunked(api: Client) -> None:
+    api.push_accounts(_accounts(3))
+    deals = [
+        {"externalDealId": f"D{i}", "name": f"Deal {i}",
+         "associatedAccounts": [{"domain": f"c{i % 3}.example.com"}]}
+        for i in range(130)
+    ]  # fmt: skip
+    results = api.push_deals(deals)
+    assert len(results) == 130 and all(r.status == "created" for r in results)
+    activities = [
+        {"externalActivityId": f"A{i}", "activityType": "email",
+         "occurredAt": "2026-11-01T10:00:00.000Z", "domain": "c1.example.com",
+         "ownerEmail": "rep@example.com", "contacts": [{"email": "cto@c1.example.com"}]}
+        for i in range(120)
+    ]  # fmt: skip
+    results = api.push_activities(activities)
+    assert [r.index for r in results] == list(range(120))
+    assert all(r.status == "created" for r in results)
+    mappings = [{"domain": f"c{i}.example.com", "externalId": f"X{i}"} for i in range(3)]
+    mappings.append({"domain": "nobody.example.com", "externalId": "X9"})
+    results = api.map_external_ids(mappings)
+    assert [r.status for r in results] == ["matched"] * 3 + ["failed"]
+    assert results[3].reason == "No account with domain 'nobody.example.com'"
+    assert api.missing_external_ids() == []
+
+
+def test_errors_carry_status_messages_and_path(client: TestClient, api: Client) -> None:
+    with _client(client, "itly_wrong") as bad, pytest.raises(AuthError) as caught:
+        bad.list_accounts()
+    err = caught.value
+    assert (err.status, err.message, err.path) == (401, "Unauthorized", "/api/v1/accounts")
+    assert err.custom_message == "Invalid API key"
+    with pytest.raises(NotFound) as missing:
+        api.get_account("0" * 24)
+    assert missing.value.custom_message == "Account '000000000000000000000000' not found"
+    with pytest.raises(ValidationError) as shape:
+        api.list_accounts(limit=5000)
+    assert shape.value.errors[0]["property"] == "limit"
+
+
+# ---- retries against a flaky server --------------------------------------------------------
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """Answers from a script: "drop" closes the connection, a number is that status."""
+
+    script: list[Any] = []
+    seen: list[tuple[str, str | None]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        self.rfile.read(length)
+        type(self).seen.append((self.command, self.headers.get("Idempotency-Key")))
+        step = type(self).script.pop(0) if type(self).script else 200
+        if step == "drop":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        body = {"statusCode": step, "timestamp": "t", "path": "/api/v1/accounts"}
+        if step == 200:
+            body["data"] = {"data": [], "nextCursor": None, "hasNextPage": False,
+                            "syncTimestamp": "s", "results": []}  # fmt: skip
+        else:
+            body |= {"message": "Too Many Requests" if step == 429 else "Error", "data": None}
+        raw = json.dumps(body).encode()
+        self.send_response(step)
+        if step == 429:
+            self.send_header("Retry-After", "0")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Flaky.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_reads_are_retried_through_drops_429_and_503(flaky: str) -> None:
+    _Flaky.script = ["drop", 429, 503, 200]
+    with Client(flaky, "k", backoff_s=0.01) as c:
+        assert c.list_accounts().items == []
+    assert len(_Flaky.seen) == 4
+
+
+def test_writes_are_retried_with_one_idempotency_key(flaky: str) -> None:
+    _Flaky.script = [503, "drop", 200]
+    with Client(flaky, "k", backoff_s=0.01) as c:
+        assert c.push_accounts([{"domain": "a.com", "name": "A"}])[0].status == "error"
+    keys = {key for _, key in _Flaky.seen}
+    assert len(_Flaky.seen) == 3 and len(keys) == 1 and None not in keys
+
+
+def test_retries_end_and_the_last_error_is_raised(flaky: str) -> None:
+    _Flaky.script = [429] * 10
+    with Client(flaky, "k", backoff_s=0.01, max_retries=2) as c, pytest.raises(RateLimited) as e:
+        c.list_accounts()
+    assert e.value.retry_after == 0 and len(_Flaky.seen) == 3
+    closed = Client("http://127.0.0.1:9/api/v1", "k", backoff_s=0.01, max_retries=1)
+    with closed, pytest.raises(ConnectionFailed):
+        closed.list_accounts()
