@@ -15,6 +15,7 @@ import sys
 import benchkit as bk
 import bombora_import
 import bulk_push
+import client_push
 import collector
 import dashboard
 import ip_lookup
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--no-scoring", action="store_true", help="skip the scoring benchmark")
     parser.add_argument("--no-segments", action="store_true", help="skip the segment benchmark")
     parser.add_argument("--no-webhooks", action="store_true", help="skip the webhook benchmark")
+    parser.add_argument("--no-client", action="store_true", help="skip the client benchmark")
     parser.add_argument(
         "--no-dashboard", action="store_true", help="skip the dashboard and demo benchmarks"
     )
@@ -86,6 +88,10 @@ def main() -> None:
             bk.say(f"\n######## webhooks, {db}")
             sections.append((f"webhooks ({db})", webhooks.main(["--db", db])))
 
+    if not args.no_client:
+        for db in dbs:
+            bk.say(f"\n######## client push, {db}")
+            sections.append((f"client push ({db})", client_push.main(["--db", db])))
     if not args.no_dashboard:
         for db in dbs:
             bk.say(f"\n######## dashboard, {db}")

@@ -192,3 +192,22 @@ def test_retries_end_and_the_last_error_is_raised(flaky: str) -> None:
     closed = Client("http://127.0.0.1:9/api/v1", "k", backoff_s=0.01, max_retries=1)
     with closed, pytest.raises(ConnectionFailed):
         closed.list_accounts()
+
+
+def test_concurrent_batches_keep_the_input_order(live_server: Any) -> None:
+    key = live_server.key()
+    records = _accounts(450, prefix="k")
+    records[260] = {"domain": "k250.example.com", "name": "dup"}  # same batch: fails alone
+    records[310] = {"name": "no domain"}  # refuses batch 4 (300..399)
+    with Client(f"{live_server.url}/api/v1", key, concurrency=3) as c:
+        results = c.push_accounts(records)
+        stored = {a["domain"]: a["rtp_aid"] for a in c.iter_accounts()}
+    assert [r.index for r in results] == list(range(450))
+    assert results[260].status == "failed"
+    assert all(r.status == "error" for r in results[300:400])
+    for i in (0, 99, 100, 299, 400, 449):
+        assert results[i].status == "created"
+        assert results[i].data is not None
+        assert stored[records[i]["domain"]] == results[i].data["rtp_aid"]
+    with pytest.raises(ValueError, match="concurrency should be 1 or more; got 0"):
+        Client("http://x/api/v1", "k", concurrency=0)

@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +68,8 @@ class Client:
 
     Retries connection failures, 429 (after Retry-After) and 5xx with exponential
     backoff and jitter, for GETs and for writes, which carry an Idempotency-Key set here
-    (the same key on every try of one request)."""
+    (the same key on every try of one request). Bulk helpers send `concurrency`
+    batches at once."""
 
     def __init__(
         self,
@@ -79,7 +81,11 @@ class Client:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        concurrency: int = 1,
     ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency should be 1 or more; got {concurrency}")
+        self.concurrency = concurrency
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -264,30 +270,41 @@ class Client:
         method: str = "POST",
         outcomes: Any = None,
     ) -> list[BulkResult]:
-        outcomes = outcomes or _item_outcomes
-        out: list[BulkResult] = []
-        batch: list[dict[str, Any]] = []
+        judge = outcomes or _item_outcomes
 
-        def send() -> None:
-            first = len(out)
+        def send(batch: list[dict[str, Any]]) -> list[tuple[str, Any, Any, Any]]:
             try:
                 data = self.request(method, path, json={key: batch, **extra})
             except IntentlyError as exc:
                 # The whole batch was refused (its shape, a segment, the key): every
                 # record of it gets the error, and the rest of the input still goes.
-                out.extend(BulkResult(first + i, "error", error=exc) for i in range(len(batch)))
-                return
-            for i, (status, item, reason) in enumerate(outcomes(batch, data)):
-                out.append(BulkResult(first + i, status, item, reason))
+                return [("error", None, None, exc)] * len(batch)
+            return [(status, item, reason, None) for status, item, reason in judge(batch, data)]
 
-        for record in records:
-            batch.append(dict(record))
-            if len(batch) == size:
-                send()
-                batch = []
-        if batch:
-            send()
+        batches = _batches(records, size)
+        if self.concurrency > 1:
+            # Requests in flight at once (the server takes them in parallel where it
+            # can); map() keeps the batches' order.
+            with ThreadPoolExecutor(self.concurrency, thread_name_prefix="intently") as pool:
+                answered = list(pool.map(send, batches))
+        else:
+            answered = [send(b) for b in batches]
+        out: list[BulkResult] = []
+        for outcomes_of_batch in answered:
+            for status, item, reason, error in outcomes_of_batch:
+                out.append(BulkResult(len(out), status, item, reason, error))
         return out
+
+
+def _batches(records: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for record in records:
+        batch.append(dict(record))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 Outcome = tuple[str, dict[str, Any] | None, str | None]
