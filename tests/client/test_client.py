@@ -211,3 +211,49 @@ def test_concurrent_batches_keep_the_input_order(live_server: Any) -> None:
         assert stored[records[i]["domain"]] == results[i].data["rtp_aid"]
     with pytest.raises(ValueError, match="concurrency should be 1 or more; got 0"):
         Client("http://x/api/v1", "k", concurrency=0)
+
+
+# ---- AsyncClient -----------------------------------------------------------------------------
+
+
+def test_async_client_through_asgi_transport(app: Any, workspace: Workspace) -> None:
+    import asyncio
+
+    import httpx
+
+    from intently.client import AsyncClient
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with AsyncClient(
+            "http://testserver/api/v1", workspace.key, transport=transport, concurrency=2
+        ) as api:
+            records = _accounts(250, prefix="as")
+            records[130] = {"domain": "as120.example.com", "name": "dup"}
+            results = await api.push_accounts(records)
+            assert [r.index for r in results] == list(range(250))
+            assert results[130].status == "failed"
+            assert sum(r.ok for r in results) == 249
+            seen = [a["domain"] async for a in api.iter_accounts()]
+            assert len(seen) == 249 == len(set(seen))
+            items, stamp = await api.sync_accounts(SyncState())
+            assert len(items) == 249 and stamp
+            with pytest.raises(NotFound):
+                await api.get_account("0" * 24)
+
+    asyncio.run(scenario())
+
+
+def test_async_client_retries_like_the_sync_one(flaky: str) -> None:
+    import asyncio
+
+    from intently.client import AsyncClient
+
+    _Flaky.script = ["drop", 429, 503, 200]
+
+    async def scenario() -> None:
+        async with AsyncClient(flaky, "k", backoff_s=0.01) as api:
+            assert (await api.list_accounts()).items == []
+
+    asyncio.run(scenario())
+    assert len(_Flaky.seen) == 4

@@ -7,6 +7,7 @@ with Client("http://127.0.0.1:8000/api/v1", "itly_...") as api:
     results = api.push_accounts([{"domain": "acme.com", "name": "Acme"}])
 """
 
+from intently.client._async import AsyncClient
 from intently.client._client import BulkResult, Client, Page, SyncState
 from intently.client._errors import (
     AuthError,
@@ -20,6 +21,7 @@ from intently.client._errors import (
 )
 
 __all__ = [
+    "AsyncClient",
     "AuthError",
     "BulkResult",
     "Client",

@@ -156,13 +156,7 @@ class Client:
         domains: Sequence[str] | None = None,
     ) -> Page:
         """E1: one keyset page."""
-        params: dict[str, Any] = {"limit": limit}
-        if cursor:
-            params["cursor"] = cursor
-        if last_sync:
-            params["lastSync"] = last_sync
-        if domains:
-            params["domains"] = ",".join(domains)
+        params = accounts_params(limit, cursor, last_sync, domains)
         return _page(self.request("GET", "accounts", params=params))
 
     def iter_accounts(
@@ -334,6 +328,20 @@ def _mapping_outcomes(batch: list[dict[str, Any]], data: Any) -> list[Outcome]:
         else ("matched", dict(m), None)
         for m in batch
     ]
+
+
+def accounts_params(
+    limit: int, cursor: str | None, last_sync: str | None, domains: Sequence[str] | None
+) -> dict[str, Any]:
+    """E1's query parameters."""
+    params: dict[str, Any] = {"limit": limit}
+    if cursor:
+        params["cursor"] = cursor
+    if last_sync:
+        params["lastSync"] = last_sync
+    if domains:
+        params["domains"] = ",".join(domains)
+    return params
 
 
 def _json(response: httpx.Response) -> Any:

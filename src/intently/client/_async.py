@@ -1,0 +1,206 @@
+"""`AsyncClient`: the same API as `Client` for asyncio programs (httpx.AsyncClient)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from intently.client._client import (
+    ACCOUNTS_BATCH,
+    ACTIVITIES_BATCH,
+    DEALS_BATCH,
+    MAPPINGS_BATCH,
+    PAGE_LIMIT,
+    BulkResult,
+    Page,
+    SyncState,
+    _batches,
+    _item_outcomes,
+    _json,
+    _mapping_outcomes,
+    _page,
+    _retry_after,
+    accounts_params,
+)
+from intently.client._errors import (
+    ConnectionFailed,
+    IntentlyError,
+    RateLimited,
+    ServerError,
+    error_for,
+)
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class AsyncClient:
+    """As `Client`, awaited; bulk helpers keep `concurrency` batches in flight."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        concurrency: int = 1,
+    ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency should be 1 or more; got {concurrency}")
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"X-Api-Key": api_key, "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """The envelope's `data` of a successful answer; else the error, raised."""
+        headers = {"Idempotency-Key": uuid.uuid4().hex} if method in _WRITES else {}
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    method, path.lstrip("/"), params=params, json=json, headers=headers
+                )
+            except httpx.TransportError as exc:
+                if attempt >= self.max_retries:
+                    raise ConnectionFailed(0, type(exc).__name__, str(exc), path) from exc
+                await self._sleep(attempt, None)
+                attempt += 1
+                continue
+            if response.status_code < 400:
+                return response.json().get("data")
+            error = error_for(response.status_code, _json(response), path, _retry_after(response))
+            if isinstance(error, RateLimited | ServerError) and attempt < self.max_retries:
+                await self._sleep(attempt, getattr(error, "retry_after", None))
+                attempt += 1
+                continue
+            raise error
+
+    async def _sleep(self, attempt: int, retry_after: float | None) -> None:
+        if retry_after is not None:
+            await asyncio.sleep(min(retry_after, self.max_backoff_s))
+            return
+        delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def list_accounts(
+        self,
+        *,
+        limit: int = PAGE_LIMIT,
+        cursor: str | None = None,
+        last_sync: str | None = None,
+        domains: Sequence[str] | None = None,
+    ) -> Page:
+        params = accounts_params(limit, cursor, last_sync, domains)
+        return _page(await self.request("GET", "accounts", params=params))
+
+    async def iter_accounts(
+        self, last_sync: str | None = None, domains: Sequence[str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        cursor: str | None = None
+        while True:
+            page = await self.list_accounts(cursor=cursor, last_sync=last_sync, domains=domains)
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def sync_accounts(self, state: SyncState) -> tuple[list[dict[str, Any]], str]:
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = await self.list_accounts(cursor=cursor, last_sync=state.sync_timestamp)
+            items.extend(page.items)
+            if page.next_cursor is None:
+                return items, page.sync_timestamp
+            cursor = page.next_cursor
+
+    async def get_account(self, rtp_aid: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"accounts/{rtp_aid}"))
+
+    async def push_accounts(
+        self,
+        accounts: Iterable[Mapping[str, Any]],
+        *,
+        upsert: bool = False,
+        segment_id: str | None = None,
+    ) -> list[BulkResult]:
+        extra: dict[str, Any] = {"upsert": upsert}
+        if segment_id:
+            extra["segmentId"] = segment_id
+        return await self._bulk("accounts", "accounts", accounts, ACCOUNTS_BATCH, extra)
+
+    async def map_external_ids(self, mappings: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
+        return await self._bulk(
+            "accounts/external-ids", "mappings", mappings, MAPPINGS_BATCH, {},
+            method="PATCH", outcomes=_mapping_outcomes,
+        )  # fmt: skip
+
+    async def push_deals(self, deals: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
+        return await self._bulk("deals", "deals", deals, DEALS_BATCH, {})
+
+    async def push_activities(self, activities: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
+        return await self._bulk("sales-activities", "activities", activities, ACTIVITIES_BATCH, {})
+
+    async def list_custom_fields(self) -> list[dict[str, Any]]:
+        return list(await self.request("GET", "accounts/custom-fields"))
+
+    async def _bulk(
+        self,
+        path: str,
+        key: str,
+        records: Iterable[Mapping[str, Any]],
+        size: int,
+        extra: dict[str, Any],
+        *,
+        method: str = "POST",
+        outcomes: Any = None,
+    ) -> list[BulkResult]:
+        judge = outcomes or _item_outcomes
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def send(batch: list[dict[str, Any]]) -> list[tuple[str, Any, Any, Any]]:
+            async with gate:
+                try:
+                    data = await self.request(method, path, json={key: batch, **extra})
+                except IntentlyError as exc:
+                    return [("error", None, None, exc)] * len(batch)
+            return [(status, item, reason, None) for status, item, reason in judge(batch, data)]
+
+        answered = await asyncio.gather(*(send(b) for b in _batches(records, size)))
+        out: list[BulkResult] = []
+        for outcomes_of_batch in answered:
+            for status, item, reason, error in outcomes_of_batch:
+                out.append(BulkResult(len(out), status, item, reason, error))
+        return out
