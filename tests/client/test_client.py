@@ -257,3 +257,74 @@ def test_async_client_retries_like_the_sync_one(flaky: str) -> None:
 
     asyncio.run(scenario())
     assert len(_Flaky.seen) == 4
+
+
+def test_extension_methods(api: Client) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    (acme,) = [
+        r.data["rtp_aid"]
+        for r in api.push_accounts([{"domain": "acme.com", "name": "A"}])
+        if r.data
+    ]
+    day = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    signals = [
+        {"domain": "acme.com", "source": "g2", "type": "pricing", "occurredAt": day, "id": f"s{i}"}
+        for i in range(1200)
+    ]
+    results = api.push_signals(signals)
+    assert len(results) == 1200 and all(r.ok for r in results)
+    assert len(list(api.iter_account_signals(acme))) == 1200  # two pages of 1,000
+    api.request("POST", "scoring/runs", json={"full": True})
+    explained = api.account_score(acme)
+    assert explained["rtp_aid"] == acme and explained["accountScore"] > 0
+    assert api.account_history(acme)["days"]
+    seg = api.create_segment("Hot", "static")
+    sid = seg["segmentId"]
+    api.add_segment_members(sid, domains=["acme.com"])
+    assert [m["rtp_aid"] for m in api.iter_segment_members(sid)] == [acme]
+    api.remove_segment_members(sid, rtp_aids=[acme])
+    assert list(api.iter_segment_members(sid)) == []
+    assert api.update_segment(sid, name="Hotter")["name"] == "Hotter"
+    assert api.get_segment(sid)["name"] == "Hotter"
+    assert {s["segmentId"] for s in api.list_segments()} >= {sid}
+    kinds = {e["type"] for e in api.iter_events(rtp_aid=acme)}
+    assert {"account.created", "segment.entered", "segment.exited"} <= kinds
+    field = api.create_custom_field("Tier", "singleLineText")
+    assert field["key"] == "TIER_C"
+    assert [f["key"] for f in api.list_custom_fields()] == ["TIER_C"]
+    api.delete_custom_field("TIER_C")
+    assert api.list_custom_fields() == []
+
+
+def test_async_extension_methods(app: Any, workspace: Workspace) -> None:
+    import asyncio
+
+    import httpx
+
+    from intently.client import AsyncClient
+
+    async def scenario() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with AsyncClient(
+            "http://testserver/api/v1", workspace.key, transport=transport
+        ) as api:
+            (pushed,) = await api.push_accounts([{"domain": "acme.com", "name": "A"}])
+            assert pushed.data is not None
+            acme = pushed.data["rtp_aid"]
+            day = "2026-11-20T10:00:00Z"
+            sig = [{"domain": "acme.com", "source": "g2", "type": "pricing", "occurredAt": day,
+                    "id": f"s{i}"} for i in range(5)]  # fmt: skip
+            assert all(r.ok for r in await api.push_signals(sig))
+            got = [s async for s in api.iter_pages(f"accounts/{acme}/signals")]
+            assert len(got) == 5
+            seg = await api.create_segment("Hot")
+            await api.add_segment_members(seg["segmentId"], domains=["acme.com"])
+            members = [m async for m in api.iter_pages(f"segments/{seg['segmentId']}/accounts")]
+            assert [m["rtp_aid"] for m in members] == [acme]
+            assert (await api.account_score(acme))["rtp_aid"] == acme
+            assert (await api.create_custom_field("Tier", "number"))["key"] == "TIER_C"
+            await api.delete_custom_field("TIER_C")
+            assert await api.list_custom_fields() == []
+
+    asyncio.run(scenario())

@@ -128,3 +128,59 @@ def test_pull_is_full_then_delta_and_keeps_the_state_atomically(
     state.write_text("not json")
     bad = intently(database_url, *args)
     assert bad.returncode == 2 and "is not a sync state file" in bad.stderr
+
+
+def test_delta_sync_while_another_process_writes(live_server: LiveServer, tmp_path: Path) -> None:
+    """A client keeps a copy by delta syncs while a separate process pushes and renames
+    accounts; after the writer stops, one more sync makes the copy equal the server."""
+    import subprocess
+    import sys
+
+    from intently.client import SyncState
+
+    key = live_server.key()
+    api = f"{live_server.url}/api/v1"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, api, key],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    copy: dict[str, dict[str, Any]] = {}
+    state = SyncState()
+    with Client(api, key) as c:
+        syncs = 0
+        while writer.poll() is None or syncs < 2:
+            items, stamp = c.sync_accounts(state)
+            for item in items:
+                copy[item["rtp_aid"]] = item
+            state.sync_timestamp = stamp
+            syncs += 1
+        out, err = writer.communicate()
+        assert writer.returncode == 0, err
+        items, stamp = c.sync_accounts(state)
+        for item in items:
+            copy[item["rtp_aid"]] = item
+        truth = {a["rtp_aid"]: a for a in c.iter_accounts()}
+    assert syncs >= 2
+    assert int(out.strip()) == len(truth) == len(copy)
+    assert {k: (v["name"], v["domain"]) for k, v in copy.items()} == {
+        k: (v["name"], v["domain"]) for k, v in truth.items()
+    }
+
+
+_WRITER = """
+import sys
+from intently.client import Client
+api, key = sys.argv[1], sys.argv[2]
+with Client(api, key) as c:
+    for round_ in range(12):
+        batch = [{"domain": f"w{round_}-{i}.example.com", "name": f"W {round_} {i}"}
+                 for i in range(50)]
+        assert all(r.ok for r in c.push_accounts(batch))
+        if round_:
+            renamed = [{"domain": f"w{round_ - 1}-{i}.example.com", "name": f"R {round_} {i}"}
+                       for i in range(0, 50, 3)]
+            assert all(r.ok for r in c.push_accounts(renamed, upsert=True))
+print(12 * 50)
+"""

@@ -16,6 +16,7 @@ from intently.client._client import (
     DEALS_BATCH,
     MAPPINGS_BATCH,
     PAGE_LIMIT,
+    SIGNALS_BATCH,
     BulkResult,
     Page,
     SyncState,
@@ -23,6 +24,7 @@ from intently.client._client import (
     _item_outcomes,
     _json,
     _mapping_outcomes,
+    _members,
     _page,
     _retry_after,
     accounts_params,
@@ -175,6 +177,82 @@ class AsyncClient:
 
     async def list_custom_fields(self) -> list[dict[str, Any]]:
         return list(await self.request("GET", "accounts/custom-fields"))
+
+    async def update_custom_fields(self, ident: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        body = {"customFields": dict(values)}
+        return dict(await self.request("PUT", f"accounts/{ident}", json=body))
+
+    async def missing_external_ids(self, limit: int = PAGE_LIMIT) -> list[dict[str, Any]]:
+        params = {"limit": limit}
+        return list(await self.request("GET", "accounts/missing-external-ids", params=params))
+
+    async def create_custom_field(
+        self, label: str, label_type: str, **extra: Any
+    ) -> dict[str, Any]:
+        body = {"label": label, "labelType": label_type, **extra}
+        data = await self.request("POST", "accounts/custom-field", json=body)
+        return dict(data[0] if isinstance(data, list) else data)
+
+    async def delete_custom_field(self, key: str) -> Any:
+        return await self.request("DELETE", f"accounts/custom-fields/{key}")
+
+    async def list_segments(self) -> list[dict[str, Any]]:
+        data = await self.request("GET", "segments")
+        return list(data["data"] if isinstance(data, dict) else data)
+
+    async def account_score(self, rtp_aid: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"accounts/{rtp_aid}/score"))
+
+    async def account_history(self, rtp_aid: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"accounts/{rtp_aid}/history"))
+
+    async def push_signals(self, signals: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
+        return await self._bulk("signals", "signals", signals, SIGNALS_BATCH, {})
+
+    async def create_segment(
+        self,
+        name: str,
+        type: str = "static",
+        *,
+        status: str = "active",
+        rules: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "type": type, "status": status}
+        if rules is not None:
+            body["rules"] = dict(rules)
+        return dict(await self.request("POST", "segments", json=body))
+
+    async def get_segment(self, segment_id: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"segments/{segment_id}"))
+
+    async def update_segment(self, segment_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(await self.request("PATCH", f"segments/{segment_id}", json=fields))
+
+    async def add_segment_members(
+        self, segment_id: str, *, domains: Sequence[str] = (), rtp_aids: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        body = _members(domains, rtp_aids)
+        return dict(await self.request("POST", f"segments/{segment_id}/accounts", json=body))
+
+    async def remove_segment_members(
+        self, segment_id: str, *, domains: Sequence[str] = (), rtp_aids: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        body = _members(domains, rtp_aids)
+        return dict(await self.request("DELETE", f"segments/{segment_id}/accounts", json=body))
+
+    async def iter_pages(
+        self, path: str, params: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every item of a keyset-paginated list (segment members, an account's signals,
+        events): the first page with `params`, the next ones by their cursor."""
+        query: dict[str, Any] = {"limit": PAGE_LIMIT, **(params or {})}
+        while True:
+            page = _page(await self.request("GET", path, params=query))
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            query = {"limit": PAGE_LIMIT, "cursor": page.next_cursor}
 
     async def _bulk(
         self,

@@ -27,6 +27,7 @@ DEALS_BATCH = 100
 ACTIVITIES_BATCH = 50
 MAPPINGS_BATCH = 100
 PAGE_LIMIT = 1000
+SIGNALS_BATCH = 1000
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -242,6 +243,115 @@ class Client:
         data = self.request("GET", "segments")
         return list(data["data"] if isinstance(data, dict) else data)
 
+    def delete_custom_field(self, key: str) -> Any:
+        """Deactivate a custom field (its values are kept, hidden)."""
+        return self.request("DELETE", f"accounts/custom-fields/{key}")
+
+    # ---- extensions: one account ---------------------------------------------------------
+
+    def account_score(self, rtp_aid: str) -> dict[str, Any]:
+        """How the account's score comes about, source by source and type by type."""
+        return dict(self.request("GET", f"accounts/{rtp_aid}/score"))
+
+    def account_history(self, rtp_aid: str) -> dict[str, Any]:
+        """Score and stage per day, and every stage change."""
+        return dict(self.request("GET", f"accounts/{rtp_aid}/history"))
+
+    def iter_account_signals(
+        self, rtp_aid: str, source: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The account's signals, newest first, page by page."""
+
+        def fetch(cursor: str | None) -> Page:
+            params: dict[str, Any] = {"limit": PAGE_LIMIT}
+            if cursor:
+                params["cursor"] = cursor
+            elif source:
+                params["source"] = source
+            return _page(self.request("GET", f"accounts/{rtp_aid}/signals", params=params))
+
+        yield from self._walk(fetch)
+
+    def push_signals(self, signals: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
+        """Generic intent signals, any number, 1,000 a request."""
+        return self._bulk("signals", "signals", signals, SIGNALS_BATCH, {})
+
+    # ---- extensions: segments and events -------------------------------------------------
+
+    def create_segment(
+        self,
+        name: str,
+        type: str = "static",
+        *,
+        status: str = "active",
+        rules: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name, "type": type, "status": status}
+        if rules is not None:
+            body["rules"] = dict(rules)
+        return dict(self.request("POST", "segments", json=body))
+
+    def get_segment(self, segment_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"segments/{segment_id}"))
+
+    def update_segment(self, segment_id: str, **fields: Any) -> dict[str, Any]:
+        """PATCH name, status and/or rules."""
+        return dict(self.request("PATCH", f"segments/{segment_id}", json=fields))
+
+    def iter_segment_members(self, segment_id: str) -> Iterator[dict[str, Any]]:
+        def fetch(cursor: str | None) -> Page:
+            params: dict[str, Any] = {"limit": PAGE_LIMIT}
+            if cursor:
+                params["cursor"] = cursor
+            return _page(self.request("GET", f"segments/{segment_id}/accounts", params=params))
+
+        yield from self._walk(fetch)
+
+    def add_segment_members(
+        self,
+        segment_id: str,
+        *,
+        domains: Sequence[str] = (),
+        rtp_aids: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Into a static segment, by domain and/or rtp_aid (up to 1,000 each)."""
+        body = _members(domains, rtp_aids)
+        return dict(self.request("POST", f"segments/{segment_id}/accounts", json=body))
+
+    def remove_segment_members(
+        self,
+        segment_id: str,
+        *,
+        domains: Sequence[str] = (),
+        rtp_aids: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        body = _members(domains, rtp_aids)
+        return dict(self.request("DELETE", f"segments/{segment_id}/accounts", json=body))
+
+    def iter_events(
+        self,
+        *,
+        types: Sequence[str] = (),
+        since: str | None = None,
+        rtp_aid: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The change event log (account.created, stage.changed, segment.entered, ...)."""
+
+        def fetch(cursor: str | None) -> Page:
+            params: dict[str, Any] = {"limit": PAGE_LIMIT}
+            if cursor:
+                params["cursor"] = cursor
+            else:
+                if types:
+                    params["type"] = ",".join(types)
+                if since:
+                    params["since"] = since
+                if rtp_aid:
+                    params["rtp_aid"] = rtp_aid
+            return _page(self.request("GET", "events", params=params))
+
+        yield from self._walk(fetch)
+
     # ---- helpers ---------------------------------------------------------------------
 
     def _walk(self, fetch: Any) -> Iterator[dict[str, Any]]:
@@ -328,6 +438,15 @@ def _mapping_outcomes(batch: list[dict[str, Any]], data: Any) -> list[Outcome]:
         else ("matched", dict(m), None)
         for m in batch
     ]
+
+
+def _members(domains: Sequence[str], rtp_aids: Sequence[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if domains:
+        body["domains"] = list(domains)
+    if rtp_aids:
+        body["rtp_aids"] = list(rtp_aids)
+    return body
 
 
 def accounts_params(
