@@ -34,6 +34,16 @@ def api(client: TestClient, workspace: Workspace) -> Iterator[Client]:
         yield c
 
 
+def _run(scenario: Any) -> None:
+    """asyncio.run in a thread of its own: the session's Playwright browser (tests/browser)
+    keeps an event loop running in the test thread once started."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
+
+
 def _accounts(n: int, prefix: str = "c") -> list[dict[str, Any]]:
     return [{"domain": f"{prefix}{i}.example.com", "name": f"Co {i}"} for i in range(n)]
 
@@ -217,7 +227,6 @@ def test_concurrent_batches_keep_the_input_order(live_server: Any) -> None:
 
 
 def test_async_client_through_asgi_transport(app: Any, workspace: Workspace) -> None:
-    import asyncio
 
     import httpx
 
@@ -241,11 +250,10 @@ def test_async_client_through_asgi_transport(app: Any, workspace: Workspace) -> 
             with pytest.raises(NotFound):
                 await api.get_account("0" * 24)
 
-    asyncio.run(scenario())
+    _run(scenario)
 
 
 def test_async_client_retries_like_the_sync_one(flaky: str) -> None:
-    import asyncio
 
     from intently.client import AsyncClient
 
@@ -255,7 +263,7 @@ def test_async_client_retries_like_the_sync_one(flaky: str) -> None:
         async with AsyncClient(flaky, "k", backoff_s=0.01) as api:
             assert (await api.list_accounts()).items == []
 
-    asyncio.run(scenario())
+    _run(scenario)
     assert len(_Flaky.seen) == 4
 
 
@@ -298,7 +306,6 @@ def test_extension_methods(api: Client) -> None:
 
 
 def test_async_extension_methods(app: Any, workspace: Workspace) -> None:
-    import asyncio
 
     import httpx
 
@@ -327,4 +334,4 @@ def test_async_extension_methods(app: Any, workspace: Workspace) -> None:
             await api.delete_custom_field("TIER_C")
             assert await api.list_custom_fields() == []
 
-    asyncio.run(scenario())
+    _run(scenario)
