@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
-import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -20,27 +18,20 @@ from intently.client._client import (
     BulkResult,
     Page,
     SyncState,
+    _Base,
     _batches,
     _item_outcomes,
-    _json,
     _mapping_outcomes,
     _members,
     _page,
-    _retry_after,
     accounts_params,
 )
 from intently.client._errors import (
-    ConnectionFailed,
     IntentlyError,
-    RateLimited,
-    ServerError,
-    error_for,
 )
 
-_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-
-class AsyncClient:
+class AsyncClient(_Base):
     """As `Client`, awaited; bulk helpers keep `concurrency` batches in flight."""
 
     def __init__(
@@ -48,25 +39,11 @@ class AsyncClient:
         base_url: str,
         api_key: str,
         *,
-        timeout: float = 30.0,
-        max_retries: int = 4,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
-        concurrency: int = 1,
+        **options: Any,
     ):
-        if concurrency < 1:
-            raise ValueError(f"concurrency should be 1 or more; got {concurrency}")
-        self.concurrency = concurrency
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
-            headers={"X-Api-Key": api_key, "Accept": "application/json"},
-            timeout=timeout,
-            transport=transport,
-        )
+        super().__init__(base_url, api_key, **options)
+        self._http = httpx.AsyncClient(transport=transport, **self._http_options)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -86,7 +63,7 @@ class AsyncClient:
         json: Any = None,
     ) -> Any:
         """The envelope's `data` of a successful answer; else the error, raised."""
-        headers = {"Idempotency-Key": uuid.uuid4().hex} if method in _WRITES else {}
+        headers = self._headers(method)
         attempt = 0
         while True:
             try:
@@ -94,26 +71,14 @@ class AsyncClient:
                     method, path.lstrip("/"), params=params, json=json, headers=headers
                 )
             except httpx.TransportError as exc:
-                if attempt >= self.max_retries:
-                    raise ConnectionFailed(0, type(exc).__name__, str(exc), path) from exc
-                await self._sleep(attempt, None)
+                await asyncio.sleep(self._after_failure(exc, attempt, path))
                 attempt += 1
                 continue
-            if response.status_code < 400:
-                return response.json().get("data")
-            error = error_for(response.status_code, _json(response), path, _retry_after(response))
-            if isinstance(error, RateLimited | ServerError) and attempt < self.max_retries:
-                await self._sleep(attempt, getattr(error, "retry_after", None))
-                attempt += 1
-                continue
-            raise error
-
-    async def _sleep(self, attempt: int, retry_after: float | None) -> None:
-        if retry_after is not None:
-            await asyncio.sleep(min(retry_after, self.max_backoff_s))
-            return
-        delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)
-        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            data, wait = self._judge(response, attempt, path)
+            if wait < 0:
+                return data
+            await asyncio.sleep(wait)
+            attempt += 1
 
     async def list_accounts(
         self,

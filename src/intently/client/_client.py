@@ -63,7 +63,61 @@ class SyncState:
     sync_timestamp: str | None = None
 
 
-class Client:
+class _Base:
+    """What both clients share: their settings, the headers of a request, and the retry
+    policy (which answers are retried, and after how long)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        max_retries: int = 4,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        concurrency: int = 1,
+    ):
+        if concurrency < 1:
+            raise ValueError(f"concurrency should be 1 or more; got {concurrency}")
+        self.concurrency = concurrency
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._http_options: dict[str, Any] = {
+            "base_url": base_url.rstrip("/") + "/",
+            "headers": {"X-Api-Key": api_key, "Accept": "application/json"},
+            "timeout": timeout,
+        }
+
+    @staticmethod
+    def _headers(method: str) -> dict[str, str]:
+        # One key for every try of one write, so the server can tell a retry.
+        return {"Idempotency-Key": uuid.uuid4().hex} if method in _WRITES else {}
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_backoff_s)
+        delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)
+        return delay * random.uniform(0.5, 1.0)  # jitter: clients do not move in step
+
+    def _after_failure(self, exc: httpx.TransportError, attempt: int, path: str) -> float:
+        """The wait before trying again after no answer came, or ConnectionFailed."""
+        if attempt >= self.max_retries:
+            raise ConnectionFailed(0, type(exc).__name__, str(exc), path) from exc
+        return self._delay(attempt, None)
+
+    def _judge(self, response: httpx.Response, attempt: int, path: str) -> tuple[Any, float]:
+        """(data, -1) for a success; (None, wait) to try again; else the error, raised."""
+        if response.status_code < 400:
+            return response.json().get("data"), -1.0
+        error = error_for(response.status_code, _json(response), path, _retry_after(response))
+        if isinstance(error, RateLimited | ServerError) and attempt < self.max_retries:
+            return None, self._delay(attempt, getattr(error, "retry_after", None))
+        raise error
+
+
+class Client(_Base):
     """A workspace's External API. `base_url` is the API root (".../api/v1", or
     ".../api/v1/crm" for the externalId flavour); `api_key` its key.
 
@@ -77,25 +131,11 @@ class Client:
         base_url: str,
         api_key: str,
         *,
-        timeout: float = 30.0,
-        max_retries: int = 4,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 30.0,
         transport: httpx.BaseTransport | None = None,
-        concurrency: int = 1,
+        **options: Any,
     ):
-        if concurrency < 1:
-            raise ValueError(f"concurrency should be 1 or more; got {concurrency}")
-        self.concurrency = concurrency
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/") + "/",
-            headers={"X-Api-Key": api_key, "Accept": "application/json"},
-            timeout=timeout,
-            transport=transport,
-        )
+        super().__init__(base_url, api_key, **options)
+        self._http = httpx.Client(transport=transport, **self._http_options)
 
     def close(self) -> None:
         self._http.close()
@@ -117,7 +157,7 @@ class Client:
         json: Any = None,
     ) -> Any:
         """The envelope's `data` of a successful answer; else the error, raised."""
-        headers = {"Idempotency-Key": uuid.uuid4().hex} if method in _WRITES else {}
+        headers = self._headers(method)
         attempt = 0
         while True:
             try:
@@ -125,26 +165,14 @@ class Client:
                     method, path.lstrip("/"), params=params, json=json, headers=headers
                 )
             except httpx.TransportError as exc:
-                if attempt >= self.max_retries:
-                    raise ConnectionFailed(0, type(exc).__name__, str(exc), path) from exc
-                self._sleep(attempt, None)
+                time.sleep(self._after_failure(exc, attempt, path))
                 attempt += 1
                 continue
-            if response.status_code < 400:
-                return response.json().get("data")
-            error = error_for(response.status_code, _json(response), path, _retry_after(response))
-            if isinstance(error, RateLimited | ServerError) and attempt < self.max_retries:
-                self._sleep(attempt, getattr(error, "retry_after", None))
-                attempt += 1
-                continue
-            raise error
-
-    def _sleep(self, attempt: int, retry_after: float | None) -> None:
-        if retry_after is not None:
-            time.sleep(min(retry_after, self.max_backoff_s))
-            return
-        delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)
-        time.sleep(delay * random.uniform(0.5, 1.0))  # jitter: clients do not move in step
+            data, wait = self._judge(response, attempt, path)
+            if wait < 0:
+                return data
+            time.sleep(wait)
+            attempt += 1
 
     # ---- accounts --------------------------------------------------------------------
 
@@ -315,8 +343,7 @@ class Client:
         rtp_aids: Sequence[str] = (),
     ) -> dict[str, Any]:
         """Into a static segment, by domain and/or rtp_aid (up to 1,000 each)."""
-        body = _members(domains, rtp_aids)
-        return dict(self.request("POST", f"segments/{segment_id}/accounts", json=body))
+        return self._members("POST", segment_id, domains, rtp_aids)
 
     def remove_segment_members(
         self,
@@ -325,8 +352,13 @@ class Client:
         domains: Sequence[str] = (),
         rtp_aids: Sequence[str] = (),
     ) -> dict[str, Any]:
+        return self._members("DELETE", segment_id, domains, rtp_aids)
+
+    def _members(
+        self, method: str, segment_id: str, domains: Sequence[str], rtp_aids: Sequence[str]
+    ) -> dict[str, Any]:
         body = _members(domains, rtp_aids)
-        return dict(self.request("DELETE", f"segments/{segment_id}/accounts", json=body))
+        return dict(self.request(method, f"segments/{segment_id}/accounts", json=body))
 
     def iter_events(
         self,
