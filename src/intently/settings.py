@@ -46,6 +46,43 @@ class Settings(BaseSettings):
     # Whether `intently serve` and `intently worker` run the webhook dispatcher.
     webhook_dispatch: bool = True
 
+    # ---- production limits (issue 8) --------------------------------------------------
+    # Rate limits: a token bucket per API key (and per collector write key), refilled at
+    # `per_minute / 60` a second and holding at most `burst`. A workspace may set its own
+    # (`intently workspaces rate-limit`). 0 per minute switches limiting off. Requests with
+    # no valid key are limited per client address, which slows down key guessing.
+    rate_limit_per_minute: int = Field(default=6000, ge=0)
+    rate_limit_burst: int = Field(default=1000, ge=1)
+    rate_limit_collector_per_minute: int = Field(default=60_000, ge=0)
+    rate_limit_collector_burst: int = Field(default=10_000, ge=1)
+    rate_limit_anonymous_per_minute: int = Field(default=120, ge=0)
+    rate_limit_anonymous_burst: int = Field(default=60, ge=1)
+    # Idempotency-Key: how long a stored response is replayed, and how long a request that
+    # claimed a key may run before another request with that key may take over (a process
+    # that died mid-request leaves its claim behind).
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    idempotency_stale_s: int = Field(default=120, ge=5)
+    # Request body limits, answered with the envelope (400 names the field, 413 the size).
+    max_json_depth: int = Field(default=32, ge=2, le=1000)
+    max_string_length: int = Field(default=10_000, ge=16)
+    max_tags: int = Field(default=100, ge=1)
+    max_tag_length: int = Field(default=100, ge=1)
+    max_custom_fields: int = Field(default=200, ge=1)
+    # Items per batch request; the defaults are the Recotap limits (spec section 6), and
+    # a value above them is refused at start-up.
+    max_batch_accounts: int = Field(default=100, ge=1, le=100)
+    max_batch_deals: int = Field(default=100, ge=1, le=100)
+    max_batch_activities: int = Field(default=50, ge=1, le=50)
+    max_batch_mappings: int = Field(default=100, ge=1, le=100)
+    # Operations: "json" logs one JSON object a line (with the request id), "text" plain.
+    log_format: str = Field(default="json", pattern="^(json|text)$")
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    # Whether GET /metrics answers (Prometheus text format; no key, keep it off the
+    # public internet at the proxy).
+    metrics: bool = True
+    # Seconds `serve` waits for in-flight requests after SIGTERM before closing them.
+    shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -11,6 +11,9 @@ workspaces = Table(
     # Microseconds; advanced by every write that changes an account (kit.db.tick).
     Column("change_clock", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # The workspace's own API rate limit; NULL takes the operator's default.
+    Column("rate_limit_per_minute", Integer, nullable=True),
+    Column("rate_limit_burst", Integer, nullable=True),
 )
 
 users = Table(

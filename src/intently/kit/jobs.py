@@ -54,6 +54,16 @@ jobs_kv = Table(
     Column("value", LargeBinary, nullable=False),
 )
 
+# Who ran each periodic task's slot: the first worker to insert (task, slot) runs it, so a
+# schedule fires once however many workers run it.
+jobs_ticks = Table(
+    "jobs_ticks",
+    metadata,
+    Column("task", Text, primary_key=True),
+    Column("slot", BigInteger, primary_key=True),  # the minute, in seconds since the epoch
+    Column("claimed_at", Float, nullable=False),
+)
+
 
 def libpq_url(url: str) -> str:
     """A SQLAlchemy PostgreSQL URL as a plain libpq one (psycopg.connect takes it)."""
