@@ -121,7 +121,9 @@ def router(*, crm: bool) -> APIRouter:
     def push_accounts(request: Request, st: State, caller: CallerDep, body: JsonBody) -> Response:
         """E2: create up to 100 accounts (or update them with upsert)."""
         results = service.push_accounts(
-            st.engine, caller.workspace_id, validate(AccountsPush, body)
+            st.engine,
+            caller.workspace_id,
+            validate(AccountsPush, body, st.settings, batch="accounts"),
         )
         return ok(request, {"results": results})
 
@@ -144,7 +146,7 @@ def router(*, crm: bool) -> APIRouter:
         request: Request, st: State, caller: CallerDep, body: JsonBody
     ) -> Response:
         """E5: set externalIds by domain."""
-        patch = validate(ExternalIdsPatch, body)
+        patch = validate(ExternalIdsPatch, body, st.settings, batch="mappings")
         raw = [m["domain"] for m in body["mappings"]]
         return ok(request, service.map_external_ids(st.engine, caller.workspace_id, patch, raw))
 
@@ -158,7 +160,7 @@ def router(*, crm: bool) -> APIRouter:
         extra = sorted(k for k in body if k != "customFields")
         if extra:
             raise BadRequest("Only customFields can be updated")
-        update = validate(CustomFieldsUpdate, body)
+        update = validate(CustomFieldsUpdate, body, st.settings)
         service.update_custom_fields(
             st.engine, caller.workspace_id, ident, update.customFields, by_external_id=crm
         )

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field
 
-from intently.kit.validation import DomainStr, NonEmptyStr, Strict
+from intently.kit.validation import CustomFieldValues, DomainStr, NonEmptyStr, Strict, Tags
 
 
 class AccountIn(Strict):
@@ -13,8 +13,8 @@ class AccountIn(Strict):
     externalId: str | None = None
     shortName: str | None = None
     linkedinUrl: str | None = None
-    tags: list[str] | None = None
-    customFields: dict[str, Any] | None = None
+    tags: Tags | None = None
+    customFields: CustomFieldValues | None = None
 
 
 class AccountsPush(Strict):
@@ -24,7 +24,7 @@ class AccountsPush(Strict):
 
 
 class CustomFieldsUpdate(Strict):
-    customFields: dict[str, Any]
+    customFields: CustomFieldValues
 
 
 class ExternalIdMapping(Strict):

@@ -17,7 +17,9 @@ def router() -> APIRouter:
     def push_activities(request: Request, st: State, caller: CallerDep, body: JsonBody) -> Response:
         """E7: create up to 50 call and email activities."""
         results = service.push_activities(
-            st.engine, caller.workspace_id, validate(ActivitiesPush, body)
+            st.engine,
+            caller.workspace_id,
+            validate(ActivitiesPush, body, st.settings, batch="activities"),
         )
         return ok(request, {"results": results})
 

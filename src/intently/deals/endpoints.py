@@ -16,7 +16,9 @@ def router() -> APIRouter:
     @r.post("/deals", openapi_extra=body_doc(DealsPush))
     def push_deals(request: Request, st: State, caller: CallerDep, body: JsonBody) -> Response:
         """E6: upsert up to 100 deals by externalDealId."""
-        results = service.push_deals(st.engine, caller.workspace_id, validate(DealsPush, body))
+        results = service.push_deals(
+            st.engine, caller.workspace_id, validate(DealsPush, body, st.settings, batch="deals")
+        )
         return ok(request, {"results": results})
 
     @r.get("/accounts/{rtp_aid}/deals")

@@ -7,16 +7,30 @@ here, once; the custom types below raise errors whose type already is the rule n
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+)
 from pydantic_core import PydanticCustomError
 
 from intently.kit.domains import InvalidDomain, normalise_domain
 from intently.kit.errors import ValidationFailed
 from intently.kit.timefmt import parse_iso8601
+from intently.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
+
+# The limits a model applies when validate() was given no Settings (the CLI, the demo).
+_DEFAULTS: dict[str, int] = {
+    name: Settings.model_fields[name].default
+    for name in ("max_tags", "max_tag_length", "max_custom_fields")
+}
 
 
 class Strict(BaseModel):
@@ -71,12 +85,46 @@ def _currency(value: str) -> str:
     return value.upper()
 
 
+def _limit(info: ValidationInfo, name: str) -> int:
+    """The operator's limit `name`, from the Settings that validate() passed as context."""
+    settings = info.context
+    return int(getattr(settings, name)) if settings is not None else _DEFAULTS[name]
+
+
+def _tags(value: list[str], info: ValidationInfo) -> list[str]:
+    most = _limit(info, "max_tags")
+    if len(value) > most:
+        raise PydanticCustomError(
+            "arrayMaxSize", "must contain no more than {most} elements", {"most": most}
+        )
+    longest = _limit(info, "max_tag_length")
+    if any(len(tag) > longest for tag in value):
+        raise PydanticCustomError(
+            "maxLength",
+            "must be shorter than or equal to {longest} characters",
+            {"longest": longest, "each": True},
+        )
+    return value
+
+
+def _custom_fields(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    most = _limit(info, "max_custom_fields")
+    if len(value) > most:
+        raise PydanticCustomError(
+            "maxProperties", "must contain no more than {most} keys", {"most": most}
+        )
+    return value
+
+
 NonEmptyStr = Annotated[str, AfterValidator(_not_empty)]
 DomainStr = Annotated[str, AfterValidator(_domain)]
 IsoDateStr = Annotated[str, AfterValidator(_iso8601)]
 EmailStr = Annotated[str, AfterValidator(_email)]
 CurrencyStr = Annotated[str, AfterValidator(_currency)]
 IntNumber = Annotated[int, BeforeValidator(_integral)]
+# An account's tags and custom field values, within the operator's limits.
+Tags = Annotated[list[str], AfterValidator(_tags)]
+CustomFieldValues = Annotated[dict[str, Any], AfterValidator(_custom_fields)]
 
 # Required arrays: when absent, class-validator reports them as not being an array.
 ARRAY_PROPERTIES = frozenset({"accounts", "deals", "activities", "mappings", "contacts"})
@@ -93,6 +141,21 @@ _TYPE_RULES: dict[str, tuple[str, str]] = {
     "model_attributes_type": ("isObject", "{p} must be an object"),
     "finite_number": ("isNumber", "{p} must be a number conforming to the specified constraints"),
 }
+
+
+# Errors raised by the validators above: their message is the sentence after the name.
+_WORDED = frozenset(
+    {
+        "isNotEmpty",
+        "isDomain",
+        "isISO8601",
+        "isEmail",
+        "isISO4217",
+        "arrayMaxSize",
+        "maxLength",
+        "maxProperties",
+    }
+)
 
 
 def _describe(err: Any) -> tuple[str, str, str, str]:
@@ -117,6 +180,13 @@ def _describe(err: Any) -> tuple[str, str, str, str]:
         if each:
             text = "each value in " + text
         return prop, path, rule, text
+    # A length bound on a string (pydantic says too_long when a validator wraps the str).
+    if etype in ("string_too_long", "too_long") and isinstance(err.get("input"), str):
+        most = ctx.get("max_length")
+        return prop, path, "maxLength", f"{prop} must be shorter than or equal to {most} characters"
+    if etype in ("string_too_short", "too_short") and isinstance(err.get("input"), str):
+        least = ctx.get("min_length")
+        return prop, path, "minLength", f"{prop} must be longer than or equal to {least} characters"
     if etype == "too_short":
         return (
             prop,
@@ -150,8 +220,9 @@ def _describe(err: Any) -> tuple[str, str, str, str]:
         expected = ctx.get("expected", "")
         values = ", ".join(v.strip().strip("'") for v in expected.replace(" or ", ", ").split(","))
         return prop, path, "isIn", f"{prop} must be one of the following values: {values}"
-    if etype in ("isNotEmpty", "isDomain", "isISO8601", "isEmail", "isISO4217"):
-        return prop, path, etype, f"{prop} {err['msg']}"
+    if etype in _WORDED:
+        text = f"{prop} {err['msg']}"
+        return prop, path, etype, "each value in " + text if ctx.get("each") else text
     return prop, path, etype, f"{prop} is invalid"
 
 
@@ -165,9 +236,44 @@ def translate(exc: ValidationError) -> ValidationFailed:
     return ValidationFailed(list(grouped.values()))
 
 
-def validate(model: type[M], data: Any) -> M:
-    """Parse `data` into `model` or raise ValidationFailed."""
+Batch = Literal["accounts", "deals", "activities", "mappings"]
+
+
+def validate(
+    model: type[M], data: Any, settings: Settings | None = None, *, batch: Batch | None = None
+) -> M:
+    """Parse `data` into `model` or raise ValidationFailed.
+
+    `settings` carry the operator's limits (tags, custom fields, items per batch); without
+    them the defaults apply. `batch` names the array whose length the operator may have
+    set below the spec's maximum, which the model states (`max_batch_<batch>`).
+    """
+    too_many: str | None = None
+    if batch is not None and settings is not None:
+        most: int = getattr(settings, f"max_batch_{batch}")
+        items = data.get(batch) if isinstance(data, dict) else None
+        if isinstance(items, list) and len(items) > most:
+            too_many = f"{batch} must contain no more than {most} elements"
     try:
-        return model.model_validate(data)
+        parsed = model.model_validate(data, context=settings)
     except ValidationError as exc:
-        raise translate(exc) from None
+        failed = translate(exc)
+        if too_many is not None:
+            _add_batch_error(failed, batch or "", too_many)
+        raise failed from None
+    if too_many is not None:
+        raise ValidationFailed(
+            [{"property": batch, "path": batch, "constraints": {"arrayMaxSize": too_many}}]
+        )
+    return parsed
+
+
+def _add_batch_error(failed: ValidationFailed, batch: str, text: str) -> None:
+    """Put the operator's batch limit in place of (or beside) the model's other errors."""
+    for entry in failed.errors:
+        if entry["path"] == batch:
+            entry["constraints"]["arrayMaxSize"] = text
+            return
+    failed.errors.insert(
+        0, {"property": batch, "path": batch, "constraints": {"arrayMaxSize": text}}
+    )

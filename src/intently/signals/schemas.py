@@ -14,8 +14,9 @@ SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 
 class SignalPushItem(Strict):
     domain: DomainStr
-    source: NonEmptyStr
-    type: NonEmptyStr
+    # As wide as their columns (signals.source, signals.type): PostgreSQL cannot store more.
+    source: Annotated[NonEmptyStr, Field(max_length=32)]
+    type: Annotated[NonEmptyStr, Field(max_length=48)]
     occurredAt: IsoDateStr
     topic: str | None = None
     value: Annotated[float, Field(allow_inf_nan=False)] = 1.0
