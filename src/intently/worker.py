@@ -1,8 +1,19 @@
 """The job worker: huey with its storage in the application's database, and periodic jobs.
 
 `intently serve` runs a consumer in its own process unless told `--no-worker`; `intently
-worker` runs one alone. Any number may run: each periodic job claims its work in the
-database, so it is done once per schedule, not once per process.
+worker` runs one alone. Any number may run, on any hosts when the database is PostgreSQL:
+
+- Each periodic job fires once per schedule, not once per consumer: the consumer that
+  claims the minute in `jobs_ticks` enqueues it (`intently.kit.jobs.IntentlyHuey`) and logs
+  "periodic <task> slot <minute> runs here".
+- Scoring is split by workspace: the hourly full run and the minutely incremental run
+  each enqueue one task per workspace, which claims the workspace's run (scoring_claims),
+  so different workers take different workspaces.
+- And by account shard: the full run of a workspace of more than `SHARD_SIZE` accounts is
+  cut into parts (keyset ranges of the account id) sent to the queue one task each, so
+  several workers score one workspace at once; the worker that completes the last part
+  finishes the run (segment refresh, the run's record). `resume_scoring_parts` sends again
+  the parts whose worker died (`intently.scoring.service.run_part` has the details).
 """
 
 from __future__ import annotations
@@ -21,6 +32,9 @@ log = logging.getLogger("intently.worker")
 
 huey = make_huey(get_settings().database_url)
 
+# Accounts per part of a sharded full run (and the size from which a run is sharded).
+SHARD_SIZE = 50_000
+
 
 @lru_cache(maxsize=4)
 def _engine(url: str) -> Engine:
@@ -31,6 +45,14 @@ def _engine(url: str) -> Engine:
 
 def engine() -> Engine:
     return _engine(get_settings().database_url)
+
+
+def _workspace_ids() -> list[int]:
+    from intently.kit.db import read_tx
+    from intently.scoring.repository import workspace_ids
+
+    with read_tx(engine()) as conn:
+        return workspace_ids(conn)
 
 
 @huey.periodic_task(crontab(minute="*/5"))
@@ -45,23 +67,74 @@ def pull_due_connections() -> list[dict[str, Any]]:
 
 
 @huey.periodic_task(crontab(minute="0"))
-def rescore_all_workspaces() -> list[dict[str, Any]]:
-    """Every hour: score every account of every workspace (claimed per workspace)."""
-    from intently.scoring.service import run_claimed
-
-    results = run_claimed(engine(), "full")
-    for r in results:
-        log.info("scoring (full) workspace %s: %s", r["workspace"], r)
-    return results
+def rescore_all_workspaces() -> list[int]:
+    """Every hour: a full scoring task per workspace (each claimed, big ones sharded)."""
+    wss = _workspace_ids()
+    for ws in wss:
+        score_workspace(ws, "full")
+    log.info("scoring (full): %d workspace tasks queued", len(wss))
+    return wss
 
 
 @huey.periodic_task(crontab(minute="*"))
-def rescore_touched_accounts() -> list[dict[str, Any]]:
-    """Every minute: score the accounts with new signals, deals or activities."""
+def rescore_touched_accounts() -> list[int]:
+    """Every minute: an incremental scoring task per workspace (new signals, deals, activities)."""
+    wss = _workspace_ids()
+    for ws in wss:
+        score_workspace(ws, "incremental")
+    return wss
+
+
+@huey.periodic_task(crontab(minute="*"))
+def resume_scoring_parts() -> list[dict[str, Any]]:
+    """Every minute: send again the parts of sharded runs whose worker died."""
+    from intently.scoring.service import resume_parts
+
+    results = resume_parts(engine(), _enqueue_part)
+    for r in results:
+        log.warning("scoring part %s of run %s (workspace %s) resumed: %s",
+                    r["part"], r["runId"], r["workspace"], r)  # fmt: skip
+    return results
+
+
+# The two tasks below return nothing: huey keeps a task's result until it is read, and
+# nobody reads these (the logs and scoring_runs / scoring_parts are their record).
+
+
+@huey.task()
+def score_workspace(ws: int, kind: str) -> None:
+    """One workspace's `kind` run, if due and nobody else holds it (a big full one in parts)."""
     from intently.scoring.service import run_claimed
 
-    results = run_claimed(engine(), "incremental")
+    results = run_claimed(
+        engine(), kind, workspaces=[ws], shard_size=SHARD_SIZE, enqueue_part=_enqueue_part
+    )
     for r in results:
-        if r.get("changed") or r.get("error"):
-            log.info("scoring (incremental) workspace %s: %s", r["workspace"], r)
-    return results
+        if kind == "full" or r.get("changed") or r.get("error"):
+            log.info("scoring (%s) workspace %s: %s", kind, ws, r)
+
+
+@huey.task()
+def score_part(ws: int, run_id: str, part: int) -> None:
+    """One part of a sharded full run."""
+    from intently.scoring.service import run_part
+
+    result = run_part(engine(), ws, run_id, part)
+    log.info("scoring part %s of run %s (workspace %s): %s", part, run_id, ws, result)
+
+
+def _enqueue_part(ws: int, run_id: str, part: int) -> None:
+    score_part(ws, run_id, part)
+
+
+@huey.periodic_task(crontab(minute="17"))
+def sweep_idempotency_keys() -> int:
+    """Every hour: forget the Idempotency-Key answers older than the time they are kept."""
+    from intently.gate.idempotency import sweep
+    from intently.kit.timefmt import now_us
+
+    settings = get_settings()
+    removed = sweep(engine(), now=now_us(), ttl_us=settings.idempotency_ttl_s * 1_000_000)
+    if removed:
+        log.info("idempotency keys expired: %d", removed)
+    return removed

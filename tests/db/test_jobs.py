@@ -6,6 +6,12 @@ beside the database."""
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -14,11 +20,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from huey import Huey
+from huey import Huey, crontab
 from huey.constants import EmptyData
+from sqlalchemy.engine import make_url
 
-from intently.kit.jobs import PostgresStorage, libpq_url, make_huey
+from intently.kit.jobs import (
+    IntentlyHuey,
+    MemoryTickStorage,
+    PostgresStorage,
+    SqliteTickStorage,
+    libpq_url,
+    make_huey,
+)
+from intently.kit.migrate import migrate
 
 
 @pytest.fixture
@@ -130,3 +146,181 @@ def test_libpq_url_drops_the_driver() -> None:
         == "postgresql://postgres@127.0.0.1:5432/x"
     )
     assert libpq_url("postgres://u:p@h/db") == "postgresql://u:p@h/db"
+
+
+# ---- periodic tasks: once per schedule, however many consumers ------------------------------
+
+
+def twin(h: Huey) -> Huey:
+    """A second huey on the same queue with its own storage (connection), as another
+    worker process would have."""
+    other = type(h)(h.name, storage_class=type(h.storage), utc=True, **_storage_kwargs(h))
+    other.storage.name = h.storage.name
+    other._registry = h._registry
+    return other
+
+
+def test_a_periodic_task_fires_once_per_slot_across_consumers(
+    queue_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = fresh_huey(queue_url)
+
+    @h.periodic_task(crontab(minute="*"))
+    def every_minute() -> None: ...
+
+    @h.periodic_task(crontab(minute="*/2"))
+    def every_other_minute() -> None: ...
+
+    # huey's own scheduler step, in two consumers of two hueys racing on each minute
+    schedulers = [
+        c.create_consumer(periodic=True, check_worker_health=False)._create_scheduler()
+        for c in (h, twin(h))
+    ]
+    start = datetime(2026, 1, 1, 10, 0)
+    barrier = threading.Barrier(2)
+
+    def run(s: Any) -> None:
+        for minute in range(10):
+            barrier.wait()
+            s.enqueue_periodic_tasks(start + timedelta(minutes=minute, seconds=minute))
+
+    caplog.set_level(logging.INFO, logger="intently.jobs")
+    threads = [threading.Thread(target=run, args=(s,)) for s in schedulers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    queued = Counter(t.name for t in h.pending())
+    assert queued == {"every_minute": 10, "every_other_minute": 5}
+    runs = [r.getMessage() for r in caplog.records if "runs here" in r.getMessage()]
+    assert len(runs) == 15
+    assert sum(f".every_minute slot {1_767_261_600 + 540} runs here" in m for m in runs) == 1
+    # a consumer coming late for a minute already run finds it claimed
+    assert h.read_periodic(start + timedelta(minutes=9, seconds=59)) == []
+
+
+def test_a_slot_that_cannot_be_claimed_is_skipped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = make_huey("sqlite:///:memory:")
+
+    @h.periodic_task(crontab(minute="*"))
+    def every_minute() -> None: ...
+
+    def away(*args: Any) -> bool:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(h.storage, "claim_tick", away)
+    assert h.read_periodic(datetime(2026, 1, 1, 10, 0)) == []  # not run unclaimed, no raise
+    assert "every_minute slot 1767261600 not claimed" in caplog.text
+    monkeypatch.undo()
+    assert [t.name for t in h.read_periodic(datetime(2026, 1, 1, 10, 1))] == ["every_minute"]
+
+
+def test_ticks_are_recorded_and_pruned_after_a_day(queue_url: str, database_url: str) -> None:
+    s = fresh_huey(queue_url).storage
+    task = f"{s.name}:tests.task"
+    slot = 1_767_261_600
+    assert s.claim_tick(task, slot, time.time())
+    assert not s.claim_tick(task, slot, time.time())
+    assert s.claim_tick(f"{task}2", slot, time.time())  # another task, the same minute
+    assert ticks(s, database_url, task) == [slot]
+    assert s.claim_tick(task, slot + 86_400 + 60, time.time())  # a day on: the old one goes
+    assert ticks(s, database_url, task) == [slot + 86_400 + 60]
+    assert ticks(s, database_url, f"{task}2") == [slot]  # pruned per task
+
+
+def ticks(storage: Any, database_url: str, task: str) -> list[int]:
+    """The slots recorded for the task: in the application database on PostgreSQL, in the
+    queue file on SQLite."""
+    if isinstance(storage, PostgresStorage):
+        rows = storage._all("SELECT slot FROM jobs_ticks WHERE task = %s ORDER BY slot", (task,))
+    else:
+        with storage.db() as curs:
+            curs.execute("SELECT slot FROM jobs_ticks WHERE task = ? ORDER BY slot", (task,))
+            rows = curs.fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def test_the_worker_queue_claims_its_ticks(database_url: str) -> None:
+    from intently.worker import huey
+
+    assert isinstance(huey, IntentlyHuey)
+    assert isinstance(make_huey(database_url, immediate=True).storage, MemoryTickStorage)
+    assert isinstance(make_huey("sqlite:///:memory:").storage, MemoryTickStorage)
+    if database_url.startswith("sqlite"):
+        assert isinstance(make_huey(database_url).storage, SqliteTickStorage)
+
+
+def test_two_worker_processes_run_each_periodic_task_once(
+    database_url: str, is_postgres: bool, tmp_path: Path
+) -> None:
+    if not is_postgres:
+        pytest.skip("`intently worker` runs on PostgreSQL only; SQLite has one consumer")
+    name = f"intently_ticks_{uuid.uuid4().hex[:10]}"
+    admin = libpq_url(make_url(database_url).set(database="postgres").render_as_string(False))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(database_url).set(database=name).render_as_string(False)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        migrate(url)  # before the workers, which would both migrate an empty database at once
+        # Both schedulers look for due tasks as they start: keep that inside one minute.
+        if time.time() % 60 > 45:
+            time.sleep(61 - time.time() % 60)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INTENTLY_")}
+        env |= {
+            "INTENTLY_DATABASE_URL": url, "INTENTLY_LOG_FORMAT": "text",
+            "INTENTLY_LOG_LEVEL": "DEBUG", "INTENTLY_WEBHOOK_DISPATCH": "false",
+        }  # fmt: skip
+        logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+        for log_path in logs:
+            with log_path.open("wb") as out:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "intently", "worker", "--threads", "1"],
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=out,
+                    )
+                )
+        every_minute = ("rescore_touched_accounts", "resume_scoring_parts")
+
+        def outcomes() -> list[tuple[str, str, str]]:
+            """(task, slot, 'runs here' | 'was claimed elsewhere') from both logs."""
+            found = []
+            for text in (p.read_text(errors="replace") for p in logs):
+                found += re.findall(
+                    r"periodic intently:intently\.worker\.(\w+) slot (\d+) "
+                    r"(runs here|was claimed elsewhere)",
+                    text,
+                )
+            return [f for f in found if f[0] in every_minute]
+
+        deadline = time.monotonic() + 40
+        while len(outcomes()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        seen = outcomes()
+        assert len(seen) >= 4, [p.read_text()[-2000:] for p in logs]
+        slots = {slot for _, slot, _ in seen}
+        for task in every_minute:
+            for slot in slots:
+                said = sorted(o for t, s, o in seen if (t, s) == (task, slot))
+                assert said in (["runs here"], ["runs here", "was claimed elsewhere"]), seen
+        # the two did race for the same minute, and the second stood back
+        assert any(o == "was claimed elsewhere" for _, _, o in seen), seen
+        with psycopg.connect(libpq_url(url)) as conn:
+            rows = conn.execute("SELECT task, slot FROM jobs_ticks").fetchall()
+        ran = {(t, s) for t, s, o in seen if o == "runs here"}
+        assert {(t.rsplit(".", 1)[1], str(s)) for t, s in rows} >= ran
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -6,25 +6,46 @@ keeps its queue, schedule and results in three tables of the application databas
 any hosts share one queue: a task is taken with `FOR UPDATE SKIP LOCKED`, so exactly one
 worker gets it.
 
+Periodic tasks fire once per schedule, not once per consumer: every consumer's scheduler
+finds the same tasks due each minute, so `IntentlyHuey.read_periodic` first claims the
+task's minute in `jobs_ticks` (an INSERT that only one consumer's row survives) and keeps
+only the tasks whose minute it won. The ticks live where the queue does: the PostgreSQL
+table, or a table of the same shape in the SQLite queue file (`intently serve` and an
+`intently worker` on one SQLite database share that file, and a tick never waits for the
+application's write lock); the in-memory queue of a `:memory:` database has one process
+and keeps them in a set. A consumer that dies between winning a tick and enqueuing loses
+that one slot; the next slot runs as usual.
+
 These tables hold no workspace data and so are the one exception to "workspace_id first".
 """
 
 from __future__ import annotations
 
+import calendar
 import contextlib
+import logging
+import os
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from huey import Huey, MemoryHuey, SqliteHuey
+from huey import Huey
+from huey.api import Task
 from huey.constants import EmptyData
-from huey.storage import BaseStorage
+from huey.storage import BaseStorage, MemoryStorage, SqliteStorage
 from sqlalchemy import BigInteger, Column, Float, Index, LargeBinary, Table, Text
 from sqlalchemy.engine import make_url
 
 from intently.kit.db import is_sqlite, metadata, normalise_url
+
+log = logging.getLogger("intently.jobs")
+
+# Ticks older than this are deleted by the consumer that wins a newer one.
+TICK_KEEP_SECONDS = 86_400
 
 jobs_task = Table(
     "jobs_task",
@@ -229,6 +250,109 @@ class PostgresStorage(BaseStorage):
     def flush_results(self) -> None:
         self._all("DELETE FROM jobs_kv WHERE queue = %s", (self.name,))
 
+    # periodic ticks
+    def claim_tick(self, task: str, slot: int, now: float) -> bool:
+        """Whether this consumer is the first to claim `task` for `slot` (then it prunes)."""
+        won = bool(
+            self._all(
+                "INSERT INTO jobs_ticks (task, slot, claimed_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (task, slot) DO NOTHING RETURNING 1",
+                (task, slot, now),
+            )
+        )
+        if won:
+            # The task's own old rows, off the primary key: a row or two each time.
+            self._all(
+                "DELETE FROM jobs_ticks WHERE task = %s AND slot < %s",
+                (task, slot - TICK_KEEP_SECONDS),
+            )
+        return won
+
+
+class SqliteTickStorage(SqliteStorage):
+    """huey's SQLite storage with the periodic ticks table in the same file."""
+
+    ddl = [
+        *SqliteStorage.ddl,
+        "create table if not exists jobs_ticks (task text not null, slot integer not null, "
+        "claimed_at real not null, primary key (task, slot))",
+    ]
+
+    def claim_tick(self, task: str, slot: int, now: float) -> bool:
+        with self.db(commit=True) as curs:
+            curs.execute(
+                "insert into jobs_ticks (task, slot, claimed_at) values (?, ?, ?) "
+                "on conflict (task, slot) do nothing",
+                (task, slot, now),
+            )
+            won = bool(curs.rowcount == 1)
+            if won:
+                curs.execute(
+                    "delete from jobs_ticks where task = ? and slot < ?",
+                    (task, slot - TICK_KEEP_SECONDS),
+                )
+        return won
+
+
+class MemoryTickStorage(MemoryStorage):
+    """huey's in-memory storage (one process) with its ticks in a set."""
+
+    def __init__(self, name: str = "huey", **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self._ticks: set[tuple[str, int]] = set()
+        self._ticks_lock = threading.Lock()
+
+    def claim_tick(self, task: str, slot: int, now: float) -> bool:
+        with self._ticks_lock:
+            if (task, slot) in self._ticks:
+                return False
+            self._ticks = {t for t in self._ticks if t[1] >= slot - TICK_KEEP_SECONDS}
+            self._ticks.add((task, slot))
+            return True
+
+
+def minute_slot(ts: datetime) -> int:
+    """The minute of a naive UTC timestamp, in seconds since the epoch."""
+    return calendar.timegm(ts.timetuple()) // 60 * 60
+
+
+class IntentlyHuey(Huey):
+    """Huey whose periodic tasks fire once per minute slot across every consumer."""
+
+    def get_immediate_storage(self) -> BaseStorage:
+        return MemoryTickStorage(self.name)
+
+    def tick_key(self, task: Task) -> str:
+        return f"{self.name}:{self._registry.task_to_string(type(task))}"
+
+    def read_periodic(self, timestamp: datetime | None) -> list[Task]:
+        if timestamp is None:
+            timestamp = self._get_timestamp()
+        due = super().read_periodic(timestamp)
+        if not due:
+            return []
+        slot = minute_slot(timestamp)
+        now = time.time()
+        won = []
+        for task in due:
+            key = self.tick_key(task)
+            try:
+                won_it = self.storage.claim_tick(key, slot, now)
+            except Exception:
+                # The database is away: skip the slot (another consumer may have it) rather
+                # than run unclaimed, and keep the scheduler thread alive.
+                log.exception("periodic %s slot %s not claimed", key, slot)
+                continue
+            if won_it:
+                log.info(
+                    "periodic %s slot %s runs here (%s pid %s)",
+                    key, slot, socket.gethostname(), os.getpid(),
+                )  # fmt: skip
+                won.append(task)
+            else:
+                log.debug("periodic %s slot %s was claimed elsewhere", key, slot)
+        return won
+
 
 def make_huey(database_url: str, *, immediate: bool = False) -> Huey:
     """The queue for this database: SQLite file `<db>-jobs` beside it, or PostgreSQL tables."""
@@ -236,11 +360,19 @@ def make_huey(database_url: str, *, immediate: bool = False) -> Huey:
     if is_sqlite(url):
         path = make_url(url).database
         if not path or path == ":memory:":
-            return MemoryHuey("intently", utc=True, immediate=immediate)
+            return IntentlyHuey(
+                "intently", storage_class=MemoryTickStorage, utc=True, immediate=immediate
+            )
         # A file of its own: huey's tables stay out of the application schema, and queue
         # writes never wait for the application's write lock.
-        return SqliteHuey("intently", filename=f"{path}-jobs", utc=True, immediate=immediate)
-    return Huey(
+        return IntentlyHuey(
+            "intently",
+            storage_class=SqliteTickStorage,
+            filename=f"{path}-jobs",
+            utc=True,
+            immediate=immediate,
+        )
+    return IntentlyHuey(
         "intently",
         storage_class=PostgresStorage,
         conninfo=libpq_url(url),

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 
 from intently.kit.db import fetch_all, in_values, json_value, lock_workspace, param_marker
 from intently.scoring.schemas import ALL_SCORES
-from intently.scoring.tables import scoring_claims, scoring_models, scoring_runs
+from intently.scoring.tables import scoring_claims, scoring_models, scoring_parts, scoring_runs
 
 FACTORS = "scoring_factors"
 
@@ -145,15 +145,21 @@ def drop_factors(conn: Connection) -> None:
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {FACTORS}")
 
 
-def batch_ids(conn: Connection, ws: int, after: str, limit: int) -> list[str]:
-    """The next `limit` account ids after `after`, in id order (keyset)."""
+def batch_ids(
+    conn: Connection, ws: int, after: str, limit: int, upto: str | None = None
+) -> list[str]:
+    """The next `limit` account ids after `after` (and at most `upto`), in id order."""
     m = param_marker(conn)
+    below, params = (
+        ("", (ws, after, limit)) if upto is None else (f"AND id <= {m} ", (ws, after, upto, limit))
+    )
     return [
         str(r[0])
         for r in fetch_all(
             conn,
-            f"SELECT id FROM accounts WHERE workspace_id = {m} AND id > {m} ORDER BY id LIMIT {m}",
-            (ws, after, limit),
+            f"SELECT id FROM accounts WHERE workspace_id = {m} AND id > {m} {below}"
+            f"ORDER BY id LIMIT {m}",
+            params,
         )
     ]
 
@@ -357,3 +363,257 @@ def insert_history_days(conn: Connection, rows: Sequence[tuple[int, str, int, fl
         list(rows),
     )
     return len(rows)
+
+
+# ---- sharded runs ----------------------------------------------------------------------------
+
+_OPEN = ("pending", "running")
+
+
+def model_of_version(conn: Connection, ws: int, version: int) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(scoring_models.c.model).where(
+            scoring_models.c.workspace_id == ws, scoring_models.c.version == version
+        )
+    ).first()
+    return None if row is None else json_value(row[0])
+
+
+def run_row(conn: Connection, ws: int, run_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    """The run's row; `lock` holds it until commit (PostgreSQL; SQLite writers are serial)."""
+    q = select(scoring_runs).where(scoring_runs.c.workspace_id == ws, scoring_runs.c.id == run_id)
+    row = conn.execute(q.with_for_update() if lock else q).mappings().first()
+    return None if row is None else dict(row)
+
+
+def shard_bounds(conn: Connection, ws: int, size: int) -> list[str]:
+    """The ids that cut the workspace's accounts into runs of `size` (none: one part).
+
+    Each boundary is one walk of `size` entries along the primary key from the previous
+    one, so finding them all reads the index once."""
+    m = param_marker(conn)
+    # the part's last id and the one after it: without that one, the rest is the last part
+    sql = (
+        f"SELECT id FROM accounts WHERE workspace_id = {m} AND id > {m} "
+        f"ORDER BY id LIMIT 2 OFFSET {m}"
+    )
+    bounds: list[str] = []
+    after = ""
+    while True:
+        rows = fetch_all(conn, sql, (ws, after, size - 1))
+        if len(rows) < 2:
+            return bounds
+        after = str(rows[0][0])
+        bounds.append(after)
+
+
+def insert_parts(conn: Connection, ws: int, run_id: str, bounds: Sequence[str], now: int) -> int:
+    """Part 0 (finishing) and parts 1..K over the ranges the bounds cut; returns K."""
+    edges: list[str | None] = [None, *bounds, None]
+    rows = [
+        {
+            "workspace_id": ws, "run_id": run_id, "part": i + 1, "after_id": edges[i],
+            "upto_id": edges[i + 1], "status": "pending", "attempt": 0, "held_until": 0,
+            "queued_at": now, "scored": 0, "changed": 0, "segment_moves": 0,
+        }
+        for i in range(len(edges) - 1)
+    ]  # fmt: skip
+    rows.append({**rows[0], "part": 0, "after_id": None, "upto_id": None, "queued_at": None})
+    conn.execute(insert(scoring_parts), rows)
+    return len(edges) - 1
+
+
+def _scoring_left(ws: int, run_id: str) -> Any:
+    p2 = scoring_parts.alias("p2")
+    return (
+        select(p2.c.part)
+        .where(
+            p2.c.workspace_id == ws,
+            p2.c.run_id == run_id,
+            p2.c.part > 0,
+            p2.c.status != "done",
+        )
+        .exists()
+    )
+
+
+def claim_part(
+    conn: Connection, ws: int, run_id: str, part: int, now: int, hold_us: int, max_attempts: int
+) -> dict[str, Any] | None:
+    """Take the part until now + hold_us unless it is done, held or out of attempts; part 0
+    only once every other part is done. Returns the row as taken."""
+    p = scoring_parts.c
+    cond = [
+        p.workspace_id == ws, p.run_id == run_id, p.part == part, p.status.in_(_OPEN),
+        p.held_until <= now, p.attempt < max_attempts,
+    ]  # fmt: skip
+    if part == 0:
+        cond.append(~_scoring_left(ws, run_id))
+    row = (
+        conn.execute(
+            update(scoring_parts)
+            .where(*cond)
+            .values(
+                status="running", attempt=p.attempt + 1, held_until=now + hold_us, queued_at=None
+            )
+            .returning(*scoring_parts.c)
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else dict(row)
+
+
+def _held(ws: int, run_id: str, part: int, attempt: int) -> list[Any]:
+    """The part as this attempt holds it (a later attempt or a cancel takes it away)."""
+    p = scoring_parts.c
+    return [
+        p.workspace_id == ws, p.run_id == run_id, p.part == part,
+        p.attempt == attempt, p.status == "running",
+    ]  # fmt: skip
+
+
+def checkpoint_part(
+    conn: Connection,
+    ws: int,
+    run_id: str,
+    part: int,
+    attempt: int,
+    *,
+    done_upto: str,
+    scored: int,
+    changed: int,
+    moves: int,
+    held_until: int,
+) -> bool:
+    """Add a batch's progress if this attempt still holds the part."""
+    p = scoring_parts.c
+    n = conn.execute(
+        update(scoring_parts)
+        .where(*_held(ws, run_id, part, attempt))
+        .values(
+            done_upto=done_upto,
+            scored=p.scored + scored,
+            changed=p.changed + changed,
+            segment_moves=p.segment_moves + moves,
+            held_until=held_until,
+        )
+    ).rowcount
+    return bool(n == 1)
+
+
+def end_part(
+    conn: Connection,
+    ws: int,
+    run_id: str,
+    part: int,
+    attempt: int,
+    values: dict[str, Any],
+) -> bool:
+    """Set the part's status (and more) if this attempt still holds it."""
+    n = conn.execute(
+        update(scoring_parts).where(*_held(ws, run_id, part, attempt)).values(**values)
+    ).rowcount
+    return bool(n == 1)
+
+
+def parts_left(conn: Connection, ws: int, run_id: str) -> int:
+    """Scoring parts of the run not done yet."""
+    p = scoring_parts.c
+    return int(
+        conn.execute(
+            select(func.count()).where(
+                p.workspace_id == ws, p.run_id == run_id, p.part > 0, p.status != "done"
+            )
+        ).scalar_one()
+    )
+
+
+def part_totals(conn: Connection, ws: int, run_id: str) -> tuple[int, int, int, int]:
+    """(scored, changed, segment moves, scoring parts) over the run's parts."""
+    p = scoring_parts.c
+    row = conn.execute(
+        select(
+            func.coalesce(func.sum(p.scored), 0),
+            func.coalesce(func.sum(p.changed), 0),
+            func.coalesce(func.sum(p.segment_moves), 0),
+            func.count(),
+        ).where(p.workspace_id == ws, p.run_id == run_id, p.part > 0)
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+def cancel_parts(conn: Connection, ws: int, run_ids: Sequence[str], now: int) -> None:
+    if not run_ids:
+        return
+    p = scoring_parts.c
+    conn.execute(
+        update(scoring_parts)
+        .where(p.workspace_id == ws, p.run_id.in_(list(run_ids)), p.status.in_(_OPEN))
+        .values(status="cancelled", finished_at=now)
+    )
+
+
+def open_sharded_runs(conn: Connection, ws: int) -> list[str]:
+    """Runs of the workspace with parts still to do."""
+    p = scoring_parts.c
+    return [
+        str(r[0])
+        for r in conn.execute(
+            select(p.run_id).distinct().where(p.workspace_id == ws, p.status.in_(_OPEN))
+        )
+    ]
+
+
+def lapsed_parts(
+    conn: Connection, now: int, queued_before: int, workspaces: Sequence[int] | None
+) -> list[dict[str, Any]]:
+    """Open parts nobody holds and the queue has not had lately (their worker died, their
+    retry is due, or part 0 is ready and its finisher never came)."""
+    p = scoring_parts.c
+    q = select(p.workspace_id, p.run_id, p.part, p.attempt, p.queued_at).where(
+        p.status.in_(_OPEN),
+        p.held_until <= now,
+        (p.queued_at.is_(None)) | (p.queued_at <= queued_before),
+    )
+    if workspaces is not None:
+        q = q.where(p.workspace_id.in_(list(workspaces)))
+    rows = [dict(r) for r in conn.execute(q.order_by(p.workspace_id, p.run_id, p.part)).mappings()]
+    # part 0 only once the run's scoring parts are all done
+    return [
+        r for r in rows if r["part"] > 0 or not parts_left(conn, r["workspace_id"], r["run_id"])
+    ]
+
+
+def mark_queued(
+    conn: Connection, ws: int, run_id: str, part: int, was: int | None, now: int
+) -> bool:
+    """Note that the part went to the queue, unless someone else just sent it."""
+    p = scoring_parts.c
+    same = p.queued_at.is_(None) if was is None else p.queued_at == was
+    n = conn.execute(
+        update(scoring_parts)
+        .where(p.workspace_id == ws, p.run_id == run_id, p.part == part, p.status.in_(_OPEN), same)
+        .values(queued_at=now)
+    ).rowcount
+    return bool(n == 1)
+
+
+def prune_parts(conn: Connection, ws: int, keep_run_id: str) -> None:
+    """Forget the parts of the workspace's older, ended runs (the newest run's stay)."""
+    p = scoring_parts.c
+    conn.execute(
+        scoring_parts.delete().where(
+            p.workspace_id == ws, p.run_id != keep_run_id, p.status.not_in(_OPEN)
+        )
+    )
+
+
+def extend_claim(conn: Connection, ws: int, kind: str, until: int) -> None:
+    """Hold the workspace's `kind` claim at least until `until`."""
+    c = scoring_claims.c
+    conn.execute(
+        update(scoring_claims)
+        .where(c.workspace_id == ws, c.kind == kind, c.held_until < until)
+        .values(held_until=until)
+    )

@@ -46,6 +46,31 @@ scoring_claims = Table(
     Column("last_started_at", BigInteger, nullable=True),
 )
 
+# The parts of a sharded full run (a workspace too big for one worker): parts 1..K score
+# the accounts with after_id < id <= upto_id (NULL: open), part 0 finishes the run once
+# they are all done. A worker holds a part until held_until, moving it on per batch with
+# its progress (done_upto, counts) in the batch's own transaction; a part whose holder
+# died lapses and is redone from done_upto. `attempt` fences a holder that lost it.
+scoring_parts = Table(
+    "scoring_parts",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("run_id", String(24), primary_key=True),
+    Column("part", Integer, primary_key=True),
+    Column("after_id", String(24), nullable=True),
+    Column("upto_id", String(24), nullable=True),
+    Column("done_upto", String(24), nullable=True),
+    Column("status", String(16), nullable=False),  # pending | running | done | failed | cancelled
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("held_until", BigInteger, nullable=False, default=0),
+    Column("queued_at", BigInteger, nullable=True),  # NULL: not waiting in the queue
+    Column("scored", Integer, nullable=False, default=0),
+    Column("changed", Integer, nullable=False, default=0),
+    Column("segment_moves", Integer, nullable=False, default=0),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+)
+
 # Incremental runs look up the domains that received signals since their watermark.
 from intently.signals.tables import signals  # noqa: E402
 
