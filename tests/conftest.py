@@ -31,6 +31,10 @@ DB_ENV = "INTENTLY_TEST_DATABASE_URL"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The suite's `serve` processes share its SQLite file with each other (one per xdist
+    # worker, the browser tests' own) and with the tests' in-process app; `intently serve`
+    # refuses that unless told it is a test harness. tests/ops checks the refusal.
+    os.environ.setdefault("INTENTLY_SQLITE_SHARED_SERVE", "1")
     if hasattr(config, "workerinput"):
         return  # an xdist worker: the controller already migrated
     if not os.environ.get(DB_ENV):
@@ -51,7 +55,10 @@ def is_postgres(database_url: str) -> bool:
 
 @pytest.fixture(scope="session")
 def app(database_url: str) -> Any:
-    return create_app(Settings(database_url=database_url))
+    # Every test client comes from one address, so the per-address limit on requests
+    # without a valid key would cut the suite's many 401 checks short: tests/api/
+    # test_rate_limits.py tests it on an app of its own.
+    return create_app(Settings(database_url=database_url, rate_limit_anonymous_per_minute=0))
 
 
 @pytest.fixture(scope="session")
@@ -204,6 +211,11 @@ class LiveServer:
 def live_server(database_url: str) -> Iterator[LiveServer]:
     """`intently serve` in a subprocess on a free loopback port, on the test database."""
     # Webhook tests drive the dispatcher themselves, with settings of their own: this
-    # shared server must not deliver their webhooks.
-    with serving(INTENTLY_DATABASE_URL=database_url, INTENTLY_WEBHOOK_DISPATCH="false") as url:
+    # shared server must not deliver their webhooks. Its tests hammer it with one key
+    # (concurrency, delta sync); rate limits have tests of their own.
+    with serving(
+        INTENTLY_DATABASE_URL=database_url,
+        INTENTLY_WEBHOOK_DISPATCH="false",
+        INTENTLY_RATE_LIMIT_PER_MINUTE="0",
+    ) as url:
         yield LiveServer(url, database_url)

@@ -15,7 +15,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -28,10 +28,14 @@ from intently.auth.endpoints import API_KEY_SCHEME
 from intently.custom_fields import endpoints as custom_fields_endpoints
 from intently.deals import endpoints as deals_endpoints
 from intently.events import endpoints as events_endpoints
+from intently.gate.middleware import Gate, GateMiddleware, document_gate
 from intently.ingest import endpoints as collector_endpoints
-from intently.kit.db import make_engine
+from intently.kit.db import database_unavailable, make_engine
 from intently.kit.envelope import envelope_response
 from intently.kit.errors import IntentlyError, ValidationFailed
+from intently.kit.logs import RequestContext
+from intently.kit.metrics import observe_request
+from intently.kit.metrics import render as render_metrics
 from intently.kit.pagination import CursorCodec
 from intently.kit.secrets import get_or_create_secret
 from intently.kit.web import BODY_MODELS, AppState
@@ -80,6 +84,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.intently = AppState(settings=settings, engine=engine, codec=CursorCodec(secret))
+    # Keys, rate limits and Idempotency-Key for /api/v1 (and the collector's rate limit).
+    app.state.gate = Gate(settings, engine)
+    app.add_middleware(GateMiddleware, gate=app.state.gate)
+    # Outermost (added last): request ids and access lines cover what the gate answers too.
+    app.add_middleware(RequestContext, observe=observe_request if settings.metrics else None)
 
     for prefix in MOUNTS:
         crm = prefix.endswith("/crm")
@@ -151,15 +160,21 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def on_database_error(request: Request, exc: DBAPIError) -> Response:
-        if not _database_unavailable(exc):
+        if not database_unavailable(exc):
             return await on_unexpected(request, exc)
-        log.warning("database unavailable: %s", type(exc.orig).__name__)
+        cause = type(exc.orig).__name__
+        log.warning("database unavailable: %s", cause)
+        message = "The database is unavailable; try again shortly"
+        if cause in ("DeadlockDetected", "SerializationFailure"):
+            # PostgreSQL rolled this request back to let a concurrent one through.
+            message = "The request met a concurrent write and was rolled back; retry it"
         return envelope_response(
             request.url.path,
             None,
             503,
-            custom_message="The database is unavailable; try again shortly",
+            custom_message=message,
             error=True,
+            headers={"Retry-After": "1"},
         )
 
     @app.exception_handler(Exception)
@@ -172,20 +187,6 @@ def _add_error_handlers(app: FastAPI) -> None:
             custom_message="An unexpected error occurred",
             error=True,
         )
-
-
-_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database", "disk i/o error")
-
-
-def _database_unavailable(exc: DBAPIError) -> bool:
-    """A database that cannot answer now (down, restarting, locked), not a bug in a query."""
-    if exc.connection_invalidated:
-        return True
-    if not isinstance(exc, OperationalError):
-        return False
-    if type(exc.orig).__module__.startswith("sqlite3"):
-        return str(exc.orig).lower().startswith(_SQLITE_UNAVAILABLE)
-    return True
 
 
 def _add_service_routes(app: FastAPI) -> None:
@@ -207,6 +208,14 @@ def _add_service_routes(app: FastAPI) -> None:
             )
         return JSONResponse({"status": "ok", "database": "ok"})
 
+    if app.state.intently.settings.metrics:
+        # No key: Prometheus scrapes it; restrict it at the proxy (docs/deploy.md).
+        @app.get("/metrics", include_in_schema=False)
+        def metrics(request: Request) -> Response:
+            st = request.app.state.intently
+            body, content_type = render_metrics(st.engine, st.settings.database_url)
+            return Response(body, media_type=content_type)
+
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(
@@ -227,8 +236,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema.setdefault("components", {})["securitySchemes"] = {"ApiKey": API_KEY_SCHEME}
     for path, operations in schema.get("paths", {}).items():
         if path.startswith("/api/v1/"):
-            for operation in operations.values():
+            for method, operation in operations.items():
                 operation["security"] = [{"ApiKey": []}]
+                document_gate(method, operation)
     components = schema["components"].setdefault("schemas", {})
     for name, model in BODY_MODELS.items():
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")

@@ -57,11 +57,11 @@ class Settings(BaseSettings):
     rate_limit_collector_burst: int = Field(default=10_000, ge=1)
     rate_limit_anonymous_per_minute: int = Field(default=120, ge=0)
     rate_limit_anonymous_burst: int = Field(default=60, ge=1)
-    # Idempotency-Key: how long a stored response is replayed, and how long a request that
-    # claimed a key may run before another request with that key may take over (a process
-    # that died mid-request leaves its claim behind).
+    # Idempotency-Key: how long a stored response is replayed, and how long a claim on a
+    # key lasts unless renewed. A running request renews its claim every third of that, so
+    # a process that died mid-request leaves a claim that lapses this soon.
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
-    idempotency_stale_s: int = Field(default=120, ge=5)
+    idempotency_stale_s: int = Field(default=10, ge=2)
     # Request body limits, answered with the envelope (400 names the field, 413 the size).
     max_json_depth: int = Field(default=32, ge=2, le=1000)
     max_string_length: int = Field(default=10_000, ge=16)

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -192,6 +193,35 @@ def test_writes_are_retried_with_one_idempotency_key(flaky: str) -> None:
         assert c.push_accounts([{"domain": "a.com", "name": "A"}])[0].status == "error"
     keys = {key for _, key in _Flaky.seen}
     assert len(_Flaky.seen) == 3 and len(keys) == 1 and None not in keys
+
+
+class _LosesFirstAnswer(httpx.BaseTransport):
+    """Lets the first write reach the app and do its work, then loses the answer."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+        self.lost = 0
+        self.keys: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method == "POST":
+            self.keys.append(request.headers.get("idempotency-key"))
+            if not self.lost:
+                self.lost += 1
+                response.read()
+                raise httpx.ReadError("connection reset after the server answered")
+        return response
+
+
+def test_a_write_whose_answer_was_lost_runs_once(client: TestClient, workspace: Workspace) -> None:
+    """The retry carries the same Idempotency-Key, so the server answers what it did the
+    first time instead of pushing again (which would say the account already exists)."""
+    lossy = _LosesFirstAnswer(client._transport)
+    with Client("http://testserver/api/v1", workspace.key, transport=lossy, backoff_s=0.01) as c:
+        results = c.push_accounts([{"domain": "lost-answer.example.com", "name": "L"}])
+    assert lossy.lost == 1 and len(lossy.keys) == 2 and lossy.keys[0] == lossy.keys[1]
+    assert results[0].status == "created", results[0].reason
 
 
 def test_retries_end_and_the_last_error_is_raised(flaky: str) -> None:

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from intently.auth.service import Caller, authenticate
+from intently.auth.service import Caller
+from intently.gate.middleware import address
 from intently.kit.errors import BadRequest
 from intently.kit.web import run_read, state
 
@@ -17,14 +18,21 @@ API_KEY_SCHEME: dict[str, Any] = {"type": "apiKey", "in": "header", "name": "X-A
 
 
 async def current_caller(request: Request) -> Caller:
-    """The caller of every /api/v1 route, checked against the database on every request."""
+    """The caller of every /api/v1 route: its key checked, a token taken from its bucket."""
     # No stored text can hold NUL (PostgreSQL refuses it): say so instead of failing.
     if b"%00" in request.scope["query_string"]:
         raise BadRequest("Query parameters must not contain NUL characters (%00)")
     if "\x00" in request.scope["path"]:
         raise BadRequest("The path must not contain NUL characters (%00)")
     st = await state(request)
-    return await run_read(st, authenticate, st.engine, request.headers.get("x-api-key"))
+    gate = request.app.state.gate
+    return await run_read(
+        st,
+        gate.admit,
+        request.scope.setdefault("state", {}),
+        request.headers.get("x-api-key"),
+        address(request.scope),
+    )
 
 
 CallerDep = Annotated[Caller, Depends(current_caller)]

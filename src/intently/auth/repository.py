@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -75,22 +76,35 @@ def insert_key(
     )
 
 
-def key_lookup(conn: Connection, key_hash: str) -> tuple[int, str, bool, int | None] | None:
-    """(workspace_id, stored hash, workspace api_access, revoked_at) for a key hash.
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    workspace_id: int
+    key_id: str
+    key_hash: str
+    api_access: bool
+    revoked_at: int | None
+    # The workspace's own rate limit, NULL for the operator's default.
+    rate_limit_per_minute: int | None
+    rate_limit_burst: int | None
+
+
+def key_lookup(conn: Connection, key_hash: str) -> KeyRow | None:
+    """The key with this hash, with its workspace's API switch and rate limit.
 
     Runs on every API request: one hand-written query through the driver.
     """
     m = param_marker(conn)
     rows = fetch_all(
         conn,
-        "SELECT k.workspace_id, k.key_hash, w.api_access, k.revoked_at FROM api_keys k "
+        "SELECT k.workspace_id, k.id, k.key_hash, w.api_access, k.revoked_at, "
+        "w.rate_limit_per_minute, w.rate_limit_burst FROM api_keys k "
         f"JOIN workspaces w ON w.id = k.workspace_id WHERE k.key_hash = {m}",
         (key_hash,),
     )
     if not rows:
         return None
-    ws, stored, access, revoked = rows[0]
-    return int(ws), str(stored), bool(access), revoked
+    ws, kid, stored, access, revoked, per_minute, burst = rows[0]
+    return KeyRow(int(ws), str(kid), str(stored), bool(access), revoked, per_minute, burst)
 
 
 def api_access(conn: Connection, workspace_id: int) -> bool | None:
@@ -151,3 +165,15 @@ def revoke_key(conn: Connection, workspace_id: int, key_id: str) -> None:
         )
         .values(revoked_at=now_us())
     )
+
+
+def set_rate_limit(
+    conn: Connection, workspace_id: int, per_minute: int | None, burst: int | None
+) -> bool:
+    """Set (or with None clear) a workspace's own API rate limit; False for no such workspace."""
+    result = conn.execute(
+        update(workspaces)
+        .where(workspaces.c.id == workspace_id)
+        .values(rate_limit_per_minute=per_minute, rate_limit_burst=burst)
+    )
+    return bool(result.rowcount)

@@ -22,6 +22,9 @@ KEY_PREFIX = "itly_"
 @dataclass(frozen=True, slots=True)
 class Caller:
     workspace_id: int
+    key_id: str = ""
+    # The workspace's own rate limit (requests a minute, burst); None: the operator's.
+    rate_limit: tuple[int, int] | None = None
 
 
 def hash_key(key: str) -> str:
@@ -152,6 +155,21 @@ def set_api_access(engine: Engine, workspace_name: str, enabled: bool) -> None:
         repo.set_api_access(conn, ws, enabled)
 
 
+def set_rate_limit(
+    engine: Engine, workspace_name: str, per_minute: int | None, burst: int | None
+) -> None:
+    """A workspace's own API rate limit (per_minute 0: no limit), or None for the default."""
+    if per_minute is not None and per_minute < 0:
+        raise BadRequest(f"per_minute must be 0 or more, got {per_minute}")
+    if burst is not None and burst < 1:
+        raise BadRequest(f"burst must be 1 or more, got {burst}")
+    with write_tx(engine) as conn:
+        ws = repo.workspace_id_by_name(conn, workspace_name)
+        if ws is None:
+            raise NotFound(f"Workspace '{workspace_name}' not found")
+        repo.set_rate_limit(conn, ws, per_minute, burst if per_minute is not None else None)
+
+
 def authenticate(engine: Engine, key: str | None) -> Caller:
     if not key:
         raise Unauthorized("X-Api-Key header is required")
@@ -159,8 +177,15 @@ def authenticate(engine: Engine, key: str | None) -> Caller:
     # One statement, so no explicit transaction: a revoked key fails on its next request.
     with engine.connect() as conn:
         found = repo.key_lookup(conn, digest)
-    if found is None or not hmac.compare_digest(found[1], digest) or found[3] is not None:
+    if (
+        found is None
+        or not hmac.compare_digest(found.key_hash, digest)
+        or found.revoked_at is not None
+    ):
         raise Unauthorized("Invalid API key")
-    if not found[2]:
+    if not found.api_access:
         raise Unauthorized("API access is not enabled for this workspace")
-    return Caller(workspace_id=found[0])
+    own = None
+    if found.rate_limit_per_minute is not None:
+        own = (found.rate_limit_per_minute, found.rate_limit_burst or found.rate_limit_per_minute)
+    return Caller(workspace_id=found.workspace_id, key_id=found.key_id, rate_limit=own)

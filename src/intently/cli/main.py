@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from intently.cli import demo, ingest, scoring, segments, sync, users, webhooks
+from intently.cli import demo, ingest, ops, scoring, segments, sync, users, webhooks
 from intently.cli.ip import ip_app
 from intently.settings import get_settings
 
@@ -28,6 +28,7 @@ segments.register(app)
 users.register(app)
 demo.register(app)
 sync.register(app)
+ops.register(app)
 
 
 def _engine():
@@ -54,13 +55,31 @@ def serve(
         True, "--worker/--no-worker", help="Run the job worker (scheduled pulls) in this process."
     ),
 ) -> None:
-    """Migrate the database, then serve the API, docs and health check (and run the worker)."""
+    """Migrate the database, then serve the API, docs and health check (and run the worker).
+
+    SIGTERM stops taking connections, finishes the requests in flight (up to
+    INTENTLY_SHUTDOWN_GRACE_S), writes the collector's buffer and the running jobs, then exits.
+    """
+    import math
+    import os
+    import shutil
+    import tempfile
+
     import uvicorn
 
+    from intently.kit.logs import configure_logging, logging_config
+    from intently.kit.metrics import MULTIPROC_ENV
     from intently.kit.migrate import migrate as run
 
     settings = get_settings()
+    ops.guard_serve(settings.database_url, workers=workers, worker=worker)
+    configure_logging(settings)
     run(settings.database_url)
+    metrics_dir = None
+    if workers > 1 and settings.metrics:
+        # Each server process counts into files here; a scrape of any one sums them all.
+        metrics_dir = tempfile.mkdtemp(prefix="intently-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
     typer.echo(f"Intently on http://{host}:{port} (database: {_safe_url(settings.database_url)})")
     consumer = None
     if worker:
@@ -68,7 +87,12 @@ def serve(
 
         # Threads in this (main) process: with --workers N the HTTP processes are children
         # and do not run jobs, so there is one consumer either way.
-        consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=True)
+        consumer = huey.create_consumer(
+            workers=1,
+            worker_type="thread",
+            periodic=True,
+            shutdown_timeout=settings.shutdown_grace_s,
+        )
         consumer.start()
     dispatcher = _start_dispatcher() if worker else None
     try:
@@ -78,14 +102,19 @@ def serve(
             host=host,
             port=port,
             workers=workers,
-            log_level="warning",
+            # Applied in every server process: uvicorn's loggers use our handler too.
+            log_config=logging_config(settings),
+            log_level=settings.log_level.lower(),
             access_log=False,
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
         )
     finally:
         if dispatcher is not None:
             dispatcher.stop()
         if consumer is not None:
             consumer.stop(graceful=True)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _start_dispatcher() -> Any:
@@ -102,19 +131,29 @@ def _start_dispatcher() -> Any:
 def worker_command(
     threads: int = typer.Option(2, min=1, help="Jobs run at once."),
 ) -> None:
-    """Run the job worker alone (scheduled vendor pulls); any number may run."""
-    import logging
+    """Run the job worker alone (PostgreSQL only); any number may run.
 
+    SIGTERM lets the running jobs finish (up to INTENTLY_SHUTDOWN_GRACE_S); Ctrl-C stops now.
+    """
+    from intently.kit.logs import configure_logging
     from intently.kit.migrate import migrate as run
 
-    run(get_settings().database_url)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    ops.guard_worker(settings.database_url)
+    configure_logging(settings)
+    run(settings.database_url)
     from intently.worker import huey
 
-    typer.echo(f"Intently worker ({threads} threads); Ctrl-C stops it", err=True)
+    typer.echo(f"Intently worker ({threads} threads); SIGTERM or Ctrl-C stops it", err=True)
     dispatcher = _start_dispatcher()
     try:
-        huey.create_consumer(workers=threads, worker_type="thread", periodic=True).run()
+        huey.create_consumer(
+            workers=threads,
+            worker_type="thread",
+            periodic=True,
+            graceful_signal="TERM",
+            shutdown_timeout=settings.shutdown_grace_s,
+        ).run()
     finally:
         if dispatcher is not None:
             dispatcher.stop()
@@ -163,6 +202,38 @@ def workspaces_api_access(
         typer.echo(f"error: {exc.custom_message}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"API access for '{workspace}' is {'on' if enabled else 'off'}")
+
+
+@workspaces_app.command("rate-limit")
+def workspaces_rate_limit(
+    workspace: str = typer.Option(..., help="Workspace name."),
+    per_minute: int | None = typer.Option(
+        None, min=0, help="Requests a minute per API key (0: no limit)."
+    ),
+    burst: int | None = typer.Option(None, min=1, help="Requests at once (default: per minute)."),
+    default: bool = typer.Option(False, "--default", help="Back to the operator's default."),
+) -> None:
+    """Set a workspace's own API rate limit per key, or put it back to the default."""
+    from intently.auth.service import set_rate_limit
+    from intently.kit.errors import IntentlyError
+
+    if default == (per_minute is not None):
+        typer.echo("error: give either --per-minute (and --burst) or --default", err=True)
+        raise typer.Exit(2)
+    try:
+        set_rate_limit(_engine(), workspace, per_minute, burst)
+    except IntentlyError as exc:
+        typer.echo(f"error: {exc.custom_message}", err=True)
+        raise typer.Exit(2) from None
+    if per_minute is None:
+        typer.echo(f"'{workspace}' uses the default API rate limit")
+    elif per_minute == 0:
+        typer.echo(f"'{workspace}' has no API rate limit")
+    else:
+        typer.echo(
+            f"'{workspace}': {per_minute} requests a minute per API key, "
+            f"bursts of {burst or per_minute}"
+        )
 
 
 def main() -> None:

@@ -111,9 +111,13 @@ class _Base:
         """(data, -1) for a success; (None, wait) to try again; else the error, raised."""
         if response.status_code < 400:
             return response.json().get("data"), -1.0
-        error = error_for(response.status_code, _json(response), path, _retry_after(response))
-        if isinstance(error, RateLimited | ServerError) and attempt < self.max_retries:
-            return None, self._delay(attempt, getattr(error, "retry_after", None))
+        retry_after = _retry_after(response)
+        error = error_for(response.status_code, _json(response), path, retry_after)
+        # A 409 with Retry-After: an earlier try of this write still runs on the server
+        # (its Idempotency-Key is taken); the next try gets its answer.
+        busy = response.status_code == 409 and retry_after is not None
+        if (busy or isinstance(error, RateLimited | ServerError)) and attempt < self.max_retries:
+            return None, self._delay(attempt, retry_after)
         raise error
 
 
@@ -123,7 +127,8 @@ class Client(_Base):
 
     Retries connection failures, 429 (after Retry-After) and 5xx with exponential
     backoff and jitter, for GETs and for writes, which carry an Idempotency-Key set here
-    (the same key on every try of one request). Bulk helpers send `concurrency`
+    (the same key on every try of one request, so a write runs once; a 409 saying an
+    earlier try still runs is waited out). Bulk helpers send `concurrency`
     batches at once."""
 
     def __init__(

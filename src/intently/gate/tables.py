@@ -7,8 +7,9 @@ from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, S
 from intently.kit.db import metadata
 
 # One token bucket per API key or collector write key (and per client address for
-# requests without a valid key, under workspace 0). UNLOGGED on PostgreSQL (set by its migration): a bucket is
-# worth no WAL write, and a crash that empties the table only refills every bucket.
+# requests without a valid key, under workspace 0). UNLOGGED on PostgreSQL (set by its
+# migration): a bucket is worth no WAL write, and a crash that empties the table only
+# refills every bucket.
 rate_buckets = Table(
     "rate_buckets",
     metadata,

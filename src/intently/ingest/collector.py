@@ -74,6 +74,7 @@ from intently.kit.db import (
     write_tx,
 )
 from intently.kit.ids import new_id
+from intently.kit.metrics import COLLECTOR_WRITTEN
 from intently.kit.timefmt import now_us, parse_iso8601
 from intently.settings import Settings
 from intently.signals import repository as signals_repo
@@ -994,6 +995,7 @@ class Collector:
                 _insert_rejects(conn, ws, run_id, problems)
                 _count_run(conn, ws, run_id, counts, now)
         result.written += len(fresh)
+        COLLECTOR_WRITTEN.inc(len(fresh))
         result.duplicate += duplicate
         result.signals += created
         result.backfilled += backfilled

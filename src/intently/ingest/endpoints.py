@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
 from intently.auth.endpoints import CallerDep
+from intently.gate.middleware import DECISION as RATE_DECISION
 from intently.ingest.collector import (
     MAX_BATCH_BYTES,
     MAX_EVENT_BYTES,
@@ -30,6 +31,8 @@ from intently.ingest.collector import (
     parse_body,
 )
 from intently.ingest.writekeys import get_write_key, snippet
+from intently.kit.errors import IntentlyError
+from intently.kit.metrics import COLLECTOR_ACCEPTED
 from intently.kit.timefmt import now_us
 from intently.kit.web import AppState, State, ok, run_read
 
@@ -83,12 +86,16 @@ def _cors(request: Request) -> dict[str, str]:
 
 
 def _answer(request: Request, status: int, payload: dict[str, Any], **headers: str) -> Response:
-    return Response(
+    response = Response(
         _encoder.encode(payload),
         status_code=status,
         media_type="application/json",
         headers=_cors(request) | headers,
     )
+    decision = request.scope.get("state", {}).get(RATE_DECISION)
+    if decision is not None:
+        response.raw_headers.extend(decision.headers())
+    return response
 
 
 def _failure(request: Request, status: int, message: str, **headers: str) -> Response:
@@ -164,6 +171,16 @@ async def _settings(st: AppState, c: Collector, ws: int) -> dict[str, Any]:
     return cfg
 
 
+async def _over_rate(request: Request, st: AppState, ws: int) -> Response | None:
+    """429 when the write key's bucket is empty; its RateLimit-* headers go on the answer."""
+    state = request.scope.setdefault("state", {})
+    try:
+        await run_read(st, request.app.state.gate.admit_collector, state, ws)
+    except IntentlyError as exc:
+        return _failure(request, exc.status, exc.custom_message)
+    return None
+
+
 def _opted_out(request: Request) -> bool:
     h = request.headers
     return h.get("dnt", "").strip() == "1" or h.get("sec-gpc", "").strip() == "1"
@@ -205,6 +222,9 @@ async def collect(request: Request, kind: str | None) -> Response:
     ws = await _workspace(st, c, key)
     if ws is None:
         return _failure(request, 401, "Invalid write key (unknown or rotated)")
+    limited = await _over_rate(request, st, ws)
+    if limited is not None:
+        return limited
     if _opted_out(request) and (await _settings(st, c, ws)).get("respectDoNotTrack", True):
         c.accept(ws, [], skipped="do_not_track", skipped_count=parsed.count)
         return _answer(request, 200, {"success": True})
@@ -212,6 +232,7 @@ async def collect(request: Request, kind: str | None) -> Response:
         c.accept(ws, parsed.events, parsed.problems)
     except BufferFull:
         return _behind(request)
+    COLLECTOR_ACCEPTED.inc(len(parsed.events))
     problems = parsed.problems
     if not problems:
         return _answer(request, 200, {"success": True})

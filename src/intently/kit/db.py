@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import msgspec
 from sqlalchemy import JSON, MetaData, create_engine, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from intently.kit.timefmt import now_us
@@ -60,12 +62,15 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, pool_size: int = 10)
             url,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
             poolclass=NullPool if memory else None,
+            hide_parameters=True,
         )
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     # No pre-ping: it costs a round trip per checkout. A connection that died is
     # invalidated when it fails (the request answers 503) and replaced on next use.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    # hide_parameters: a failed statement's error text (logged) must not carry the values
+    # bound into it, such as a write key being looked up.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -108,6 +113,21 @@ def fetch_all(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[
     try:
         cur.execute(sql, params)
         return list(cur.fetchall())
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # The driver's own error, as SQLAlchemy's would be: a connection lost to a database
+        # restart is invalidated (not handed out again) and the request answers 503.
+        gone = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cur)
+        if gone:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            sql,
+            params,
+            exc,
+            conn.dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=gone,
+            dialect=conn.dialect,
+        ) from exc
     finally:
         cur.close()
 
@@ -138,17 +158,33 @@ def _sqlite_write_lock(engine: Engine) -> threading.Lock:
         return lock
 
 
+# Run inside each write transaction of the current request just before it commits: the
+# gate marks a request's Idempotency-Key as "work committed" in the same transaction as
+# the work, so a retry after a crash never does the work twice (gate/idempotency.py).
+before_commit: ContextVar[Callable[[Connection], None] | None] = ContextVar(
+    "intently_before_commit", default=None
+)
+
+
 @contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
     """One write transaction: BEGIN IMMEDIATE on SQLite, a normal transaction on PostgreSQL."""
     if engine.dialect.name != "sqlite":
         with engine.connect() as conn, conn.begin():
             yield conn
+            _before_commit(conn)
         return
     with _sqlite_write_lock(engine), engine.connect() as conn:
         conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
             yield conn
+            _before_commit(conn)
+
+
+def _before_commit(conn: Connection) -> None:
+    hook = before_commit.get()
+    if hook is not None:
+        hook(conn)
 
 
 @contextmanager
@@ -193,3 +229,17 @@ def read_clock(conn: Connection, workspace_id: int) -> int:
     m = param_marker(conn)
     rows = fetch_all(conn, f"SELECT change_clock FROM workspaces WHERE id = {m}", (workspace_id,))
     return int(rows[0][0])
+
+
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database", "disk i/o error")
+
+
+def database_unavailable(exc: DBAPIError) -> bool:
+    """A database that cannot answer now (down, restarting, locked), not a bug in a query."""
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        return str(exc.orig).lower().startswith(_SQLITE_UNAVAILABLE)
+    return True

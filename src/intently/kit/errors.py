@@ -55,3 +55,13 @@ class ValidationFailed(IntentlyError):
 def validation_error(prop: str, path: str, rule: str, text: str) -> ValidationFailed:
     """One-field validation failure, e.g. for a query parameter."""
     return ValidationFailed([{"property": prop, "path": path, "constraints": {rule: text}}])
+
+
+class UnprocessableEntity(IntentlyError):
+    status = 422
+
+
+class TooManyRequests(IntentlyError):
+    """Over a rate limit; the gate adds Retry-After and the RateLimit-* headers."""
+
+    status = 429

@@ -1,0 +1,154 @@
+"""Token buckets: one per API key, per collector write key, and per address without a key.
+
+A bucket holds at most `burst` tokens and refills at `per_minute / 60` a second; a request
+takes one token or is refused with the seconds until one is back. On SQLite (one serving
+process) the buckets live in memory; on PostgreSQL they live in the UNLOGGED table
+`rate_buckets`, updated by one statement on the database's clock, so every process on every
+host draws from the same bucket.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+ANONYMOUS_WORKSPACE = 0  # the buckets of requests without a valid key
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    per_minute: int
+    burst: int
+
+    @property
+    def off(self) -> bool:
+        return self.per_minute <= 0
+
+    @property
+    def rate(self) -> float:
+        """Tokens per second."""
+        return self.per_minute / 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int  # seconds until the bucket is full again
+    retry_after_s: int  # seconds until a token is back (0 when allowed)
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        out = [
+            (b"ratelimit-limit", str(self.limit).encode()),
+            (b"ratelimit-remaining", str(self.remaining).encode()),
+            (b"ratelimit-reset", str(self.reset_s).encode()),
+        ]
+        if not self.allowed:
+            out.append((b"retry-after", str(self.retry_after_s).encode()))
+        return out
+
+
+def decide(quota: Quota, tokens: float, allowed: bool) -> Decision:
+    """The decision for a bucket left holding `tokens` after the request was (not) served."""
+    tokens = max(0.0, min(float(quota.burst), tokens))
+    rate = quota.rate
+    reset = math.ceil((quota.burst - tokens) / rate) if rate > 0 else 0
+    retry = 0 if allowed else max(1, math.ceil((1.0 - tokens) / rate))
+    return Decision(allowed, quota.burst, math.floor(tokens), reset, retry)
+
+
+class Limiter(Protocol):
+    def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision: ...
+
+
+class MemoryLimiter:
+    """Buckets in this process: right for SQLite, where one process serves."""
+
+    # Buckets untouched this long are full again and may be forgotten.
+    _IDLE_S = 3600.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[tuple[int, str], tuple[float, float]] = {}
+        self._swept = self._clock()
+
+    def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision:
+        now = self._clock()
+        key = (workspace_id, bucket)
+        with self._lock:
+            tokens, at = self._buckets.get(key, (float(quota.burst), now))
+            tokens = min(float(quota.burst), tokens + (now - at) * quota.rate)
+            allowed = tokens >= 1.0
+            if allowed:
+                tokens -= 1.0
+            self._buckets[key] = (tokens, now)
+            if now - self._swept > self._IDLE_S:
+                self._sweep(now)
+        return decide(quota, tokens, allowed)
+
+    def _sweep(self, now: float) -> None:
+        self._swept = now
+        stale = [k for k, (_, at) in self._buckets.items() if now - at > self._IDLE_S]
+        for k in stale:
+            del self._buckets[k]
+
+
+# One statement takes a token: the conflict branch refills by the time passed and takes one
+# only when at least one is there (its WHERE); no row back means refused.
+_TAKE = text(
+    """
+    INSERT INTO rate_buckets (workspace_id, bucket, tokens, updated_at)
+    VALUES (:ws, :bucket, :burst - 1, extract(epoch FROM clock_timestamp()))
+    ON CONFLICT (workspace_id, bucket) DO UPDATE SET
+        tokens = least(:burst, rate_buckets.tokens
+                 + (excluded.updated_at - rate_buckets.updated_at) * :rate) - 1,
+        updated_at = excluded.updated_at
+    WHERE least(:burst, rate_buckets.tokens
+          + (excluded.updated_at - rate_buckets.updated_at) * :rate) >= 1
+    RETURNING tokens
+    """
+)
+_PEEK = text(
+    """
+    SELECT least(:burst, tokens + (extract(epoch FROM clock_timestamp()) - updated_at) * :rate)
+    FROM rate_buckets WHERE workspace_id = :ws AND bucket = :bucket
+    """
+)
+
+
+class DatabaseLimiter:
+    """Buckets in PostgreSQL, shared by every process that uses the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision:
+        params = {
+            "ws": workspace_id,
+            "bucket": bucket,
+            "burst": float(quota.burst),
+            "rate": quota.rate,
+        }
+        with self.engine.connect() as conn:
+            row = conn.execute(_TAKE, params).first()
+            if row is not None:
+                conn.commit()
+                return decide(quota, float(row[0]), True)
+            peek = conn.execute(_PEEK, params).first()
+            conn.commit()
+        return decide(quota, float(peek[0]) if peek is not None else 0.0, False)
+
+
+def make_limiter(engine: Engine) -> Limiter:
+    if engine.dialect.name == "sqlite":
+        return MemoryLimiter()
+    return DatabaseLimiter(engine)
