@@ -17,7 +17,7 @@ from intently.kit.web import (
     run_read,
 )
 from intently.signals import service
-from intently.signals.schemas import CustomSourceIn, SignalsPush
+from intently.signals.schemas import CustomSourceIn, SignalsPush, SourceSettingsPut
 
 
 def router() -> APIRouter:
@@ -72,7 +72,7 @@ def router() -> APIRouter:
             await run_read(st, service.get_source_settings, st.engine, caller.workspace_id, source),
         )
 
-    @r.put("/sources/{source}/settings")
+    @r.put("/sources/{source}/settings", openapi_extra=body_doc(SourceSettingsPut))
     def put_settings(
         request: Request, source: str, st: State, caller: CallerDep, body: JsonBody
     ) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, RootModel, field_validator
 
 from intently.kit.validation import DomainStr, IsoDateStr, NonEmptyStr, Strict
 
@@ -133,6 +133,13 @@ SOURCE_SETTINGS: dict[str, type[Settings]] = {
     "g2": G2Settings,
     "linkedin": LinkedinSettings,
 }
+
+
+class SourceSettingsPut(
+    RootModel[WebsiteSettings | BomboraSettings | G2Settings | LinkedinSettings]
+):
+    """PUT /sources/{source}/settings: some of that source's settings (the OpenAPI body;
+    the endpoint validates against the one source's model)."""
 
 
 def default_settings(source: str) -> dict[str, Any]:
