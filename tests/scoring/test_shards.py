@@ -403,3 +403,31 @@ def test_a_claimed_run_renews_its_claim_as_batches_commit(
     assert out and "error" not in out[0], out
     assert len(renewals) >= 3  # 7 accounts in batches of 2
     assert renewals == sorted(renewals)
+
+
+def test_small_write_transactions_score_like_one_batch(
+    workspace: Workspace,
+    engine: Any,
+    reference: tuple[dict[str, Any], dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL a batch is written in short transactions (so API writes do not queue
+    long behind a run); the result is the same as one transaction per batch."""
+    ref, ref_run = reference
+    names, sid = prepare(workspace, engine)
+    monkeypatch.setattr(service, "PG_WRITE_CHUNK", 2)
+    summary = service.run_scoring(engine, workspace.id).as_dict()
+    assert snapshot(workspace, engine, names, sid) == ref
+    assert (summary["scored"], summary["changed"]) == (ref_run["scored"], ref_run["changed"])
+    assert summary["segmentMoves"] == ref_run["segmentMoves"]
+
+
+def test_a_batch_is_cut_into_runs_of_ids_with_their_rows() -> None:
+    ids = ["a", "b", "c", "d", "e"]
+    rows = [("a", "g2", 1.0), ("c", "g2", 2.0), ("c", "website", 3.0), ("e", "g2", 4.0)]
+    assert list(service._chunks(ids, rows, 10)) == [(ids, rows)]
+    assert list(service._chunks(ids, rows, 2)) == [
+        (["a", "b"], [("a", "g2", 1.0)]),
+        (["c", "d"], [("c", "g2", 2.0), ("c", "website", 3.0)]),
+        (["e"], [("e", "g2", 4.0)]),
+    ]
