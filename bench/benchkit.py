@@ -102,7 +102,9 @@ def source_state() -> dict[str, Any]:
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
         return done.stdout.strip()
 
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines()]
+    # Split, not sliced: git() strips the first line's leading status blank.
+    status = git("status", "--porcelain", "--", "src").splitlines()
+    changed = [line.split(None, 1)[1] for line in status if line.strip()]
     return {"commit": git("rev-parse", "HEAD"), "uncommitted_src": changed}
 
 
@@ -241,9 +243,10 @@ def psql(*commands: str, database: str = "postgres") -> str:
     return done.stdout.strip()
 
 
-def fresh_postgres() -> Database:
-    psql(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)", f"CREATE DATABASE {PG_DB}")
-    return Database("postgres", PG_URL)
+def fresh_postgres(name: str = PG_DB) -> Database:
+    """The PostgreSQL database `name`, dropped and created empty."""
+    psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}")
+    return Database("postgres", f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/{name}")
 
 
 def postgres_exists() -> bool:
@@ -271,7 +274,8 @@ class AutoAnalyze:
     each table of the bench database once 50 rows + 10% of it changed (checked every 2 s).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, database: str = PG_DB) -> None:
+        self.database = database
         self.runs = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -293,9 +297,9 @@ class AutoAnalyze:
         )
         with self._lock:
             try:
-                tables = psql(query, database=PG_DB).split()
+                tables = psql(query, database=self.database).split()
                 if tables:
-                    psql(f"ANALYZE {', '.join(tables)}", database=PG_DB)
+                    psql(f"ANALYZE {', '.join(tables)}", database=self.database)
                     self.runs += 1
             except SystemExit:
                 pass
@@ -418,14 +422,26 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLK_TCK
 
 
-def postgres_pids() -> list[int]:
-    """Every PostgreSQL process on the machine (the server under test's database work)."""
+def postgres_pids(database: str | None = None) -> list[int]:
+    """Every PostgreSQL process on the machine (the server under test's database work).
+
+    With `database`, the backends serving other databases (other sessions' work on a
+    shared machine) are left out; the postmaster and background processes stay in.
+    """
     out: list[int] = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if Path(f"/proc/{entry}/comm").read_text().strip() == "postgres":
-                    out.append(int(entry))
+                if Path(f"/proc/{entry}/comm").read_text().strip() != "postgres":
+                    continue
+                if database is not None:
+                    # A backend's title: "postgres: 15/main: <user> <database> <address> ..."
+                    title = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+                    parts = title.replace("\0", " ").split()
+                    backend = len(parts) >= 5 and ("(" in parts[4] or parts[4] == "[local]")
+                    if backend and parts[3] != database:
+                        continue
+                out.append(int(entry))
             except OSError:
                 continue
     return out
@@ -442,15 +458,16 @@ class CpuSample:
 class CpuMeter:
     """CPU seconds of the server, this process (the client), PostgreSQL and the machine."""
 
-    def __init__(self, server_pids: Sequence[int], postgres: bool):
+    def __init__(self, server_pids: Sequence[int], postgres: bool, database: str | None = None):
         self.server_pids = list(server_pids)
         self.postgres = postgres
+        self.database = database  # count only this database's backends (see postgres_pids)
 
     def sample(self) -> CpuSample:
         return CpuSample(
             server=cpu_seconds(self.server_pids),
             client=time.process_time(),
-            database=cpu_seconds(postgres_pids()) if self.postgres else 0.0,
+            database=cpu_seconds(postgres_pids(self.database)) if self.postgres else 0.0,
             machine=machine_busy_seconds(),
         )
 
@@ -526,12 +543,24 @@ def free_port() -> int:
 
 
 class Server:
-    """`intently serve` on a free port, its API key, and its RSS sampler."""
+    """`intently serve` on a free port, its API key, and its RSS sampler.
 
-    def __init__(self, db: Database, log_name: str):
+    `args` are added to the command line (`--no-worker`, `--workers 2`) and `env` to the
+    environment (`INTENTLY_RATE_LIMIT_PER_MINUTE`, ...).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        log_name: str,
+        *,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ):
         self.db = db
         self.port = free_port()
-        self.env = {**os.environ, "INTENTLY_DATABASE_URL": db.url}
+        self.args = list(args)
+        self.env = {**os.environ, "INTENTLY_DATABASE_URL": db.url, **(env or {})}
         OUT.mkdir(parents=True, exist_ok=True)
         self.log_path = OUT / f"{log_name}.server.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -550,10 +579,12 @@ class Server:
     def meter(self) -> CpuMeter:
         return CpuMeter(self.pids(), postgres=self.db.kind == "postgres")
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(self, timeout: float = 120.0, *, key: str | None = None) -> None:
+        """Start and wait for /healthz; then make an API key, unless given one to use
+        (a new key revokes the user's old one, so servers on one database share one)."""
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [str(INTENTLY), "serve", "--port", str(self.port)],
+            [str(INTENTLY), "serve", "--port", str(self.port), *self.args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -578,7 +609,7 @@ class Server:
             self.stop()
             raise SystemExit(f"server did not become healthy in {timeout:.0f} s")
         self.rss = RssSampler(self.pid).start()
-        self.key = self.generate_key()
+        self.key = key if key is not None else self.generate_key()
 
     def generate_key(self) -> str:
         done = subprocess.run(
@@ -630,6 +661,78 @@ def running_server(db: Database, log_name: str) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+class ServerGroup:
+    """Several servers on one database, seen by run_load as one server: each new
+    connection goes to the next server in turn, so the load is spread evenly."""
+
+    def __init__(self, servers: Sequence[Server]):
+        self.servers = list(servers)
+        self.analyze: AutoAnalyze | None = None
+        self._turn = itertools.count()
+
+    @property
+    def db(self) -> Database:
+        return self.servers[0].db
+
+    @property
+    def key(self) -> str:
+        return self.servers[0].key
+
+    def pids(self) -> list[int]:
+        return [p for s in self.servers for p in s.pids()]
+
+    def meter(self) -> CpuMeter:
+        """The servers' CPU, and PostgreSQL's for their database only."""
+        postgres = self.db.kind == "postgres"
+        name = self.db.url.rsplit("/", 1)[1] if postgres else None
+        return CpuMeter(self.pids(), postgres=postgres, database=name)
+
+    def connect(self) -> Client:
+        return self.servers[next(self._turn) % len(self.servers)].connect()
+
+    @property
+    def peak_rss_mb(self) -> float:
+        """The servers' peaks added up (an upper bound of their peak together)."""
+        return sum(s.peak_rss_mb for s in self.servers)
+
+    def stop(self) -> None:
+        if self.analyze is not None:
+            self.analyze.stop()
+            self.analyze = None
+        for s in self.servers:
+            s.stop()
+
+
+@contextmanager
+def running_servers(
+    db: Database,
+    log_name: str,
+    count: int,
+    *,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> Iterator[ServerGroup]:
+    """`count` servers on `db` sharing one API key, started one after the other (each
+    migrates first), with autoanalyze emulated as in running_server."""
+    servers = [
+        Server(db, f"{log_name}-{n + 1}" if count > 1 else log_name, args=args, env=env)
+        for n in range(count)
+    ]
+    group = ServerGroup(servers)
+    try:
+        for n, server in enumerate(servers):
+            server.start(key=servers[0].key if n else None)
+            say(
+                f"server pid {server.pid} on port {server.port} "
+                f"({' '.join(['serve', *server.args])}; {db.kind}: {db.url})"
+            )
+        if db.kind == "postgres" and AutoAnalyze.needed():
+            group.analyze = AutoAnalyze(db.url.rsplit("/", 1)[1]).start()
+        yield group
+    finally:
+        group.stop()
 
 
 # ---- the client --------------------------------------------------------------------------
@@ -735,7 +838,7 @@ class LoadResult:
 
 
 def run_load(
-    server: Server,
+    server: Server | ServerGroup,
     requests: Sequence[Request],
     concurrency: int,
     *,
@@ -743,13 +846,16 @@ def run_load(
     validate: Validator | None = None,
     expected_status: int = 200,
     settle_first: bool = True,
+    seconds: float | None = None,
 ) -> LoadResult:
-    """Send `requests` over `concurrency` persistent connections, each as fast as it can."""
+    """Send `requests` over `concurrency` persistent connections, each as fast as it can
+    (with `seconds`, stop taking new requests once that long has passed)."""
     clients = [server.connect() for _ in range(concurrency)]
     next_index = itertools.count()
     per_thread: list[list[float]] = [[] for _ in range(concurrency)]
     errors: list[str] = []
     start = threading.Barrier(concurrency + 1)
+    deadline = [math.inf]
 
     def worker(n: int) -> None:
         client = clients[n]
@@ -757,7 +863,7 @@ def run_load(
         start.wait()
         while True:
             i = next(next_index)  # atomic under the GIL
-            if i >= len(requests):
+            if i >= len(requests) or time.perf_counter() >= deadline[0]:
                 return
             req = requests[i]
             t0 = time.perf_counter()
@@ -788,6 +894,8 @@ def run_load(
     for t in threads:
         t.start()
     cpu0 = meter.sample()
+    if seconds is not None:
+        deadline[0] = time.perf_counter() + seconds
     start.wait()
     t0 = time.perf_counter()
     for t in threads:

@@ -22,6 +22,7 @@ import ip_lookup
 import list_pages
 
 import demo
+import scale
 import scoring
 import segments
 import webhooks
@@ -46,6 +47,9 @@ def main() -> None:
     parser.add_argument("--no-client", action="store_true", help="skip the client benchmark")
     parser.add_argument(
         "--no-dashboard", action="store_true", help="skip the dashboard and demo benchmarks"
+    )
+    parser.add_argument(
+        "--no-scale", action="store_true", help="skip the many-process benchmark (PostgreSQL)"
     )
     args = parser.parse_args()
 
@@ -99,6 +103,9 @@ def main() -> None:
             sections.append((f"dashboard ({db})", dashboard.main(argv)))
         bk.say("\n######## demo, sqlite")
         sections.append(("demo (sqlite)", demo.main([])))
+    if not args.no_scale and "postgres" in dbs:
+        bk.say("\n######## scale: many processes, postgres")
+        sections.append(("scale (postgres)", scale.main(["--settle", str(args.settle)])))
 
     bk.say("\n######## summary")
     for title, checks in sections:
