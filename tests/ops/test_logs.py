@@ -197,7 +197,12 @@ def test_records_from_endpoint_threads_carry_the_request_id() -> None:
         request_id_var.set("in-thread")
         await run_in_threadpool(log.warning, "from a worker thread")
 
-    anyio.run(request)
+    # In a thread of its own: the session's Playwright browser (tests/browser) keeps an
+    # event loop running in the test thread once it has started.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(anyio.run, request).result()
     handler.close()
     [line] = lines_of(stream)
     assert line["request_id"] == "in-thread" and line["message"] == "from a worker thread"
