@@ -1,10 +1,11 @@
 """The gate of /api/v1: who is asking, whether they are within their rate, Idempotency-Key.
 
 `Gate.admit` authenticates the key and takes a token from its bucket; the endpoints'
-`current_caller` dependency calls it. `GateMiddleware` (pure ASGI: it wraps every /api/v1
-request) puts the RateLimit-* headers of that decision on the response, whatever the
-status, and runs requests that carry an Idempotency-Key: admitted first, then claimed,
-run once, and their response stored for replay (`gate.idempotency`).
+`current_caller` dependency calls it (the collector calls `admit_collector`).
+`GateMiddleware` (pure ASGI: it wraps every /api/v1 and collector request) puts the
+RateLimit-* headers of that decision on the response, whatever the status, and runs the
+API requests that carry an Idempotency-Key: admitted first, then claimed, run once, and
+their response stored for replay (`gate.idempotency`).
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from intently.auth.service import Caller, authenticate
 from intently.gate import idempotency
 from intently.gate.ratelimit import ANONYMOUS_WORKSPACE, Quota, make_limiter
+from intently.kit.body import read_limited
 from intently.kit.db import before_commit, database_unavailable
 from intently.kit.envelope import envelope_response
 from intently.kit.errors import (
     BadRequest,
     Conflict,
     IntentlyError,
-    PayloadTooLarge,
     TooManyRequests,
     Unauthorized,
     UnprocessableEntity,
@@ -44,6 +46,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 CALLER = "intently_caller"  # scope["state"] keys
 DECISION = "intently_rate"
 API_PREFIX = "/api/v1/"
+COLLECTOR_PREFIX = "/v1/"  # the website collector's Segment-style endpoints
 _WRITES = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -122,9 +125,12 @@ class GateMiddleware:
         self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+        path = scope["path"] if scope["type"] == "http" else ""
+        if not (path.startswith(API_PREFIX) or path.startswith(COLLECTOR_PREFIX)):
             await self.app(scope, receive, send)
             return
+        # The decision lands here whoever took the token: the API's key check, or the
+        # collector's write-key check.
         state: dict[str, Any] = scope.setdefault("state", {})
 
         async def send_with_rate(message: Message) -> None:
@@ -134,7 +140,7 @@ class GateMiddleware:
                     message["headers"] = [*message.get("headers", ()), *decision.headers()]
             await send(message)
 
-        if scope["method"] in _WRITES:
+        if scope["method"] in _WRITES and path.startswith(API_PREFIX):
             key = _header(scope, b"idempotency-key")
             if key is not None:
                 await self._idempotent(scope, receive, send_with_rate, state, key.strip())
@@ -155,7 +161,7 @@ class GateMiddleware:
             caller = await run_in_threadpool(
                 gate.admit, state, _header(scope, b"x-api-key"), address(scope)
             )
-            body = await _read_body(receive, settings.max_body_bytes)
+            body = await read_limited(Request(scope, receive))
             fp = idempotency.fingerprint(
                 scope["method"], scope["path"], scope["query_string"], body
             )
@@ -262,23 +268,6 @@ def _release_quietly(engine: Engine, ws: int, key: str, fp: str) -> None:
     # With the database down the claim stays; it lapses after idempotency_stale_s.
     with contextlib.suppress(DBAPIError):
         idempotency.release(engine, ws, key, fp)
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"Request body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 async def _answer_error(scope: Scope, send: Send, exc: IntentlyError) -> None:

@@ -21,7 +21,6 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
 from intently.auth.endpoints import CallerDep
-from intently.gate.middleware import DECISION as RATE_DECISION
 from intently.ingest.collector import (
     MAX_BATCH_BYTES,
     MAX_EVENT_BYTES,
@@ -86,16 +85,12 @@ def _cors(request: Request) -> dict[str, str]:
 
 
 def _answer(request: Request, status: int, payload: dict[str, Any], **headers: str) -> Response:
-    response = Response(
+    return Response(
         _encoder.encode(payload),
         status_code=status,
         media_type="application/json",
         headers=_cors(request) | headers,
     )
-    decision = request.scope.get("state", {}).get(RATE_DECISION)
-    if decision is not None:
-        response.raw_headers.extend(decision.headers())
-    return response
 
 
 def _failure(request: Request, status: int, message: str, **headers: str) -> Response:
@@ -172,7 +167,7 @@ async def _settings(st: AppState, c: Collector, ws: int) -> dict[str, Any]:
 
 
 async def _over_rate(request: Request, st: AppState, ws: int) -> Response | None:
-    """429 when the write key's bucket is empty; its RateLimit-* headers go on the answer."""
+    """429 when the write key's bucket is empty (the gate puts RateLimit-* on the answer)."""
     state = request.scope.setdefault("state", {})
     try:
         await run_read(st, request.app.state.gate.admit_collector, state, ws)

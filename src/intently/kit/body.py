@@ -22,7 +22,8 @@ _decoder = msgspec.json.Decoder()
 Loc = list[str | int]
 
 
-async def _read_limited(request: Request) -> bytes:
+async def read_limited(request: Request) -> bytes:
+    """The whole body, or 413 once it passes INTENTLY_MAX_BODY_BYTES."""
     limit: int = request.app.state.intently.settings.max_body_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
@@ -43,7 +44,7 @@ async def csv_text(request: Request) -> str:
     media = ctype.split(";", 1)[0].strip().lower()
     if media not in ("text/csv", "text/plain"):
         raise UnsupportedMediaType(f"Content-Type must be text/csv, got '{ctype or '(none)'}'")
-    raw = await _read_limited(request)
+    raw = await read_limited(request)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -65,7 +66,7 @@ async def json_object(request: Request) -> dict[str, Any]:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, got '{ctype or '(none)'}'"
         )
-    raw = await _read_limited(request)
+    raw = await read_limited(request)
     settings = request.app.state.intently.settings
     return decode_object(raw, settings.max_json_depth, settings.max_string_length)
 
