@@ -179,7 +179,7 @@ def counts(url: str) -> tuple[int, int]:
 def new_signals(url: str, n: int) -> None:
     """One new G2 pricing signal for each of n random accounts, through the signal store."""
     from intently.kit.db import make_engine, write_tx
-    from intently.signals.service import SignalIn, store
+    from intently.signals.store import SignalIn, store
 
     engine = make_engine(url)
     ws = workspace_of(engine)
@@ -202,7 +202,7 @@ def new_signals(url: str, n: int) -> None:
 def child(url: str, kind: str) -> None:
     """Run one scoring run in this process and print its summary as JSON."""
     from intently.kit.db import make_engine
-    from intently.scoring.service import run_scoring
+    from intently.pipeline import run_scoring
 
     engine = make_engine(url)
     summary = run_scoring(engine, workspace_of(engine), full=kind == "full")

@@ -13,7 +13,7 @@ worker` runs one alone. Any number may run, on any hosts when the database is Po
   cut into parts (keyset ranges of the account id) sent to the queue one task each, so
   several workers score one workspace at once; the worker that completes the last part
   finishes the run (segment refresh, the run's record). `resume_scoring_parts` sends again
-  the parts whose worker died (`intently.scoring.service.run_part` has the details).
+  the parts whose worker died (`intently.scoring.shards` has the details).
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ from typing import Any
 from huey import crontab
 from sqlalchemy.engine import Engine
 
+from intently.gate.idempotency import sweep
+from intently.ingest.schedule import pull_due
+from intently.kit.db import make_engine, read_tx
 from intently.kit.jobs import make_huey
+from intently.kit.timefmt import now_us
+from intently.pipeline import resume_parts, run_claimed, run_part
+from intently.scoring.repository import workspace_ids
 from intently.settings import get_settings
 
 log = logging.getLogger("intently.worker")
@@ -38,8 +44,6 @@ SHARD_SIZE = 50_000
 
 @lru_cache(maxsize=4)
 def _engine(url: str) -> Engine:
-    from intently.kit.db import make_engine
-
     return make_engine(url)
 
 
@@ -48,9 +52,6 @@ def engine() -> Engine:
 
 
 def _workspace_ids() -> list[int]:
-    from intently.kit.db import read_tx
-    from intently.scoring.repository import workspace_ids
-
     with read_tx(engine()) as conn:
         return workspace_ids(conn)
 
@@ -58,8 +59,6 @@ def _workspace_ids() -> list[int]:
 @huey.periodic_task(crontab(minute="*/5"))
 def pull_due_connections() -> list[dict[str, Any]]:
     """Every 5 minutes: run the vendor pulls whose interval has passed."""
-    from intently.ingest.schedule import pull_due
-
     results = pull_due(engine(), get_settings())
     for r in results:
         log.info("pull %s workspace %s: %s", r["provider"], r["workspace"], r["status"])
@@ -88,8 +87,6 @@ def rescore_touched_accounts() -> list[int]:
 @huey.periodic_task(crontab(minute="*"))
 def resume_scoring_parts() -> list[dict[str, Any]]:
     """Every minute: send again the parts of sharded runs whose worker died."""
-    from intently.scoring.service import resume_parts
-
     results = resume_parts(engine(), _enqueue_part)
     for r in results:
         log.warning("scoring part %s of run %s (workspace %s) resumed: %s",
@@ -104,8 +101,6 @@ def resume_scoring_parts() -> list[dict[str, Any]]:
 @huey.task()
 def score_workspace(ws: int, kind: str) -> None:
     """One workspace's `kind` run, if due and nobody else holds it (a big full one in parts)."""
-    from intently.scoring.service import run_claimed
-
     results = run_claimed(
         engine(), kind, workspaces=[ws], shard_size=SHARD_SIZE, enqueue_part=_enqueue_part
     )
@@ -117,8 +112,6 @@ def score_workspace(ws: int, kind: str) -> None:
 @huey.task()
 def score_part(ws: int, run_id: str, part: int) -> None:
     """One part of a sharded full run."""
-    from intently.scoring.service import run_part
-
     result = run_part(engine(), ws, run_id, part)
     log.info("scoring part %s of run %s (workspace %s): %s", part, run_id, ws, result)
 
@@ -130,9 +123,6 @@ def _enqueue_part(ws: int, run_id: str, part: int) -> None:
 @huey.periodic_task(crontab(minute="17"))
 def sweep_idempotency_keys() -> int:
     """Every hour: forget the Idempotency-Key answers older than the time they are kept."""
-    from intently.gate.idempotency import sweep
-    from intently.kit.timefmt import now_us
-
     settings = get_settings()
     removed = sweep(engine(), now=now_us(), ttl_us=settings.idempotency_ttl_s * 1_000_000)
     if removed:

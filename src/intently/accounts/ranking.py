@@ -28,26 +28,23 @@ from sqlalchemy.engine import Connection, Engine
 
 from intently.accounts.tables import accounts as a
 from intently.activities.tables import activities
-from intently.kit.db import fetch_all, in_values, is_sqlite, param_marker, read_tx
+from intently.catalog import SCORE_COLUMNS
+from intently.kit.db import fetch_all, in_values, is_sqlite, json_value, param_marker, read_tx
 from intently.kit.errors import BadRequest
+from intently.kit.timefmt import US_PER_DAY
 from intently.segments.tables import segment_members as sm
 from intently.segments.tables import segments as seg
 from intently.signals.tables import signals
+from intently.stages.definition import active_definition
 from intently.stages.tables import journey_days as jd
 
 SMALL_SET = 20_000
 SEARCH_CANDIDATES = 2_000
 PAGE_SIZE = 50
 TREND_DAYS = 7
-US_PER_DAY = 86_400 * 1_000_000
 
 # The sub-score each intent source feeds (filter "accounts with intent from this source").
-SOURCE_COLUMNS = {
-    "website": a.c.rtp_website_intent_score,
-    "bombora": a.c.rtp_bombora_intent_score,
-    "g2": a.c.rtp_g2_intent_score,
-    "linkedin": a.c.rtp_advertising_activity_score,
-}
+SOURCE_COLUMNS = {source: a.c[column] for source, column in SCORE_COLUMNS.items()}
 NO_STAGE = "(none)"
 
 
@@ -282,8 +279,6 @@ def ranked_page(
 
 
 def _tags(value: Any) -> list[str]:
-    from intently.kit.db import json_value
-
     tags = json_value(value)
     return [str(t) for t in tags] if isinstance(tags, list) else []
 
@@ -348,8 +343,6 @@ def _segment_names(conn: Connection, ws: int, ids: list[str]) -> list[tuple[str,
 
 def filter_choices(engine: Engine, ws: int) -> dict[str, Any]:
     """What the filter bar offers: stages in order and the workspace's segments."""
-    from intently.stages.service import active_definition
-
     with read_tx(engine) as conn:
         _, definition = active_definition(conn, ws)
         segs = conn.execute(

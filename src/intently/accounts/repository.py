@@ -9,17 +9,16 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from intently.accounts.tables import accounts as a
+from intently.catalog import SCORE_COLUMNS
 from intently.kit.db import fetch_all, in_values, json_param, json_value, param_marker
 from intently.segments.tables import segment_members as sm
 
 # The fields both databases render the same way, as JSON object arguments.
-_PLAIN_FIELDS = """  'externalId', external_id, 'name', name, 'domain', domain, 'rtp_aid', id,
-  'rtp_account_score', rtp_account_score, 'rtp_journey_stage', rtp_journey_stage,
-  'rtp_website_intent_score', rtp_website_intent_score,
-  'rtp_bombora_intent_score', rtp_bombora_intent_score,
-  'rtp_g2_intent_score', rtp_g2_intent_score,
-  'rtp_advertising_activity_score', rtp_advertising_activity_score,
-"""
+_PLAIN_FIELDS = (
+    "  'externalId', external_id, 'name', name, 'domain', domain, 'rtp_aid', id,\n"
+    "  'rtp_account_score', rtp_account_score, 'rtp_journey_stage', rtp_journey_stage,\n"
+    + "".join(f"  '{c}', {c},\n" for c in SCORE_COLUMNS.values())
+)
 
 # An account item (E1) rendered by the database as JSON text, so a page of 100 costs the
 # server one fetch and no per-field Python. One bound parameter: the active custom field

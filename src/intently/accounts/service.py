@@ -9,28 +9,20 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from intently.accounts import repository as repo
+from intently.accounts.present import items_json
 from intently.accounts.schemas import AccountIn, AccountsPush, ExternalIdsPatch
+from intently.catalog import ALL_SCORES
+from intently.custom_fields import definition as cf_definition
 from intently.custom_fields import repository as cf_repo
-from intently.custom_fields import service as cf_service
-from intently.events.service import Event
-from intently.events.service import record as record_events
+from intently.events.repository import record as record_events
+from intently.events.schemas import Event
 from intently.kit.db import read_clock, read_tx, tick, write_tx
 from intently.kit.errors import BadRequest, NotFound
-from intently.kit.ids import is_id, new_id
+from intently.kit.ids import check_aid, new_id
 from intently.kit.pagination import Cursor, CursorCodec, page
 from intently.kit.timefmt import format_us, now_us
-from intently.segments import service as segments_service
-
-
-def items_json(rows: list[tuple[str, str]]) -> msgspec.Raw:
-    """A JSON array of the items the database rendered (repository.page)."""
-    return msgspec.Raw("[" + ",".join(item for _aid, item in rows) + "]")
-
-
-def check_aid(aid: str) -> None:
-    if not is_id(aid):
-        raise BadRequest("Invalid rtp_aid format")
-
+from intently.segments import definition as segments_definition
+from intently.segments import repository as segments_repo
 
 # ---- reading ---------------------------------------------------------------------------
 
@@ -101,7 +93,7 @@ class _Batch:
     def __init__(self, conn: Connection, ws: int, body: AccountsPush):
         self.ws = ws
         self.upsert = body.upsert
-        self.defs = cf_service.definitions(conn, ws)
+        self.defs = cf_definition.definitions(conn, ws)
         self.by_domain = repo.by_domains(conn, ws, (i.domain for i in body.accounts))
         self.ext_owner: dict[str, str] = {
             ext: domain
@@ -134,7 +126,7 @@ class _Batch:
                 result["reason"] = f"externalId '{ext}' already belongs to account '{owner}'"
                 return result
         if acc.customFields:
-            problem = cf_service.check_values(acc.customFields, self.defs)
+            problem = cf_definition.check_values(acc.customFields, self.defs)
             if problem:
                 result["reason"] = problem
                 return result
@@ -149,12 +141,8 @@ class _Batch:
                 "short_name": acc.shortName,
                 "linkedin_url": acc.linkedinUrl,
                 "tags": list(acc.tags or []),
-                "custom_fields": cf_service.merge({}, acc.customFields or {}),
-                "rtp_account_score": 0.0,
-                "rtp_website_intent_score": 0.0,
-                "rtp_bombora_intent_score": 0.0,
-                "rtp_g2_intent_score": 0.0,
-                "rtp_advertising_activity_score": 0.0,
+                "custom_fields": cf_definition.merge({}, acc.customFields or {}),
+                **dict.fromkeys(ALL_SCORES, 0.0),
                 "rtp_journey_stage": None,
                 "rtp_last_account_date": None,
                 "created_at": now_us(),
@@ -172,7 +160,7 @@ class _Batch:
                 if acc.linkedinUrl is not None
                 else cur["linkedin_url"],
                 "tags": list(acc.tags) if acc.tags is not None else cur["tags"],
-                "custom_fields": cf_service.merge(
+                "custom_fields": cf_definition.merge(
                     cur["custom_fields"] or {}, acc.customFields or {}
                 ),
             }
@@ -217,7 +205,7 @@ def _push(conn: Connection, ws: int, body: AccountsPush, *, per_item: bool) -> l
     clock = tick(conn, ws)
     segment = None
     if body.segmentId is not None:
-        segment = segments_service.require_open_static(conn, ws, body.segmentId)
+        segment = segments_definition.require_open_static(conn, ws, body.segmentId)
     batch = _Batch(conn, ws, body)
     results = [batch.apply(i, acc, clock) for i, acc in enumerate(body.accounts)]
     joined = [r["rtp_aid"] for r in results if r["status"] != "failed"]
@@ -226,7 +214,7 @@ def _push(conn: Connection, ws: int, body: AccountsPush, *, per_item: bool) -> l
         record_events(conn, ws, [created_event(row) for row in batch.inserts.values()], seq=clock)
         repo.update_many(conn, ws, list(batch.updates.values()), clock)
         if segment is not None:
-            segments_service.add_members(conn, ws, segment, joined, clock)
+            segments_repo.add_members(conn, ws, segment, joined, clock)
         return results
     for r in results:
         if r["status"] == "failed":
@@ -241,7 +229,7 @@ def _push(conn: Connection, ws: int, body: AccountsPush, *, per_item: bool) -> l
                 elif aid in batch.updates:
                     repo.update_many(conn, ws, [batch.updates.pop(aid)], clock)
                 if segment is not None:
-                    segments_service.add_members(conn, ws, segment, [aid], clock)
+                    segments_repo.add_members(conn, ws, segment, [aid], clock)
         except IntegrityError:
             r.update(
                 status="failed",
@@ -269,10 +257,10 @@ def update_custom_fields(
         )
         if found is None:
             raise NotFound(f"Account '{ident}' not found")
-        problem = cf_service.check_values(values, cf_service.definitions(conn, ws))
+        problem = cf_definition.check_values(values, cf_definition.definitions(conn, ws))
         if problem:
             raise BadRequest(problem)
-        merged = cf_service.merge(found["custom_fields"] or {}, values)
+        merged = cf_definition.merge(found["custom_fields"] or {}, values)
         if merged != (found["custom_fields"] or {}):
             repo.set_custom_fields(conn, ws, found["id"], merged, clock)
 

@@ -7,12 +7,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from intently.accounts.repository import existing_ids
-from intently.accounts.service import check_aid
 from intently.activities import repository as repo
 from intently.activities.schemas import ActivitiesPush, ContactIn
 from intently.kit.db import lock_workspace, read_tx, write_tx
 from intently.kit.errors import NotFound
-from intently.kit.ids import new_id
+from intently.kit.ids import check_aid, new_id
 from intently.kit.timefmt import format_ms, now_us, parse_iso8601
 
 PROCESSED_TYPES = ("call", "email")

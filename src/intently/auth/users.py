@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -16,17 +17,21 @@ from intently.auth import repository as repo
 from intently.auth.tables import users, web_sessions, workspaces
 from intently.kit.db import read_tx, write_tx
 from intently.kit.errors import BadRequest, Conflict, NotFound
-from intently.kit.timefmt import now_us
+from intently.kit.timefmt import US_PER_DAY, now_us
 
 ROLES = ("admin", "member")
 MIN_PASSWORD = 10
 SESSION_DAYS = 14
-_US_PER_DAY = 86_400 * 1_000_000
 
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so an unknown email costs the same time
-# as a wrong password and timing does not tell which emails exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so an unknown email costs the same time
+    as a wrong password and timing does not tell which emails exist. Made on first use: a
+    hash costs ~0.2 s, which every command and process start would otherwise pay."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +252,7 @@ def verify_login(engine: Engine, email: str, password: str) -> list[LoginMatch]:
             .order_by(workspaces.c.name)
         ).all()
     if not rows:
-        _verify(_DUMMY_HASH, password)
+        _verify(_dummy_hash(), password)
         return []
     return [LoginMatch(r[0], r[1], r[2]) for r in rows if _verify(r[3], password)]
 
@@ -283,7 +288,7 @@ def start_session(engine: Engine, workspace_id: int, user_id: str) -> str:
                 user_id=user_id,
                 csrf_token=secrets.token_urlsafe(32),
                 created_at=now,
-                expires_at=now + SESSION_DAYS * _US_PER_DAY,
+                expires_at=now + SESSION_DAYS * US_PER_DAY,
             )
         )
     return token

@@ -6,11 +6,12 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from intently.accounts.service import check_aid
+from intently.accounts.repository import existing_ids
 from intently.deals import repository as repo
 from intently.deals.schemas import DealsPush
 from intently.kit.db import lock_workspace, read_tx, write_tx
-from intently.kit.ids import new_id
+from intently.kit.errors import NotFound
+from intently.kit.ids import check_aid, new_id
 from intently.kit.timefmt import format_ms, now_us, parse_iso8601
 
 
@@ -97,9 +98,6 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def deals_of_account(engine: Engine, ws: int, aid: str) -> list[dict[str, Any]]:
-    from intently.accounts.repository import existing_ids
-    from intently.kit.errors import NotFound
-
     check_aid(aid)
     with read_tx(engine) as conn:
         if not existing_ids(conn, ws, [aid]):

@@ -1,10 +1,29 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
 from intently.kit.validation import Strict
+
+EVENT_TYPES = (
+    "account.created",
+    "segment.entered",
+    "segment.exited",
+    "stage.changed",
+    "score.threshold_crossed",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: str
+    account_id: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    data: dict[str, Any] | None = None
+
 
 ScoreName = Literal[
     "rtp_account_score",

@@ -12,6 +12,8 @@ import re
 import threading
 import time
 
+from intently.kit.errors import BadRequest
+
 _ID_RE = re.compile(r"[0-9a-f]{24}")
 _lock = threading.Lock()
 _last_ms = 0
@@ -39,3 +41,14 @@ def new_id() -> str:
 
 def is_id(value: str) -> bool:
     return bool(_ID_RE.fullmatch(value))
+
+
+def check_id(value: str, name: str) -> None:
+    """400 "Invalid <name> format" unless `value` is an id (Recotap's wording for a bad id)."""
+    if not is_id(value):
+        raise BadRequest(f"Invalid {name} format")
+
+
+def check_aid(aid: str) -> None:
+    """An account id (`rtp_aid`) as a path or body value: 400 unless well-formed."""
+    check_id(aid, "rtp_aid")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -27,8 +27,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+
+from intently.kit.jobs import make_huey
 
 log = logging.getLogger("intently.metrics")
 
@@ -77,17 +78,24 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 @lru_cache(maxsize=4)
 def _queue(database_url: str) -> Any:
-    from intently.kit.jobs import make_huey
-
     return make_huey(database_url)
+
+
+# Reads the scoring runs' figures: ([(kind, status, count)], {kind: (started, finished)} of
+# the newest finished run of each kind). Scoring's repository answers it; the kit knows no
+# domain, so the app passes it in.
+RunFigures = Callable[
+    [Connection], tuple[Sequence[tuple[str, str, int]], dict[str, tuple[int, int | None] | None]]
+]
 
 
 class DatabaseCollector(Collector):
     """Figures read from the database at scrape time, shared by every process."""
 
-    def __init__(self, engine: Engine, database_url: str) -> None:
+    def __init__(self, engine: Engine, database_url: str, run_figures: RunFigures) -> None:
         self.engine = engine
         self.database_url = database_url
+        self.run_figures = run_figures
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("intently_database_up", "Whether the database answered.")
@@ -103,8 +111,6 @@ class DatabaseCollector(Collector):
         yield from figures
 
     def _figures(self) -> Iterator[Metric]:
-        from intently.scoring.tables import scoring_runs as runs
-
         huey = _queue(self.database_url)
         queued = GaugeMetricFamily("intently_jobs_queued", "Jobs waiting in the queue.")
         queued.add_metric([], huey.pending_count())
@@ -131,20 +137,7 @@ class DatabaseCollector(Collector):
             labels=["kind"],
         )
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(runs.c.kind, runs.c.status, func.count()).group_by(
-                    runs.c.kind, runs.c.status
-                )
-            ).all()
-            kinds = sorted({r[0] for r in rows if r[1] == "done"})
-            last = {}
-            for kind in kinds:
-                last[kind] = conn.execute(
-                    select(runs.c.started_at, runs.c.finished_at)
-                    .where(runs.c.kind == kind, runs.c.status == "done")
-                    .order_by(runs.c.finished_at.desc())
-                    .limit(1)
-                ).first()
+            rows, last = self.run_figures(conn)
         for kind, status, n in rows:
             count.add_metric([kind, status], n)
         for kind, row in last.items():
@@ -157,7 +150,7 @@ class DatabaseCollector(Collector):
         yield finished
 
 
-def render(engine: Engine, database_url: str) -> tuple[bytes, str]:
+def render(engine: Engine, database_url: str, run_figures: RunFigures) -> tuple[bytes, str]:
     """The scrape's body and content type: this process's (or all server processes')
     counters, then the database figures."""
     if os.environ.get(MULTIPROC_ENV):
@@ -167,5 +160,5 @@ def render(engine: Engine, database_url: str) -> tuple[bytes, str]:
     else:
         body = generate_latest(REGISTRY)
     db = CollectorRegistry(auto_describe=False)
-    db.register(DatabaseCollector(engine, database_url))
+    db.register(DatabaseCollector(engine, database_url, run_figures))
     return body + generate_latest(db), CONTENT_TYPE_LATEST

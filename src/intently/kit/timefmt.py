@@ -5,6 +5,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+# Time units: every instant is integer microseconds; a day number is instant // US_PER_DAY.
+US_PER_MS = 1_000
+US_PER_SECOND = 1_000_000
+US_PER_MINUTE = 60 * US_PER_SECOND
+US_PER_HOUR = 60 * US_PER_MINUTE
+US_PER_DAY = 24 * US_PER_HOUR
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -5,11 +5,13 @@ from datetime import date
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from intently import pipeline
 from intently.auth.endpoints import CallerDep
 from intently.kit.errors import validation_error
 from intently.kit.pagination import parse_limit
 from intently.kit.validation import validate
 from intently.kit.web import LIMIT_DOC, JsonBody, State, body_doc, ok, query_doc, run_read
+from intently.scoring import explain as explanation
 from intently.scoring import service, whatif
 from intently.scoring.schemas import DryRunIn, ModelIn, RunIn
 
@@ -31,7 +33,7 @@ def router() -> APIRouter:
     def start_run(request: Request, st: State, caller: CallerDep, body: JsonBody) -> Response:
         """Score now: every account (`full`) or those touched since the last run."""
         full = validate(RunIn, body).full
-        summary = service.run_scoring(st.engine, caller.workspace_id, full=full)
+        summary = pipeline.run_scoring(st.engine, caller.workspace_id, full=full)
         return ok(request, summary.as_dict())
 
     @r.get("/scoring/runs", openapi_extra=query_doc(LIMIT_DOC))
@@ -45,9 +47,8 @@ def router() -> APIRouter:
     async def explain(request: Request, rtp_aid: str, st: State, caller: CallerDep) -> Response:
         """How the account's score comes about: per source and signal type, after decay and
         caps, with the weights; the numbers add up to the score."""
-        return ok(
-            request, await run_read(st, service.explain, st.engine, caller.workspace_id, rtp_aid)
-        )
+        ws = caller.workspace_id
+        return ok(request, await run_read(st, explanation.explain, st.engine, ws, rtp_aid))
 
     @r.post("/scoring/dry-run", openapi_extra=body_doc(DryRunIn))
     def dry_run(request: Request, st: State, caller: CallerDep, body: JsonBody) -> Response:

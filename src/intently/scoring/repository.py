@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
+from intently.catalog import ALL_SCORES
 from intently.kit.db import fetch_all, in_values, json_value, lock_workspace, param_marker
-from intently.scoring.schemas import ALL_SCORES
 from intently.scoring.tables import scoring_claims, scoring_models, scoring_parts, scoring_runs
 
 FACTORS = "scoring_factors"
@@ -617,3 +617,24 @@ def extend_claim(conn: Connection, ws: int, kind: str, until: int) -> None:
         .where(c.workspace_id == ws, c.kind == kind, c.held_until < until)
         .values(held_until=until)
     )
+
+
+def run_figures(
+    conn: Connection,
+) -> tuple[list[tuple[str, str, int]], dict[str, tuple[int, int | None] | None]]:
+    """For /metrics: runs per (kind, status), and (started, finished) of the newest finished
+    run of each kind."""
+    runs = scoring_runs
+    rows = conn.execute(
+        select(runs.c.kind, runs.c.status, func.count()).group_by(runs.c.kind, runs.c.status)
+    ).all()
+    last: dict[str, tuple[int, int | None] | None] = {}
+    for kind in sorted({r[0] for r in rows if r[1] == "done"}):
+        row = conn.execute(
+            select(runs.c.started_at, runs.c.finished_at)
+            .where(runs.c.kind == kind, runs.c.status == "done")
+            .order_by(runs.c.finished_at.desc())
+            .limit(1)
+        ).first()
+        last[kind] = None if row is None else (int(row[0]), row[1])
+    return [(str(r[0]), str(r[1]), int(r[2])) for r in rows], last

@@ -47,25 +47,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
+from intently.catalog import SIGNAL_TYPES
 from intently.kit.errors import ValidationFailed
 from intently.kit.validation import IntNumber, Strict, translate
 
-BUILTIN_TYPES: dict[str, tuple[str, ...]] = {
-    "website": ("page_view", "high_value_page_view", "form_submit"),
-    "bombora": ("surge",),
-    "g2": ("pricing", "comparison", "alternatives", "category", "profile", "sponsored", "other"),
-    "linkedin": ("ad_impression", "ad_click", "ad_engagement", "lead_form"),
-}
-
-# Which account column each built-in source's sub-score goes to.
-SCORE_COLUMNS: dict[str, str] = {
-    "website": "rtp_website_intent_score",
-    "bombora": "rtp_bombora_intent_score",
-    "g2": "rtp_g2_intent_score",
-    "linkedin": "rtp_advertising_activity_score",
-}
-ACCOUNT_SCORE = "rtp_account_score"
-ALL_SCORES = (ACCOUNT_SCORE, *SCORE_COLUMNS.values())
+BUILTIN_TYPES = SIGNAL_TYPES  # the built-in sources and the types a model may weigh
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 NonNegative = Annotated[float, Field(ge=0)]

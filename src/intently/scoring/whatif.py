@@ -23,15 +23,22 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from intently.catalog import ACCOUNT_SCORE, ALL_SCORES
 from intently.kit.db import read_tx
 from intently.kit.errors import BadRequest
-from intently.kit.timefmt import now_us
-from intently.rules import AccountFacts, Context, evaluate, load_facts, parse_rule
+from intently.kit.timefmt import US_PER_DAY, now_us
+from intently.rules import (
+    AccountFacts,
+    Context,
+    custom_field_types,
+    evaluate,
+    load_facts,
+    parse_rule,
+)
 from intently.scoring import repository as repo
 from intently.scoring import service
-from intently.scoring.schemas import ACCOUNT_SCORE, ALL_SCORES
-from intently.signals.service import US_PER_DAY
-from intently.stages import service as stages_service
+from intently.scoring.schemas import validate_model
+from intently.stages import definition as stages_definition
 from intently.stages.schemas import check_definition
 
 BATCH = 2000
@@ -110,10 +117,7 @@ def dry_run(engine: Engine, ws: int, body: Any) -> dict[str, Any]:
         raise BadRequest('Give a proposed model, a stage list, or both: {"model", "stages"}')
     with read_tx(engine) as conn:
         version, current_model = service.active_model(conn, ws)
-        stage_version, current_stages = stages_service.active_definition(conn, ws)
-    from intently.rules import custom_field_types
-    from intently.scoring.schemas import validate_model
-
+        stage_version, current_stages = stages_definition.active_definition(conn, ws)
     model = validate_model(body["model"]) if "model" in body else current_model
     with read_tx(engine) as conn:
         fields = custom_field_types(conn, ws)
@@ -123,7 +127,7 @@ def dry_run(engine: Engine, ws: int, body: Any) -> dict[str, Any]:
         else current_stages
     )
     now = now_us()
-    ctx = stages_service.context(definition, now)
+    ctx = stages_definition.context(definition, now)
     compiled = _stage_rules(definition)
     fallback = definition["stages"][-1]["name"]
     moves: Counter[tuple[str | None, str]] = Counter()
@@ -215,9 +219,9 @@ def backtest(engine: Engine, ws: int, *, as_of: date, horizon_days: int = 90) ->
         raise BadRequest(f"as-of date '{as_of.isoformat()}' must be in the past")
     with read_tx(engine) as conn:
         _, model = service.active_model(conn, ws)
-        stage_version, definition = stages_service.active_definition(conn, ws)
+        stage_version, definition = stages_definition.active_definition(conn, ws)
     # Windows end just before the cut-off: its own day is already "after".
-    ctx = stages_service.context(definition, cutoff - 1)
+    ctx = stages_definition.context(definition, cutoff - 1)
     compiled = _stage_rules(definition)
     fallback = definition["stages"][-1]["name"]
     scores: list[float] = []
@@ -294,14 +298,14 @@ def backfill_history(
     today = today if today is not None else now_us() // US_PER_DAY
     with read_tx(engine) as conn:
         _, model = service.active_model(conn, ws)
-        _, definition = stages_service.active_definition(conn, ws)
+        _, definition = stages_definition.active_definition(conn, ws)
     compiled = _stage_rules(definition)
     fallback = definition["stages"][-1]["name"]
     needs = _needs(definition, True)
     written = 0
     for day in range(today - days, today, every):
         cutoff = (day + 1) * US_PER_DAY  # the end of that day
-        ctx = stages_service.context(definition, cutoff - 1)
+        ctx = stages_definition.context(definition, cutoff - 1)
         for conn, ids, new in _scored_batches(engine, ws, model, day):
             with conn.begin():
                 facts = load_facts(conn, ws, ids, ctx, needs=needs)

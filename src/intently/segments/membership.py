@@ -27,13 +27,15 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from intently.accounts import repository as accounts_repo
-from intently.events.service import Event
-from intently.events.service import record as record_events
-from intently.kit.db import lock_workspace, read_tx, tick, write_tx
+from intently.events.repository import record as record_events
+from intently.kit.db import lock_workspace, make_engine, read_tx, tick, write_tx
 from intently.kit.errors import ValidationFailed
 from intently.kit.timefmt import now_us
 from intently.rules import Context, Rule, compile_rule, custom_field_types, parse_rule
+from intently.scoring.model import active_model, surge_params
 from intently.segments import repository as repo
+from intently.segments.repository import membership_events
+from intently.stages.definition import active_definition, context
 
 # Accounts written per transaction when a whole-workspace refresh applies what differs:
 # SQLite's one writer is never held long.
@@ -71,10 +73,6 @@ class Changes:
 def rule_context(conn: Connection, ws: int, as_of: int | None = None) -> Context:
     """The context rules are evaluated in: the stage list's deal-stage labels and the
     scoring model's surge windows, at `as_of` (now by default)."""
-    # Imported here: scoring and stages both reach segments through accounts.
-    from intently.scoring.service import active_model, surge_params
-    from intently.stages.service import active_definition, context
-
     _, definition = active_definition(conn, ws)
     _, model = active_model(conn, ws)
     return context(definition, as_of, surge=surge_params(model))
@@ -130,14 +128,6 @@ def apply(
         accounts_repo.touch(conn, ws, ins + outs, clock)
         record_events(conn, ws, membership_events(live.seg, ins, outs), seq=clock)
     return Changes(len(ins), len(outs)), clock
-
-
-def membership_events(seg: dict[str, Any], ins: list[str], outs: list[str]) -> list[Event]:
-    about = {"segment": {"segmentId": seg["id"], "name": seg["name"], "type": seg["type"]}}
-    member, outside = {"member": True}, {"member": False}  # shared: encoded once
-    return [Event("segment.entered", aid, outside, member, about) for aid in ins] + [
-        Event("segment.exited", aid, member, outside, about) for aid in outs
-    ]
 
 
 def refresh_accounts(
@@ -234,8 +224,6 @@ _child_engines: dict[str, Engine] = {}
 
 def _differ_in_child(url: str, ws: int, live: Live, ctx: Context) -> list[str]:
     """`_differ` in a worker process, on an engine of its own (kept for its next task)."""
-    from intently.kit.db import make_engine
-
     engine = _child_engines.get(url)
     if engine is None:
         engine = _child_engines[url] = make_engine(url, pool_size=1)

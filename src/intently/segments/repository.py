@@ -9,7 +9,11 @@ from sqlalchemy import and_, delete, exists, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from intently.accounts import repository as accounts_repo
 from intently.accounts.tables import accounts as a
+from intently.events.repository import record as record_events
+from intently.events.schemas import Event
+from intently.kit.timefmt import now_us
 from intently.segments.tables import segment_members as sm
 from intently.segments.tables import segments as sg
 
@@ -191,3 +195,26 @@ def all_with_counts(conn: Connection, ws: int) -> list[tuple[dict[str, Any], int
     )
     rows = conn.execute(select(sg).where(sg.c.workspace_id == ws).order_by(sg.c.id)).mappings()
     return [(dict(r), int(counts.get(r["id"], 0))) for r in rows]
+
+
+# ---- membership writes shared by the segment service, refreshes and account pushes ----------
+
+
+def membership_events(seg: dict[str, Any], ins: list[str], outs: list[str]) -> list[Event]:
+    about = {"segment": {"segmentId": seg["id"], "name": seg["name"], "type": seg["type"]}}
+    member, outside = {"member": True}, {"member": False}  # shared: encoded once
+    return [Event("segment.entered", aid, outside, member, about) for aid in ins] + [
+        Event("segment.exited", aid, member, outside, about) for aid in outs
+    ]
+
+
+def add_members(conn: Connection, ws: int, seg: dict[str, Any], ids: list[str], clock: int) -> int:
+    """Add accounts (rtp_aids) to a segment; returns how many were new members."""
+    unique = list(dict.fromkeys(ids))
+    already = members_among(conn, ws, seg["id"], unique)
+    new = [aid for aid in unique if aid not in already]
+    add(conn, ws, seg["id"], new, now_us())
+    if seg["status"] == "active":
+        accounts_repo.touch(conn, ws, new, clock)
+        record_events(conn, ws, membership_events(seg, new, []), seq=clock)
+    return len(new)

@@ -10,52 +10,19 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from intently.accounts import repository as accounts_repo
+from intently.accounts.present import items_json
 from intently.custom_fields import repository as cf_repo
-from intently.events.service import record as record_events
+from intently.events.repository import record as record_events
 from intently.kit.db import lock_workspace, read_clock, read_tx, tick, write_tx
 from intently.kit.errors import BadRequest, NotFound, validation_error
-from intently.kit.ids import is_id, new_id
+from intently.kit.ids import check_id, is_id, new_id
 from intently.kit.pagination import Cursor, CursorCodec, page
 from intently.kit.timefmt import format_us, now_us
 from intently.rules import compile_rule, custom_field_types, parse_rule
 from intently.segments import membership
 from intently.segments import repository as repo
+from intently.segments.definition import _require_open
 from intently.segments.schemas import MembersChange, PreviewIn, SegmentIn, SegmentPatch
-
-
-def _check_id(sid: str) -> None:
-    if not is_id(sid):
-        raise BadRequest("Invalid segmentId format")
-
-
-def require_open_static(conn: Connection, ws: int, sid: str) -> dict[str, Any]:
-    """The segment, if it can take new members (E2's segmentId rules); else 400."""
-    seg = repo.get(conn, ws, sid) if is_id(sid) else None
-    if seg is None:
-        raise BadRequest(f"Segment '{sid}' not found")
-    if seg["type"] != "static":
-        raise BadRequest(f"Segment '{sid}' is not a static segment")
-    _require_open(seg)
-    return seg
-
-
-def _require_open(seg: dict[str, Any]) -> None:
-    if seg["status"] not in ("active", "draft"):
-        raise BadRequest(
-            f"Segment '{seg['id']}' is not active or draft and cannot accept new members"
-        )
-
-
-def add_members(conn: Connection, ws: int, seg: dict[str, Any], ids: list[str], clock: int) -> int:
-    """Add accounts (rtp_aids) to a segment; returns how many were new members."""
-    unique = list(dict.fromkeys(ids))
-    already = repo.members_among(conn, ws, seg["id"], unique)
-    new = [aid for aid in unique if aid not in already]
-    repo.add(conn, ws, seg["id"], new, now_us())
-    if seg["status"] == "active":
-        accounts_repo.touch(conn, ws, new, clock)
-        record_events(conn, ws, membership.membership_events(seg, new, []), seq=clock)
-    return len(new)
 
 
 def public(seg: dict[str, Any], count: int) -> dict[str, Any]:
@@ -108,7 +75,7 @@ def create(engine: Engine, ws: int, body: SegmentIn) -> dict[str, Any]:
 
 
 def get(engine: Engine, ws: int, sid: str) -> dict[str, Any]:
-    _check_id(sid)
+    check_id(sid, "segmentId")
     with read_tx(engine) as conn:
         seg = repo.get(conn, ws, sid)
         if seg is None:
@@ -120,7 +87,7 @@ def patch(engine: Engine, ws: int, sid: str, body: SegmentPatch) -> dict[str, An
     """Rename, change status or (dynamic) change the rule. Moving into or out of active
     enters or exits every member; a new rule or a return from the archive recomputes a
     dynamic segment's membership before this returns."""
-    _check_id(sid)
+    check_id(sid, "segmentId")
     with write_tx(engine) as conn:
         lock_workspace(conn, ws)
         seg = repo.get(conn, ws, sid)
@@ -154,7 +121,7 @@ def patch(engine: Engine, ws: int, sid: str, body: SegmentPatch) -> dict[str, An
                 elif was_active != now_active:
                     members = repo.member_ids(conn, ws, sid)
                     ins, outs = (members, []) if now_active else ([], members)
-                    record_events(conn, ws, membership.membership_events(seg, ins, outs), seq=clock)
+                    record_events(conn, ws, repo.membership_events(seg, ins, outs), seq=clock)
             if seg["type"] == "dynamic":
                 if seg["status"] == "archived":
                     repo.clear(conn, ws, sid)  # archived segments keep no live membership
@@ -167,8 +134,6 @@ def patch(engine: Engine, ws: int, sid: str, body: SegmentPatch) -> dict[str, An
 
 def preview(engine: Engine, ws: int, body: PreviewIn) -> dict[str, Any]:
     """What a rule would match now, before it is saved: the count and the first accounts."""
-    from intently.accounts import service as accounts_service
-
     with read_tx(engine) as conn:
         rule = parse_rule(body.rules, path="rules", custom_fields=custom_field_types(conn, ws))
         ctx = membership.rule_context(conn, ws)
@@ -189,7 +154,7 @@ def preview(engine: Engine, ws: int, body: PreviewIn) -> dict[str, Any]:
         )
     return {
         "count": count,
-        "sample": accounts_service.items_json(rows[: len(sample_ids)]),
+        "sample": items_json(rows[: len(sample_ids)]),
     }
 
 
@@ -281,7 +246,7 @@ def require_static_open(conn: Connection, ws: int, sid: str) -> dict[str, Any]:
 
 
 def _static_segment(conn: Connection, ws: int, sid: str) -> dict[str, Any]:
-    _check_id(sid)
+    check_id(sid, "segmentId")
     seg = repo.get(conn, ws, sid)
     if seg is None:
         raise NotFound(f"Segment '{sid}' not found")
@@ -296,7 +261,7 @@ def add_accounts(engine: Engine, ws: int, sid: str, body: MembersChange) -> dict
         seg = _static_segment(conn, ws, sid)
         _require_open(seg)
         found, missing = _resolve(conn, ws, body)
-        added = add_members(conn, ws, seg, found, clock)
+        added = repo.add_members(conn, ws, seg, found, clock)
     return {"added": added, "alreadyMembers": len(found) - added, "notFound": missing}
 
 
@@ -311,16 +276,14 @@ def remove_accounts(engine: Engine, ws: int, sid: str, body: MembersChange) -> d
         if seg["status"] == "active" and gone:
             clock = tick(conn, ws)
             accounts_repo.touch(conn, ws, gone, clock)
-            record_events(conn, ws, membership.membership_events(seg, [], gone), seq=clock)
+            record_events(conn, ws, repo.membership_events(seg, [], gone), seq=clock)
     return {"removed": len(gone), "notMembers": len(found) - len(gone), "notFound": missing}
 
 
 def members_page(
     engine: Engine, codec: CursorCodec, ws: int, sid: str, *, limit: int, cursor: str | None
 ) -> dict[str, Any]:
-    from intently.accounts import service as accounts_service
-
-    _check_id(sid)
+    check_id(sid, "segmentId")
     with read_tx(engine) as conn:
         if repo.get(conn, ws, sid) is None:
             raise NotFound(f"Segment '{sid}' not found")
@@ -334,7 +297,7 @@ def members_page(
         )
     more = len(rows) > limit
     rows = rows[:limit]
-    data = accounts_service.items_json(rows)
+    data = items_json(rows)
     next_cursor = (
         codec.encode(Cursor("segment-members:" + sid, ws, rows[-1][0], sync_us)) if more else None
     )

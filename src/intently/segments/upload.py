@@ -22,6 +22,7 @@ from intently.accounts import repository as accounts_repo
 from intently.kit.db import read_tx, tick, write_tx
 from intently.kit.domains import InvalidDomain, normalise_domain
 from intently.kit.errors import BadRequest
+from intently.segments import repository as repo
 from intently.segments import service
 
 DOMAIN_HEADERS = ("domain", "website", "url", "companydomain", "accountdomain")
@@ -91,7 +92,7 @@ def add_from_csv(
             clock = tick(conn, ws)
             current = service.require_static_open(conn, ws, sid)
             found = accounts_repo.ids_by_domains(conn, ws, wanted)
-            added = service.add_members(conn, ws, current, list(found.values()), clock)
+            added = repo.add_members(conn, ws, current, list(found.values()), clock)
         report["matched"] += len(found)
         report["added"] += added
         report["alreadyMembers"] += len(found) - added

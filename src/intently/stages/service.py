@@ -12,95 +12,18 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from intently.accounts.service import check_aid
-from intently.accounts.tables import accounts as a
-from intently.events.service import Event
-from intently.events.service import record as record_events
-from intently.kit.db import json_param, param_marker, read_tx, tick, write_tx
+from intently.events.repository import record as record_events
+from intently.events.schemas import Event
+from intently.kit.db import json_param, read_tx, tick, write_tx
 from intently.kit.errors import NotFound
-from intently.kit.ids import new_id
-from intently.kit.timefmt import format_ms, now_us
-from intently.rules import (
-    Context,
-    DealStageMap,
-    SurgeParams,
-    custom_field_types,
-    load_facts,
-    matching_ids,
-    parse_rule,
-)
-from intently.rules import evaluate as memory_evaluate
-from intently.signals.service import US_PER_DAY
-from intently.stages.schemas import check_definition, default_definition
-from intently.stages.tables import journey_days, stage_changes, stage_sets
-
-
-def active_definition(conn: Connection, ws: int) -> tuple[int, dict[str, Any]]:
-    """(version, definition); version 0 is the built-in default, never saved."""
-    row = conn.execute(
-        select(stage_sets.c.version, stage_sets.c.definition)
-        .where(stage_sets.c.workspace_id == ws)
-        .order_by(stage_sets.c.version.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return 0, default_definition()
-    return int(row[0]), dict(row[1])
-
-
-def context(definition: dict[str, Any], as_of: int | None = None, **extra: Any) -> Context:
-    """The rule context for this stage list: its deal-stage labels, evaluated at `as_of`."""
-    deal_stages = definition["dealStages"]
-    return Context(
-        as_of=now_us() if as_of is None else as_of,
-        deal_stages=DealStageMap(won=tuple(deal_stages["won"]), lost=tuple(deal_stages["lost"])),
-        **extra,
-    )
-
-
-def evaluate(
-    conn: Connection,
-    ws: int,
-    account_ids: Collection[str],
-    definition: dict[str, Any],
-    ctx: Context,
-) -> dict[str, tuple[str, dict[str, Any] | None]]:
-    """account id -> (stage name, the rule that placed it; None for the fallback).
-
-    SQLite answers best with one query per stage over the batch; PostgreSQL plans those
-    correlated subqueries poorly (a 1,000,000-account run spent 380 s in them), so there
-    the batch's facts are loaded in a few queries and the rules evaluated in memory. The
-    two agree: tests/rules/test_equivalence.py.
-    """
-    stages = definition["stages"]
-    rules = [(st["name"], st["rule"], parse_rule(st["rule"])) for st in stages[:-1]]
-    fallback = stages[-1]["name"]
-    placed: dict[str, tuple[str, dict[str, Any] | None]] = {}
-    if conn.dialect.name == "postgresql":
-        needs = parse_rule({"all": [doc for _, doc, _ in rules]}) if rules else None
-        facts = load_facts(conn, ws, list(account_ids), ctx, needs=needs)
-        for aid in account_ids:
-            f = facts.get(aid)
-            hit = next(
-                ((name, doc) for name, doc, rule in rules if f and memory_evaluate(rule, f, ctx)),
-                None,
-            )
-            placed[aid] = hit if hit is not None else (fallback, None)
-        return placed
-    remaining = set(account_ids)
-    for name, doc, rule in rules:
-        if not remaining:
-            break
-        hits = matching_ids(conn, ws, rule, ctx, account_ids=remaining)
-        for aid in hits & remaining:
-            placed[aid] = (name, doc)
-        remaining -= hits
-    for aid in remaining:
-        placed[aid] = (fallback, None)
-    return placed
+from intently.kit.ids import check_aid, new_id
+from intently.kit.timefmt import US_PER_DAY, US_PER_SECOND, format_ms, now_us
+from intently.rules import SurgeParams, custom_field_types
+from intently.stages import repository as repo
+from intently.stages.definition import active_definition, context, evaluate
+from intently.stages.schemas import check_definition
 
 
 def apply_stages(
@@ -127,27 +50,13 @@ def apply_stages(
     ctx = context(definition, as_of, **({"surge": surge} if surge is not None else {}))
     placed = evaluate(conn, ws, account_ids, definition, ctx)
     if current is None:
-        current = dict(
-            conn.execute(
-                select(a.c.id, a.c.rtp_journey_stage).where(
-                    a.c.workspace_id == ws, a.c.id.in_(list(placed))
-                )
-            ).all()
-        )
+        current = repo.current_stages(conn, ws, list(placed))
     changed = [aid for aid, (stage, _) in placed.items() if current.get(aid, "") != stage]
     if not changed:
         return []
     stamp = clock if clock is not None else tick(conn, ws)
     now = now_us()
-    m = param_marker(conn)
-    # Plain tuples to the driver: a full run writes every account of the workspace here.
-    # rtp_last_account_date takes the clock value, as scoring writes it: changed_at ==
-    # rtp_last_account_date tells an incremental run that scoring made the last change.
-    conn.exec_driver_sql(
-        f"UPDATE accounts SET rtp_journey_stage = {m}, rtp_last_account_date = {m}, "
-        f"changed_at = {m} WHERE workspace_id = {m} AND id = {m}",
-        [(placed[aid][0], stamp, stamp, ws, aid) for aid in changed],
-    )
+    repo.write_stages(conn, ws, [(aid, placed[aid][0]) for aid in changed], stamp)
     rules: dict[str, str | None] = {
         st["name"]: json_param(st["rule"]) if "rule" in st else None for st in definition["stages"]
     }
@@ -168,9 +77,8 @@ def apply_stages(
         ],
         seq=stamp,
     )
-    conn.exec_driver_sql(
-        "INSERT INTO stage_changes (workspace_id, id, account_id, changed_at, from_stage, "
-        f"to_stage, rule, stage_set_version, cause) VALUES ({', '.join([m] * 9)})",
+    repo.insert_changes(
+        conn,
         [
             (
                 ws,
@@ -193,37 +101,17 @@ def record_days(conn: Connection, ws: int, account_ids: list[str]) -> None:
     """Note today's score and stage of these accounts (one row per account and day)."""
     if not account_ids:
         return
-    day = now_us() // US_PER_DAY
-    rows = conn.execute(
-        select(a.c.id, a.c.rtp_account_score, a.c.rtp_journey_stage).where(
-            a.c.workspace_id == ws, a.c.id.in_(account_ids)
-        )
-    ).all()
-    m = param_marker(conn)
-    conn.exec_driver_sql(
-        "INSERT INTO journey_days (workspace_id, account_id, day, score, stage) "
-        f"VALUES ({m}, {m}, {m}, {m}, {m}) ON CONFLICT (workspace_id, account_id, day) "
-        "DO UPDATE SET score = excluded.score, stage = excluded.stage",
-        [(ws, r[0], day, float(r[1]), r[2]) for r in rows],
-    )
+    repo.note_days(conn, ws, account_ids, now_us() // US_PER_DAY)
 
 
 def history_of(engine: Engine, ws: int, aid: str, days: int = 365) -> dict[str, Any]:
     """Daily score and stage (days the account changed) and every stage change."""
     check_aid(aid)
-    jd = journey_days.c
     since = now_us() // US_PER_DAY - days
     with read_tx(engine) as conn:
-        if (
-            conn.execute(select(a.c.id).where(a.c.workspace_id == ws, a.c.id == aid)).first()
-            is None
-        ):
+        if not repo.account_exists(conn, ws, aid):
             raise NotFound(f"Account '{aid}' not found")
-        rows = conn.execute(
-            select(jd.day, jd.score, jd.stage)
-            .where(jd.workspace_id == ws, jd.account_id == aid, jd.day >= since)
-            .order_by(jd.day)
-        ).all()
+        rows = repo.days_of(conn, ws, aid, since)
     return {
         "days": [
             {"date": format_day(int(r[0])), "score": float(r[1]), "stage": r[2]} for r in rows
@@ -233,7 +121,7 @@ def history_of(engine: Engine, ws: int, aid: str, days: int = 365) -> dict[str, 
 
 
 def format_day(day: int) -> str:
-    return datetime.fromtimestamp(day * 86_400, tz=UTC).date().isoformat()
+    return datetime.fromtimestamp(day * US_PER_DAY / US_PER_SECOND, tz=UTC).date().isoformat()
 
 
 # ---- the API --------------------------------------------------------------------------------
@@ -252,50 +140,17 @@ def put_stages(engine: Engine, ws: int, doc: Any) -> dict[str, Any]:
     definition = check_definition(doc, custom_fields=fields)
     with write_tx(engine) as conn:
         version, _ = active_definition(conn, ws)
-        conn.execute(
-            insert(stage_sets),
-            {
-                "workspace_id": ws,
-                "version": version + 1,
-                "definition": definition,
-                "created_at": now_us(),
-            },
-        )
+        repo.insert_stage_set(conn, ws, version + 1, definition, now_us())
     return {"version": version + 1, **definition}
-
-
-def last_change(conn: Connection, ws: int, aid: str) -> dict[str, Any] | None:
-    """The account's newest stage change (its rule is what placed it), or None."""
-    sc = stage_changes.c
-    r = (
-        conn.execute(
-            select(stage_changes)
-            .where(sc.workspace_id == ws, sc.account_id == aid)
-            .order_by(sc.changed_at.desc(), sc.id.desc())
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )
-    if r is None:
-        return None
-    return {"to": r["to_stage"], "rule": r["rule"], "changedAt": format_ms(r["changed_at"])}
 
 
 def stage_changes_of(engine: Engine, ws: int, aid: str, limit: int = 1000) -> list[dict[str, Any]]:
     """An account's stage changes, newest first."""
     check_aid(aid)
-    sc = stage_changes.c
     with read_tx(engine) as conn:
-        exists = conn.execute(select(a.c.id).where(a.c.workspace_id == ws, a.c.id == aid)).first()
-        if exists is None:
+        if not repo.account_exists(conn, ws, aid):
             raise NotFound(f"Account '{aid}' not found")
-        rows = conn.execute(
-            select(stage_changes)
-            .where(sc.workspace_id == ws, sc.account_id == aid)
-            .order_by(sc.changed_at.desc(), sc.id.desc())
-            .limit(limit)
-        ).mappings()
+        rows = repo.changes_of(conn, ws, aid, limit)
         return [
             {
                 "changedAt": format_ms(r["changed_at"]),
@@ -314,10 +169,8 @@ def journey_summary(
 ) -> tuple[int, dict[str, Any], dict[str | None, int], list[tuple[str | None, str, int, int]]]:
     """(stage list version, stage list, accounts per stage now, stage moves since
     `since_us` with those since `recent_us`), read in one transaction: the journey page."""
-    from intently.stages import repository as stages_repo
-
     with read_tx(engine) as conn:
         version, definition = active_definition(conn, ws)
-        counts = stages_repo.stage_counts(conn, ws)
-        moves = stages_repo.stage_moves(conn, ws, since_us, recent_us)
+        counts = repo.stage_counts(conn, ws)
+        moves = repo.stage_moves(conn, ws, since_us, recent_us)
     return version, definition, counts, moves

@@ -21,7 +21,7 @@ import httpx
 import msgspec
 from sqlalchemy.engine import Connection, Engine
 
-from intently.events.service import public as event_public
+from intently.events.present import public as event_public
 from intently.kit.db import read_tx, write_tx
 from intently.kit.ids import new_id
 from intently.kit.timefmt import format_ms, now_us

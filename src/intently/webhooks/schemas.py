@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
 
-from intently.events.service import EVENT_TYPES
+from intently.events.schemas import EVENT_TYPES
 from intently.kit.validation import Strict
 
 WebhookStatus = Literal["active", "disabled"]
