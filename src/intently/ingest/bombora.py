@@ -33,14 +33,23 @@ import httpx
 import msgspec
 from sqlalchemy.engine import Engine
 
-from intently.ingest.connections import get_connection, save_state
+from intently.ingest.connector import (
+    Checkpoints,
+    ConnectorError,
+    VendorApi,
+    http_client,
+    read_connection,
+    record_refusal,
+    run_pull,
+)
 from intently.ingest.files import CsvInput, FileFormatError
 from intently.ingest.http import GaveUp, Retryable, RetryPolicy, retry_after_seconds
 from intently.kit.domains import try_normalise_domain
-from intently.kit.errors import BadRequest, IntentlyError
+from intently.kit.errors import BadRequest
+from intently.kit.timefmt import US_PER_DAY, now_us
 from intently.settings import Settings
 from intently.signals.schemas import default_settings
-from intently.signals.service import IngestRun, RunReport, SignalIn, ingest_run, read_source_config
+from intently.signals.store import IngestRun, RunReport, SignalIn, ingest_run, read_source_config
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +77,6 @@ BATCH = 10_000
 # Distinct domain cells remembered; ADAT files repeat each domain for every topic.
 DOMAIN_CACHE = 250_000
 _EPOCH = date(1970, 1, 1)
-_US_PER_DAY = 86_400_000_000
 _INVALID = "!"  # a cached domain cell that is not a domain (no domain is "!")
 _BAD_WEEK = ("", -1)
 
@@ -97,7 +105,7 @@ def parse_week(text: str) -> date:
 
 
 def _week_key(monday: date) -> tuple[str, int]:
-    return monday.isoformat(), (monday - _EPOCH).days * _US_PER_DAY
+    return monday.isoformat(), (monday - _EPOCH).days * US_PER_DAY
 
 
 def _import_rows(
@@ -277,14 +285,12 @@ POLL_SECONDS = 30.0
 MAX_WAIT_SECONDS = 3600.0
 # A report created by an earlier pull that gave up is polled again rather than created
 # anew (it counts against the account's report quota) while it is younger than this.
-PENDING_MAX_AGE_US = 24 * 3600 * 1_000_000
+PENDING_MAX_AGE_US = US_PER_DAY
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 
-class PullError(IntentlyError):
+class PullError(ConnectorError):
     """The pull gave up: Bombora refused, kept failing, or never finished the report."""
-
-    status = 502
 
 
 class RateLimiter:
@@ -314,13 +320,15 @@ class RateLimiter:
         sent.append(now)
 
 
-class BomboraApi:
+class BomboraApi(VendorApi):
     """Bombora's report API over one httpx client: Basic auth, the rate limit, retries.
 
     Transport errors (connection, timeout), 429 and 5xx are retried up to `max_tries`
     with exponential backoff and jitter (429 waits its Retry-After). Credentials travel
     only in the Authorization header and never appear in an error or a log line.
     """
+
+    error = PullError
 
     def __init__(
         self,
@@ -334,21 +342,14 @@ class BomboraApi:
         max_tries: int = MAX_TRIES,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self.client = client
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        # No max_retry_after: a 429's wait is checked against MAX_RETRY_AFTER in send().
+        retries = RetryPolicy(max_tries, BACKOFF_BASE, BACKOFF_CAP, jitter=jitter)
+        super().__init__(client, retries, sleep, (token, username, password))
         self.base_url = base_url.rstrip("/")
         self._auth = httpx.BasicAuth(username, password)
-        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        # Longest first, so that no secret is left half-replaced inside another.
-        self._secrets = sorted({s for s in (token, username, password) if s}, key=len)[::-1]
-        self.sleep, self.clock, self.max_tries = sleep, clock, max_tries
-        # No max_retry_after: a 429's wait is checked against MAX_RETRY_AFTER in send().
-        self.retries = RetryPolicy(max_tries, BACKOFF_BASE, BACKOFF_CAP, jitter=jitter)
+        self.clock = clock
         self.limiter = RateLimiter(REQUESTS_PER_MINUTE, 60.0, clock=clock, sleep=sleep)
-
-    def redact(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return text
 
     def send(
         self,
@@ -361,6 +362,7 @@ class BomboraApi:
     ) -> tuple[httpx.Response, bytes | None]:
         """One call with its retries; a non-JSON success body is streamed to `sink` (None)."""
         what = f"{method} {path}"
+        tries = self.retries.max_tries
 
         def once() -> tuple[httpx.Response, bytes | None]:
             self.limiter.acquire()
@@ -388,8 +390,8 @@ class BomboraApi:
                             "check the bombora connection's username and password"
                         )
                     elif code >= 400:
-                        # Redacted before it is cut short, so no secret survives in part.
-                        body = self.redact(resp.read()[:4096].decode("utf-8", "replace"))[:300]
+                        # Scrubbed before it is cut short, so no secret survives in part.
+                        body = self.scrub(resp.read()[:4096].decode("utf-8", "replace"))[:300]
                         raise PullError(f"Bombora answered HTTP {code} to {what}: {body}")
                     else:
                         ctype = resp.headers.get("content-type", "")
@@ -405,13 +407,13 @@ class BomboraApi:
         def retrying(attempt: int, problem: str, delay: float) -> None:
             log.info(
                 "bombora: %s failed (%s), retry %d of %d in %.1f s",
-                what, problem, attempt, self.max_tries - 1, delay,
+                what, problem, attempt, tries - 1, delay,
             )  # fmt: skip
 
-        try:
-            return self.retries.call(once, self.sleep, retrying)
-        except GaveUp as exc:
-            raise PullError(f"{what} failed {self.max_tries} times; last: {exc.problem}") from None
+        def gave_up(exc: GaveUp) -> str:
+            return f"{what} failed {tries} times; last: {exc.problem}"
+
+        return self.call(once, gave_up, retrying)
 
     def json(self, method: str, path: str, **kw: Any) -> Any:
         resp, body = self.send(method, path, **kw)
@@ -505,11 +507,9 @@ def pull(
     pull that gives up returns a failed report, records the error on the connection and
     keeps the pending report id, so the next pull polls it instead of creating another.
     """
-    connection = get_connection(engine, ws, SOURCE, key=settings.credentials_key)
-    creds = connection["credentials"]
-    username, password = str(creds.get("username") or ""), str(creds.get("password") or "")
-    config = connection["config"] or {}
-    state = dict(connection["state"] or {})
+    connection = read_connection(engine, ws, SOURCE, settings)
+    username, password = connection.credential("username"), connection.credential("password")
+    config = connection.config
     base_url = str(config.get("base_url") or DEFAULT_BASE_URL)
     problem = None
     if not username or not password:
@@ -524,22 +524,23 @@ def pull(
         max_wait = float(config.get("max_wait_seconds", MAX_WAIT_SECONDS))
     except (TypeError, ValueError):
         problem = "the bombora connection's poll_seconds and max_wait_seconds must be numbers"
-    if problem:
-        save_state(engine, ws, SOURCE, state=None, status="failed", error=problem)
-        raise BadRequest(problem)
+    with record_refusal(engine, ws, SOURCE):
+        if problem:
+            raise BadRequest(problem)
     cfg = read_source_config(engine, ws, SOURCE, default_settings(SOURCE))
     monday = monday_of(week or datetime.now(UTC).date())
     week_iso = monday.isoformat()
+    state = dict(connection.state)
 
-    own_client = client is None
-    http = client or httpx.Client(timeout=TIMEOUT)
-    api = BomboraApi(http, base_url, username, password, sleep=sleep, clock=clock, jitter=jitter)
-    run: IngestRun | None = None
-    try:
-        with ingest_run(engine, ws, SOURCE, "pull", f"week {week_iso}") as run:
+    with http_client(client, TIMEOUT) as http:
+        api = BomboraApi(
+            http, base_url, username, password, sleep=sleep, clock=clock, jitter=jitter
+        )
+
+        def read(run: IngestRun) -> Checkpoints:
             asked = {"topics": [str(t) for t in cfg["topics"]], "threshold": cfg["surgeThreshold"]}
             pending = state.get("pending") or {}
-            age = time.time_ns() // 1000 - int(pending.get("createdAt", 0))
+            age = now_us() - int(pending.get("createdAt", 0))
             if (
                 pending.get("reportId")
                 and pending.get("week") == week_iso
@@ -554,9 +555,9 @@ def pull(
                     "reportId": report_id,
                     "week": week_iso,
                     "asked": asked,
-                    "createdAt": time.time_ns() // 1000,
+                    "createdAt": now_us(),
                 }
-                save_state(engine, ws, SOURCE, state=state, status="running")
+                yield state  # kept before the wait: a pull that gives up leaves it to the next
             run.report.label = f"report {report_id} week {week_iso}"
             with tempfile.TemporaryDirectory(prefix="intently-bombora-") as tmp:
                 sink = Path(tmp) / "report.csv"  # not named by the vendor's id: no paths
@@ -566,16 +567,11 @@ def pull(
                 with CsvInput(sink, what="Bombora Company Surge report") as inp:
                     cols = inp.columns(REQUIRED, OPTIONAL)
                     _import_rows(run, inp, cols, monday, cfg)
-    except (PullError, FileFormatError) as exc:
-        if run is None:
-            raise
-        message = api.redact(exc.custom_message)
-        save_state(engine, ws, SOURCE, state=None, status="failed", error=message)
-        return run.report
-    finally:
-        if own_client:
-            http.close()
-    state.pop("pending", None)
-    state |= {"week": week_iso, "reportId": report_id}
-    save_state(engine, ws, SOURCE, state=state, status="done")
-    return run.report
+            state.pop("pending", None)
+            state.update(week=week_iso, reportId=report_id)
+            yield state
+
+        # A failed report names the error's class (`PullError: ...`), as Bombora's always has.
+        return run_pull(
+            engine, ws, SOURCE, f"week {week_iso}", read, scrub=api.scrub, name_errors=True
+        )

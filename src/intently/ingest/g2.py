@@ -27,15 +27,23 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 from sqlalchemy.engine import Engine
 
-from intently.ingest.connections import get_connection, save_state
+from intently.ingest.connector import (
+    Checkpoints,
+    ConnectorError,
+    VendorApi,
+    http_client,
+    read_connection,
+    run_pull,
+    windows,
+)
 from intently.ingest.files import CsvInput
 from intently.ingest.http import GaveUp, Retryable, RetryPolicy, retry_after_seconds
 from intently.kit.domains import try_normalise_domain
-from intently.kit.errors import BadRequest, IntentlyError
-from intently.kit.timefmt import parse_iso8601
+from intently.kit.errors import BadRequest
+from intently.kit.timefmt import US_PER_DAY, US_PER_HOUR, US_PER_SECOND, parse_iso8601
 from intently.settings import Settings
 from intently.signals.schemas import default_settings
-from intently.signals.service import (
+from intently.signals.store import (
     IngestRun,
     RunReport,
     SignalIn,
@@ -48,8 +56,6 @@ SOURCE = "g2"
 DEFAULT_BASE_URL = "https://data.g2.com"
 EVENTS_PATH = "/api/v1/ahoy/remote-event-streams"
 JSONAPI = "application/vnd.api+json"
-US_PER_SECOND = 1_000_000
-US_PER_HOUR = 3600 * US_PER_SECOND
 
 # ---- tags and topics -------------------------------------------------------------------------
 
@@ -238,10 +244,8 @@ def import_file(
 # ---- the event stream API ---------------------------------------------------------------------
 
 
-class G2Error(IntentlyError):
+class G2Error(ConnectorError):
     """G2 could not be read (refused, kept failing, or answered something unusable)."""
-
-    status = 502
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,8 +301,10 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
-class G2Api:
+class G2Api(VendorApi):
     """G2's JSON:API over one HTTP client, with bounded retries and the token kept to G2."""
+
+    error = G2Error
 
     def __init__(
         self,
@@ -307,26 +313,22 @@ class G2Api:
         token: str,
         sleep: Callable[[float], None],
     ) -> None:
-        self.http, self.cfg, self.sleep = http, cfg, sleep
-        self._token = token
-        self._headers = {
-            "Authorization": f"Token token={token}",
-            "Accept": JSONAPI,
-            "Content-Type": JSONAPI,
-        }
-        self._companies: dict[str, dict[str, Any] | None] = {}
         # A Retry-After beyond max_retry_after is waited only that long, not given up on.
-        self.retries = RetryPolicy(
+        retries = RetryPolicy(
             cfg.max_tries,
             cfg.backoff_base,
             cfg.backoff_max,
             max_retry_after=cfg.max_retry_after,
             clamp_retry_after=True,
         )
-
-    def scrub(self, text: str) -> str:
-        """A message with the token blanked out, in case a server or library echoed it."""
-        return text.replace(self._token, "[token]") if self._token else text
+        super().__init__(http, retries, sleep, (token,), mask="[token]")
+        self.cfg = cfg
+        self._headers = {
+            "Authorization": f"Token token={token}",
+            "Accept": JSONAPI,
+            "Content-Type": JSONAPI,
+        }
+        self._companies: dict[str, dict[str, Any] | None] = {}
 
     def _url(self, link: str) -> str:
         url = urljoin(self.cfg.base_url + "/", link)
@@ -350,7 +352,7 @@ class G2Api:
 
         def once() -> dict[str, Any] | None:
             try:
-                response = self.http.get(url, params=params, headers=self._headers)
+                response = self.client.get(url, params=params, headers=self._headers)
             except httpx.TransportError as exc:  # refused, reset, timed out
                 name = type(exc).__name__
                 raise Retryable(f"{name}: {exc}" if str(exc) else name) from None
@@ -373,14 +375,10 @@ class G2Api:
                 )
             return self._document(response, path)
 
-        try:
-            return self.retries.call(once, self.sleep)
-        except GaveUp as exc:
-            raise G2Error(
-                self.scrub(
-                    f"G2 kept failing at {path}: {self.cfg.max_tries} tries, last {exc.problem}"
-                )
-            ) from None
+        def gave_up(exc: GaveUp) -> str:
+            return f"G2 kept failing at {path}: {self.cfg.max_tries} tries, last {exc.problem}"
+
+        return self.call(once, gave_up)
 
     @staticmethod
     def _document(response: httpx.Response, path: str) -> dict[str, Any]:
@@ -507,17 +505,17 @@ def pull(
     Returns a `failed` report (and records the error on the connection) when G2 cannot be
     read; what was stored before stays, and the resume point stays at the last whole window.
     """
-    connection = get_connection(engine, ws, SOURCE, key=settings.credentials_key)
-    token = str((connection["credentials"] or {}).get("token") or "").strip()
+    connection = read_connection(engine, ws, SOURCE, settings)
+    token = connection.credential("token").strip()
     if not token:
         raise BadRequest(
             "the g2 connection has no token: `intently connections set g2 -c token=...`"
         )
-    cfg = PullConfig.parse(connection["config"] or {})
+    cfg = PullConfig.parse(connection.config)
     tags = _tag_map(engine, ws)
     moment = now or datetime.now(UTC)
     end_us = int(moment.timestamp()) * US_PER_SECOND
-    last_end = (connection["state"] or {}).get("last_end")
+    last_end = connection.state.get("last_end")
     if last_end:
         try:
             start_us = parse_iso8601(str(last_end))
@@ -526,34 +524,19 @@ def pull(
                 f"the g2 connection's resume point {last_end!r} is not a time"
             ) from None
     else:
-        start_us = end_us - cfg.initial_days * 24 * US_PER_HOUR
+        start_us = end_us - cfg.initial_days * US_PER_DAY
     label = f"events {_iso(start_us)} to {_iso(end_us)}"
-    http = client if client is not None else httpx.Client(timeout=cfg.timeout)
-    api = G2Api(http, cfg, token, sleep)
-    run = IngestRun(engine, ws, SOURCE, "pull", label)
-    try:
-        window_start = start_us
-        while window_start < end_us:
-            window_end = min(end_us, window_start + cfg.window_hours * US_PER_HOUR)
-            for doc in api.event_pages(window_start, window_end):
-                _store_page(run, api, doc, tags)
-            run.flush()
-            save_state(engine, ws, SOURCE, state={"last_end": _iso(window_end)}, status="running")
-            window_start = window_end
-    except G2Error as exc:
-        message = api.scrub(exc.custom_message)
-        run.flush()  # keep the pages read before the failure
-        report = run.finish(error=message)
-        save_state(engine, ws, SOURCE, state=None, status="failed", error=message)
-        return report
-    except BaseException as exc:
-        message = api.scrub(f"{type(exc).__name__}: {exc}")
-        run.finish(error=message)
-        save_state(engine, ws, SOURCE, state=None, status="failed", error=message)
-        raise
-    finally:
-        if client is None:
-            http.close()
-    report = run.finish()
-    save_state(engine, ws, SOURCE, state=None, status="done")
-    return report
+
+    with http_client(client, cfg.timeout) as http:
+        api = G2Api(http, cfg, token, sleep)
+
+        def read(run: IngestRun) -> Checkpoints:
+            size = cfg.window_hours * US_PER_HOUR
+            for window_start, window_end in windows(start_us, end_us, size):
+                for doc in api.event_pages(window_start, window_end):
+                    _store_page(run, api, doc, tags)
+                yield {"last_end": _iso(window_end)}
+
+        # A window G2 fails halfway keeps its pages read so far: the resume point stays
+        # before the window, so the next pull reads them again as duplicates.
+        return run_pull(engine, ws, SOURCE, label, read, scrub=api.scrub, keep_partial=True)

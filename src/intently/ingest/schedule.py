@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from intently.ingest import connections
 from intently.kit.db import read_tx, write_tx
-from intently.kit.timefmt import now_us
+from intently.kit.timefmt import US_PER_MINUTE, now_us
 from intently.settings import Settings
 from intently.signals.tables import connections as conn_t
 
@@ -27,7 +28,7 @@ def interval_us(provider: str, config: dict[str, Any] | None) -> int:
         minutes = max(1, int(minutes))
     except (TypeError, ValueError):
         minutes = DEFAULT_INTERVAL_MINUTES[provider]
-    return minutes * 60_000_000
+    return minutes * US_PER_MINUTE
 
 
 def claim_due(
@@ -69,8 +70,6 @@ def claim_due(
 
 def run_pull(engine: Engine, settings: Settings, ws: int, provider: str) -> dict[str, Any]:
     """One pull; a failure is recorded on the connection and returned, never raised."""
-    from intently.ingest import connections
-
     module = importlib.import_module(f"intently.ingest.{provider}")
     try:
         report = module.pull(engine, ws, settings=settings)
