@@ -40,10 +40,12 @@ from intently.kit.pagination import CursorCodec
 from intently.kit.secrets import get_or_create_secret
 from intently.kit.web import BODY_MODELS, AppState
 from intently.scoring import endpoints as scoring_endpoints
+from intently.scoring import repository as scoring_repo
 from intently.segments import endpoints as segments_endpoints
 from intently.settings import Settings, get_settings
 from intently.signals import endpoints as signals_endpoints
 from intently.stages import endpoints as stages_endpoints
+from intently.web import feedback
 from intently.web import router as web_router
 from intently.webhooks import endpoints as webhooks_endpoints
 
@@ -118,7 +120,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IntentlyError)
     async def on_intently_error(request: Request, exc: IntentlyError) -> Response:
         if request.url.path.startswith(web_router.PREFIX):
-            return web_router.error_page(request, exc.status, web_router.error_text(exc))
+            return feedback.error_page(request, exc.status, feedback.error_text(exc))
         if isinstance(exc, ValidationFailed):
             return envelope_response(request.url.path, exc.errors, 400, error=True)
         return envelope_response(
@@ -130,7 +132,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         path = request.url.path
         if path.startswith(web_router.PREFIX):
             text = "Page not found." if exc.status_code in (404, 405) else str(exc.detail)
-            return web_router.error_page(request, exc.status_code, text)
+            return feedback.error_page(request, exc.status_code, text)
         if exc.status_code in (404, 405):
             # Like the NestJS original: a method a path does not serve is an unknown route.
             return envelope_response(
@@ -147,7 +149,7 @@ def _add_error_handlers(app: FastAPI) -> None:
                 f"{e['loc'][-1]}: {e['msg']} (got {str(e.get('input'))[:80]!r})"
                 for e in exc.errors()
             )
-            return web_router.error_page(request, 400, text)
+            return feedback.error_page(request, 400, text)
         errors = [
             {
                 "property": str(e["loc"][-1]),
@@ -213,7 +215,9 @@ def _add_service_routes(app: FastAPI) -> None:
         @app.get("/metrics", include_in_schema=False)
         def metrics(request: Request) -> Response:
             st = request.app.state.intently
-            body, content_type = render_metrics(st.engine, st.settings.database_url)
+            body, content_type = render_metrics(
+                st.engine, st.settings.database_url, scoring_repo.run_figures
+            )
             return Response(body, media_type=content_type)
 
     @app.get("/docs", include_in_schema=False)

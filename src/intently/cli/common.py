@@ -21,8 +21,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from intently.auth.tables import workspaces
+from intently.kit.db import make_engine, read_tx
+from intently.kit.errors import IntentlyError, ValidationFailed
+from intently.kit.migrate import migrate
 from intently.settings import get_settings
 
 err_console = Console(stderr=True, soft_wrap=True)
@@ -32,9 +37,6 @@ WORKSPACE_HELP = "Workspace name (may be left out when there is exactly one)."
 
 
 def engine() -> Engine:
-    from intently.kit.db import make_engine
-    from intently.kit.migrate import migrate
-
     url = get_settings().database_url
     migrate(url)
     return make_engine(url)
@@ -60,11 +62,6 @@ def print_json(data: Any) -> None:
 
 def workspace_id(eng: Engine, name: str | None) -> int:
     """The named workspace, or the only one; fails with a message saying what to pass."""
-    from sqlalchemy import select
-
-    from intently.auth.tables import workspaces
-    from intently.kit.db import read_tx
-
     with read_tx(eng) as conn:
         if name is not None:
             row = conn.execute(
@@ -84,8 +81,6 @@ def workspace_id(eng: Engine, name: str | None) -> int:
 @contextmanager
 def intently_errors() -> Iterator[None]:
     """IntentlyError (bad file, bad setting, unknown id) as a one-line error and exit 2."""
-    from intently.kit.errors import IntentlyError, ValidationFailed
-
     try:
         yield
     except ValidationFailed as exc:

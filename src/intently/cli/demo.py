@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.engine import Engine
 
-from intently.cli.common import err_console, fail, intently_errors, out_console
+from intently.auth.users import create_user, list_users
+from intently.cli.common import (
+    engine,
+    err_console,
+    fail,
+    intently_errors,
+    out_console,
+    workspace_id,
+)
 from intently.demo.world import DEFAULT_SEED
+from intently.scoring.whatif import backfill_history
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
     from intently.demo.service import DemoSummary
 
 ADMIN_EMAIL = "admin@demo.example.com"
@@ -41,8 +52,9 @@ def demo(
     An existing demo workspace is left as it is (--reset rebuilds it); its admin gets a
     new password every time. A workspace with data that is not a demo is refused.
     """
-    from intently.auth.users import create_user, list_users
-    from intently.cli.common import engine
+    # Loaded when the command runs: the demo world and the server would add about a
+    # second to the start of every other command.
+    from intently import serving
     from intently.demo.service import workspace_has_data
 
     name = workspace.strip()
@@ -52,8 +64,6 @@ def demo(
     built: int | None = None
     with intently_errors():
         if workspace_has_data(eng, name) and not reset:
-            from intently.cli.common import workspace_id
-
             emails = {u.email for u in list_users(eng, workspace_id(eng, name))}
             if ADMIN_EMAIL not in emails:
                 fail(
@@ -82,17 +92,12 @@ def demo(
     if built is not None:
         _history(eng, built, background=serve)
     if serve:
-        from intently.cli.main import serve as serve_command
-
-        serve_command(host=host, port=port, workers=1, worker=True)
+        serving.serve(host=host, port=port, workers=1, worker=True)
 
 
 def _history(eng: Engine, ws: int, *, background: bool) -> None:
     """Score history for the world's 90 days (weekly points), so account charts have a
     past. Serving, it fills in behind the server (the pages work meanwhile); else now."""
-    import threading
-
-    from intently.scoring.whatif import backfill_history
 
     def fill() -> None:
         backfill_history(eng, ws, days=HISTORY_DAYS, every=HISTORY_EVERY)
@@ -112,15 +117,7 @@ def _history(eng: Engine, ws: int, *, background: bool) -> None:
 
 def _build(eng: Engine, name: str, accounts: int, seed: int, reset: bool) -> DemoSummary:
     """The build, under one progress bar for all its steps."""
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    from intently.demo.service import build_demo
+    from intently.demo.service import build_demo  # see demo()
 
     progress = Progress(
         TextColumn("[bold]{task.description:<28}"),
@@ -139,8 +136,6 @@ def _build(eng: Engine, name: str, accounts: int, seed: int, reset: bool) -> Dem
 
 
 def _print_summary(s: DemoSummary) -> None:
-    from rich.table import Table
-
     table = Table(
         title=f"Demo workspace '{s.workspace_name}' ({s.seconds:.1f} s)", show_header=False
     )

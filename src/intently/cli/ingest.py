@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from datetime import date
@@ -23,7 +22,22 @@ from intently.cli.common import (
     read_json_file,
     workspace_id,
 )
+from intently.cli.website import website_app
+from intently.ingest import bombora, g2, linkedin
+from intently.ingest.connections import describe, set_connection
+from intently.kit.csvout import CsvWriter
+from intently.kit.timefmt import format_ms
+from intently.kit.validation import validate
 from intently.settings import get_settings
+from intently.signals.schemas import CustomSourceIn
+from intently.signals.service import (
+    get_source_settings,
+    iter_rejects,
+    list_sources,
+    public_reject,
+    put_source_settings,
+    register_source,
+)
 
 import_app = typer.Typer(help="Import a vendor file (CSV, or .csv.gz).", no_args_is_help=True)
 pull_app = typer.Typer(help="Pull from a vendor API now (the worker also does it on schedule).",
@@ -57,8 +71,6 @@ def import_bombora(
     ),
 ) -> None:
     """Import a Bombora Company Surge file; natural key (domain, topic, week)."""
-    from intently.ingest import bombora
-
     week_date = None
     if week is not None:
         try:
@@ -71,23 +83,20 @@ def import_bombora(
 @import_app.command("g2")
 def import_g2(file: Path = FileArg, workspace: str | None = Workspace) -> None:
     """Import a G2 Buyer Intent export; tags map to signal types by the workspace's tag map."""
-    from intently.ingest import g2
-
     _run_import(g2, "g2", file, workspace)
 
 
 @import_app.command("linkedin")
 def import_linkedin(file: Path = FileArg, workspace: str | None = Workspace) -> None:
     """Import a LinkedIn company engagement export; unmapped organizations become rejects."""
-    from intently.ingest import linkedin
-
     _run_import(linkedin, "linkedin", file, workspace)
 
 
-def _pull(provider: str, workspace: str | None) -> None:
-    import importlib
+_PULLERS: dict[str, Any] = {"bombora": bombora, "g2": g2, "linkedin": linkedin}
 
-    module = importlib.import_module(f"intently.ingest.{provider}")
+
+def _pull(provider: str, workspace: str | None) -> None:
+    module = _PULLERS[provider]
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
@@ -138,8 +147,6 @@ def connections_set(
     enabled: bool | None = typer.Option(None, "--enable/--disable", help="Scheduled pulls."),
 ) -> None:
     """Create or change a vendor connection. Credentials are never printed back."""
-    from intently.ingest.connections import set_connection
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
@@ -158,9 +165,6 @@ def connections_set(
 @connections_app.command("list")
 def connections_list(workspace: str | None = Workspace) -> None:
     """Connections with their config and last pull (never their credentials)."""
-    from intently.ingest.connections import describe
-    from intently.kit.timefmt import format_ms
-
     eng = engine()
     for c in describe(eng, workspace_id(eng, workspace)):
         last = format_ms(c["last_run_at"]) if c["last_run_at"] else "never"
@@ -186,8 +190,6 @@ def rejects_list(
     limit: int = typer.Option(50, min=1, help="At most this many."),
 ) -> None:
     """Rejects, oldest first (in the order they were read)."""
-    from intently.signals.service import iter_rejects, public_reject
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     shown = 0
@@ -218,14 +220,13 @@ def rejects_export(
     status: str = typer.Option("open", help="open, reapplied or all."),
 ) -> None:
     """Every matching reject as CSV (the original record as a JSON column)."""
-    from intently.signals.service import iter_rejects, public_reject
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     fh = sys.stdout if str(out) == "-" else open(out, "w", newline="", encoding="utf-8")  # noqa: SIM115
     n = 0
     try:
-        writer = csv.writer(fh)
+        # Written as given: a reject is read for exactly what arrived.
+        writer = CsvWriter(fh, defuse=False)
         writer.writerow(_REJECT_COLUMNS)
         for row in iter_rejects(
             eng, ws, source=source, reason=reason, run_id=run,
@@ -245,8 +246,6 @@ def rejects_export(
 @sources_app.command("list")
 def sources_list(workspace: str | None = Workspace) -> None:
     """Built-in and custom sources."""
-    from intently.signals.service import list_sources
-
     eng = engine()
     for s in list_sources(eng, workspace_id(eng, workspace)):
         kind = "built-in" if s["builtin"] else "custom"
@@ -257,10 +256,6 @@ def sources_list(workspace: str | None = Workspace) -> None:
 @sources_app.command("register")
 def sources_register(name: str, workspace: str | None = Workspace) -> None:
     """Register a custom source for POST /api/v1/signals."""
-    from intently.kit.validation import validate
-    from intently.signals.schemas import CustomSourceIn
-    from intently.signals.service import register_source
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
@@ -271,8 +266,6 @@ def sources_register(name: str, workspace: str | None = Workspace) -> None:
 @sources_app.command("show")
 def sources_show(source: str, workspace: str | None = Workspace) -> None:
     """A built-in source's settings as JSON."""
-    from intently.signals.service import get_source_settings
-
     eng = engine()
     with intently_errors():
         data = get_source_settings(eng, workspace_id(eng, workspace), source)
@@ -286,8 +279,6 @@ def sources_set(
     workspace: str | None = Workspace,
 ) -> None:
     """Change a source's settings from a JSON file (keys not in it keep their value)."""
-    from intently.signals.service import put_source_settings
-
     body = read_json_file(file)
     if not isinstance(body, dict):
         fail(f"{file} must hold a JSON object")
@@ -305,8 +296,6 @@ def linkedin_map(
     reapply: bool = typer.Option(True, help="Re-apply the organization's open rejects."),
 ) -> None:
     """Map a LinkedIn organization to a domain, then re-apply its rejected rows."""
-    from intently.ingest import linkedin
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
@@ -319,16 +308,12 @@ def linkedin_map(
 @linkedin_app.command("reapply")
 def linkedin_reapply(workspace: str | None = Workspace) -> None:
     """Re-apply every open LinkedIn reject whose organization is now mapped."""
-    from intently.ingest import linkedin
-
     eng = engine()
     with intently_errors():
         print_report(linkedin.reapply(eng, workspace_id(eng, workspace)))
 
 
 def register(app: typer.Typer) -> None:
-    from intently.cli.website import website_app
-
     app.add_typer(import_app, name="import")
     app.add_typer(pull_app, name="pull")
     app.add_typer(connections_app, name="connections")

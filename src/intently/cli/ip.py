@@ -16,6 +16,14 @@ from intently.cli.common import (
     print_report,
     workspace_id,
 )
+from intently.ingest.resolvers import (
+    IpResolver,
+    Match,
+    count_ranges,
+    database_paths,
+    delete_ranges,
+    upload_ranges,
+)
 from intently.settings import get_settings
 
 ip_app = typer.Typer(
@@ -35,8 +43,6 @@ def upload(
     ),
 ) -> None:
     """Upload IP ranges: CIDRs, single addresses or start-end ranges, IPv4 and IPv6."""
-    from intently.ingest.resolvers import count_ranges, upload_ranges
-
     if not file.is_file():
         fail(f"{file}: no such file")
     eng = engine()
@@ -57,8 +63,6 @@ def lookup(
     workspace: str | None = Workspace,
 ) -> None:
     """What a visit from IP resolves to: the workspace's ranges, then the IP databases."""
-    from intently.ingest.resolvers import IpResolver, Match, database_paths
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
@@ -86,8 +90,6 @@ def lookup(
 @ip_app.command("clear")
 def clear(workspace: str | None = Workspace) -> None:
     """Remove every IP range of the workspace."""
-    from intently.ingest.resolvers import delete_ranges
-
     eng = engine()
     removed = delete_ranges(eng, workspace_id(eng, workspace))
     out_console.print(f"{removed:,} ranges removed", highlight=False, soft_wrap=True)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import typer
+from sqlalchemy.engine import Engine
 
+from intently.auth.service import generate_key, set_api_access, set_rate_limit
 from intently.cli import demo, ingest, ops, scoring, segments, sync, users, webhooks
 from intently.cli.ip import ip_app
+from intently.kit.db import make_engine
+from intently.kit.errors import IntentlyError
+from intently.kit.migrate import migrate as run_migrations
 from intently.settings import get_settings
 
 app = typer.Typer(
@@ -31,18 +35,14 @@ sync.register(app)
 ops.register(app)
 
 
-def _engine():
-    from intently.kit.db import make_engine
-
+def _engine() -> Engine:
     return make_engine(get_settings().database_url)
 
 
 @app.command()
 def migrate() -> None:
     """Bring the database (INTENTLY_DATABASE_URL) to the newest schema."""
-    from intently.kit.migrate import migrate as run
-
-    run(get_settings().database_url)
+    run_migrations(get_settings().database_url)
     typer.echo("database is up to date")
 
 
@@ -60,71 +60,11 @@ def serve(
     SIGTERM stops taking connections, finishes the requests in flight (up to
     INTENTLY_SHUTDOWN_GRACE_S), writes the collector's buffer and the running jobs, then exits.
     """
-    import math
-    import os
-    import shutil
-    import tempfile
+    # Loaded by the commands that serve only: the server (uvicorn, the dispatcher) would
+    # add about a second to every other command's start.
+    from intently import serving
 
-    import uvicorn
-
-    from intently.kit.logs import configure_logging, logging_config
-    from intently.kit.metrics import MULTIPROC_ENV
-    from intently.kit.migrate import migrate as run
-
-    settings = get_settings()
-    ops.guard_serve(settings.database_url, workers=workers, worker=worker)
-    configure_logging(settings)
-    run(settings.database_url)
-    metrics_dir = None
-    if workers > 1 and settings.metrics:
-        # Each server process counts into files here; a scrape of any one sums them all.
-        metrics_dir = tempfile.mkdtemp(prefix="intently-metrics-")
-        os.environ[MULTIPROC_ENV] = metrics_dir
-    typer.echo(f"Intently on http://{host}:{port} (database: {_safe_url(settings.database_url)})")
-    consumer = None
-    if worker:
-        from intently.worker import huey
-
-        # Threads in this (main) process: with --workers N the HTTP processes are children
-        # and do not run jobs, so there is one consumer either way.
-        consumer = huey.create_consumer(
-            workers=1,
-            worker_type="thread",
-            periodic=True,
-            shutdown_timeout=settings.shutdown_grace_s,
-        )
-        consumer.start()
-    dispatcher = _start_dispatcher() if worker else None
-    try:
-        uvicorn.run(
-            "intently.app:create_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            # Applied in every server process: uvicorn's loggers use our handler too.
-            log_config=logging_config(settings),
-            log_level=settings.log_level.lower(),
-            access_log=False,
-            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
-        )
-    finally:
-        if dispatcher is not None:
-            dispatcher.stop()
-        if consumer is not None:
-            consumer.stop(graceful=True)
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def _start_dispatcher() -> Any:
-    """The webhook dispatcher thread, unless INTENTLY_WEBHOOK_DISPATCH=false."""
-    from intently.webhooks.dispatcher import Dispatcher
-
-    settings = get_settings()
-    if not settings.webhook_dispatch:
-        return None
-    return Dispatcher(_engine(), settings).start()
+    serving.serve(host=host, port=port, workers=workers, worker=worker)
 
 
 @app.command("worker")
@@ -135,35 +75,9 @@ def worker_command(
 
     SIGTERM lets the running jobs finish (up to INTENTLY_SHUTDOWN_GRACE_S); Ctrl-C stops now.
     """
-    from intently.kit.logs import configure_logging
-    from intently.kit.migrate import migrate as run
+    from intently import serving  # see serve()
 
-    settings = get_settings()
-    ops.guard_worker(settings.database_url)
-    configure_logging(settings)
-    run(settings.database_url)
-    from intently.worker import huey
-
-    typer.echo(f"Intently worker ({threads} threads); SIGTERM or Ctrl-C stops it", err=True)
-    dispatcher = _start_dispatcher()
-    try:
-        huey.create_consumer(
-            workers=threads,
-            worker_type="thread",
-            periodic=True,
-            graceful_signal="TERM",
-            shutdown_timeout=settings.shutdown_grace_s,
-        ).run()
-    finally:
-        if dispatcher is not None:
-            dispatcher.stop()
-
-
-def _safe_url(url: str) -> str:
-    """The database URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+    serving.run_worker(threads)
 
 
 @keys_app.command("generate")
@@ -172,11 +86,7 @@ def keys_generate(
     email: str = typer.Option(..., help="User email; created when missing."),
 ) -> None:
     """Generate a user's API key (revoking the old one). The key is the last line printed."""
-    from intently.auth.service import generate_key
-    from intently.kit.errors import IntentlyError
-    from intently.kit.migrate import migrate as run
-
-    run(get_settings().database_url)
+    run_migrations(get_settings().database_url)
     try:
         key = generate_key(_engine(), workspace, email)
     except IntentlyError as exc:
@@ -193,9 +103,6 @@ def workspaces_api_access(
     enabled: bool = typer.Option(..., "--on/--off", help="Switch External API access."),
 ) -> None:
     """Switch a workspace's External API access on or off."""
-    from intently.auth.service import set_api_access
-    from intently.kit.errors import IntentlyError
-
     try:
         set_api_access(_engine(), workspace, enabled)
     except IntentlyError as exc:
@@ -214,9 +121,6 @@ def workspaces_rate_limit(
     default: bool = typer.Option(False, "--default", help="Back to the operator's default."),
 ) -> None:
     """Set a workspace's own API rate limit per key, or put it back to the default."""
-    from intently.auth.service import set_rate_limit
-    from intently.kit.errors import IntentlyError
-
     if default == (per_minute is not None):
         typer.echo("error: give either --per-minute (and --burst) or --default", err=True)
         raise typer.Exit(2)

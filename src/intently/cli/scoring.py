@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from intently.cli.common import (
     WORKSPACE_HELP,
@@ -17,6 +19,9 @@ from intently.cli.common import (
     read_json_file,
     workspace_id,
 )
+from intently.pipeline import run_scoring
+from intently.scoring.service import get_model, put_model
+from intently.scoring.whatif import backfill_history, backtest, dry_run
 
 scoring_app = typer.Typer(help="The scoring model (versioned per workspace).", no_args_is_help=True)
 
@@ -26,8 +31,6 @@ Workspace = typer.Option(None, "--workspace", "-w", help=WORKSPACE_HELP)
 @scoring_app.command("show")
 def show(workspace: str | None = Workspace) -> None:
     """Print the active scoring model as JSON, with its version (0: the default)."""
-    from intently.scoring.service import get_model
-
     eng = engine()
     data = get_model(eng, workspace_id(eng, workspace))
     print_json(data)
@@ -39,8 +42,6 @@ def set_model(
     workspace: str | None = Workspace,
 ) -> None:
     """Replace the scoring model with the one in FILE (a new version); every problem named."""
-    from intently.scoring.service import put_model
-
     body = read_json_file(file)
     eng = engine()
     with intently_errors():
@@ -55,10 +56,6 @@ def score_command(
     ),
 ) -> None:
     """Score accounts now, with a progress bar and a summary (scored, changed, seconds)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from intently.scoring.service import run_scoring
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     progress = Progress(
@@ -95,8 +92,6 @@ def dry_run_command(
     workspace: str | None = Workspace,
 ) -> None:
     """What a proposed model and/or stage list would change, without saving it (JSON)."""
-    from intently.scoring.whatif import dry_run
-
     body = read_json_file(file)
     eng = engine()
     with intently_errors():
@@ -111,10 +106,6 @@ def backtest_command(
     as_json: bool = typer.Option(False, "--json", help="Print the whole report as JSON."),
 ) -> None:
     """How well scores and stages as of a past date predicted the deals created after it."""
-    from datetime import date
-
-    from intently.scoring.whatif import backtest
-
     try:
         cutoff = date.fromisoformat(as_of)
     except ValueError:
@@ -155,8 +146,6 @@ def backfill_history_command(
 ) -> None:
     """Score history for past days (as of each day), where no run recorded one: after a
     bulk import of old signals, so score charts start with the data."""
-    from intently.scoring.whatif import backfill_history
-
     eng = engine()
     with intently_errors(), err_console.status("Scoring past days"):
         n = backfill_history(eng, workspace_id(eng, workspace), days=days, every=every)

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from intently.catalog import ACCOUNT_SCORE
 from intently.cli.common import (
     WORKSPACE_HELP,
     engine,
@@ -18,6 +21,15 @@ from intently.cli.common import (
     read_json_file,
     workspace_id,
 )
+from intently.events import service as events_service
+from intently.events.schemas import ThresholdsIn
+from intently.kit.db import read_tx
+from intently.kit.ids import is_id
+from intently.kit.validation import validate
+from intently.segments import service as segments_service
+from intently.segments import upload
+from intently.segments.schemas import PreviewIn, SegmentIn
+from intently.segments.tables import segments as sg
 
 segments_app = typer.Typer(help="Static and dynamic segments.", no_args_is_help=True)
 events_app = typer.Typer(help="Change events and score thresholds.", no_args_is_help=True)
@@ -35,12 +47,6 @@ def register(app: typer.Typer) -> None:
 
 def _segment_id(eng: Engine, ws: int, ref: str) -> str:
     """A segment id, or the id of the one segment with this name."""
-    from sqlalchemy import select
-
-    from intently.kit.db import read_tx
-    from intently.kit.ids import is_id
-    from intently.segments.tables import segments as sg
-
     if is_id(ref):
         return ref
     with read_tx(eng) as conn:
@@ -59,11 +65,9 @@ def _segment_id(eng: Engine, ws: int, ref: str) -> str:
 @segments_app.command("list")
 def list_segments(workspace: str | None = Workspace) -> None:
     """Every segment: id, type, status, members, name."""
-    from intently.segments import service
-
     eng = engine()
     ws = workspace_id(eng, workspace)
-    codec_free = service.all_segments(eng, ws)
+    codec_free = segments_service.all_segments(eng, ws)
     for seg in codec_free:
         out_console.print(
             f"{seg['segmentId']}  {seg['type']:<7}  {seg['status']:<8}  "
@@ -83,16 +87,12 @@ def create(
     workspace: str | None = Workspace,
 ) -> None:
     """Create a static segment, or with --rules a dynamic one (its members are computed)."""
-    from intently.kit.validation import validate
-    from intently.segments import service
-    from intently.segments.schemas import SegmentIn
-
     body = {"name": name, "status": status, "type": "static"}
     if rules is not None:
         body |= {"type": "dynamic", "rules": read_json_file(rules)}
     eng = engine()
     with intently_errors():
-        data = service.create(eng, workspace_id(eng, workspace), validate(SegmentIn, body))
+        data = segments_service.create(eng, workspace_id(eng, workspace), validate(SegmentIn, body))
     print_json(data)
 
 
@@ -104,8 +104,6 @@ def add(
 ) -> None:
     """Add the accounts of a CSV of domains to a static segment (column domain, website or
     url, else the first); reports matched, unknown and invalid domains."""
-    from intently.segments import upload
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     sid = _segment_id(eng, ws, segment)
@@ -143,16 +141,12 @@ def preview(
     workspace: str | None = Workspace,
 ) -> None:
     """How many accounts a rule matches now, and the first of them (nothing is saved)."""
-    import json
-
-    from intently.kit.validation import validate
-    from intently.segments import service
-    from intently.segments.schemas import PreviewIn
-
     eng = engine()
     body = {"rules": read_json_file(rules), "sampleSize": sample}
     with intently_errors():
-        data = service.preview(eng, workspace_id(eng, workspace), validate(PreviewIn, body))
+        data = segments_service.preview(
+            eng, workspace_id(eng, workspace), validate(PreviewIn, body)
+        )
     print_json({"count": data["count"], "sample": json.loads(bytes(data["sample"]))})
 
 
@@ -162,13 +156,11 @@ def refresh(
     workspace: str | None = Workspace,
 ) -> None:
     """Recompute dynamic segment membership now (one, or every live one)."""
-    from intently.segments import service
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     sid = _segment_id(eng, ws, segment) if segment is not None else None
     with intently_errors():
-        data = service.refresh(eng, ws, sid)
+        data = segments_service.refresh(eng, ws, sid)
     for s in data["segments"]:
         out_console.print(
             f"{s['segmentId']}: {s['entered']:,} entered, {s['exited']:,} exited "
@@ -186,13 +178,9 @@ def list_events(
     workspace: str | None = Workspace,
 ) -> None:
     """The newest change events (oldest first within the page), as JSON lines."""
-    import json
-
-    from intently.events import service
-
     eng = engine()
     with intently_errors():
-        rows = service.recent(
+        rows = events_service.recent(
             eng, workspace_id(eng, workspace), types=type_, since=since, limit=limit
         )
     for row in rows:
@@ -202,16 +190,12 @@ def list_events(
 @events_app.command("thresholds")
 def thresholds(
     set_: list[str] = typer.Option(
-        None, "--set", help="SCORE=VALUE, e.g. rtp_account_score=60 (repeat; replaces all)."
+        None, "--set", help=f"SCORE=VALUE, e.g. {ACCOUNT_SCORE}=60 (repeat; replaces all)."
     ),
     clear: bool = typer.Option(False, "--clear", help="Remove every threshold."),
     workspace: str | None = Workspace,
 ) -> None:
     """Show, set or clear the score thresholds whose crossing records an event."""
-    from intently.events import service
-    from intently.events.schemas import ThresholdsIn
-    from intently.kit.validation import validate
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     if set_ or clear:
@@ -228,6 +212,6 @@ def thresholds(
             checked = [
                 t.model_dump() for t in validate(ThresholdsIn, {"thresholds": items}).thresholds
             ]
-            print_json(service.put_thresholds(eng, ws, checked))
+            print_json(events_service.put_thresholds(eng, ws, checked))
         return
-    print_json(service.get_thresholds(eng, ws))
+    print_json(events_service.get_thresholds(eng, ws))

@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.progress import Progress
 
+from intently.catalog import ALL_SCORES
 from intently.cli.common import err_console, fail, out_console
+from intently.client import Client, SyncState
+from intently.kit.csvout import CsvWriter
 
 sync_app = typer.Typer(
     help="Push CRM records from CSV files, or pull accounts to a CSV file, over the API.",
@@ -162,10 +166,6 @@ def push(
     report: Path | None = typer.Option(None, help="Per-row results CSV (default FILE.report.csv)."),
 ) -> None:
     """Push every row; write one result per row; exit 1 when any row failed."""
-    from rich.progress import Progress
-
-    from intently.client import Client
-
     if kind not in FIELDS:
         fail(f"KIND should be accounts, deals or activities; got '{kind}'")
     names = _mapping(mapping)
@@ -208,7 +208,8 @@ def push(
                 failed += not result.ok
             progress.advance(task, len(chunk))
     with report.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
+        # Written as given: scripts match the report's lines and reasons to their file.
+        writer = CsvWriter(out, defuse=False)
         writer.writerow(["line", "status", "id", "reason"])
         writer.writerows(sorted(done))
     total = len(records) + len(bad)
@@ -230,11 +231,7 @@ _BASE_COLUMNS = (
     "linkedinUrl",
     "tags",
     "segments",
-    "rtp_account_score",
-    "rtp_website_intent_score",
-    "rtp_bombora_intent_score",
-    "rtp_g2_intent_score",
-    "rtp_advertising_activity_score",
+    *ALL_SCORES,
     "rtp_journey_stage",
     "rtp_last_account_date",
 )
@@ -251,8 +248,6 @@ def pull(
     """Accounts changed since the state's syncTimestamp (all, the first time), every rtp_
     field and custom field a column. The file is written whole, then the state: stopped
     half-way, the next run repeats the same pull."""
-    from intently.client import Client, SyncState
-
     if kind != "accounts":
         fail(f"KIND should be accounts; got '{kind}'")
     saved = SyncState()
@@ -279,7 +274,8 @@ def pull(
 
 
 def _write_accounts(f: Any, columns: list[str], items: list[dict[str, Any]]) -> None:
-    writer = csv.writer(f)
+    # The file is for spreadsheets as much as for scripts: no cell may run as a formula.
+    writer = CsvWriter(f, defuse=True)
     writer.writerow(columns)
     for item in items:
         custom = item.get("customFields") or {}

@@ -6,7 +6,9 @@ import sys
 
 import typer
 
+from intently.auth.users import create_user
 from intently.cli.common import engine, fail, out_console
+from intently.kit.errors import IntentlyError
 
 users_app = typer.Typer(help="Dashboard users: email, password and role.", no_args_is_help=True)
 
@@ -31,9 +33,6 @@ def users_create(
     Asks for the password on a terminal (empty: generate one); elsewhere, or with
     --generate-password, generates it. A generated password is printed once.
     """
-    from intently.auth.users import create_user
-    from intently.kit.errors import IntentlyError
-
     password: str | None = None
     if not generate and sys.stdin.isatty():
         password = (

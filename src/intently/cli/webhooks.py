@@ -15,7 +15,16 @@ from intently.cli.common import (
     print_json,
     workspace_id,
 )
+from intently.kit.db import read_tx
+from intently.kit.pagination import CursorCodec
+from intently.kit.secrets import get_or_create_secret
+from intently.kit.timefmt import now_us
+from intently.kit.validation import validate
 from intently.settings import get_settings
+from intently.webhooks import repository as repo
+from intently.webhooks import service as webhooks_service
+from intently.webhooks.dispatcher import Sender, deliver_due
+from intently.webhooks.schemas import WebhookIn, WebhookPatch
 
 webhooks_app = typer.Typer(
     help="Webhooks: signed HTTP calls for change events.", no_args_is_help=True
@@ -25,9 +34,6 @@ Workspace = typer.Option(None, "--workspace", "-w", help=WORKSPACE_HELP)
 
 
 def _codec(eng: Any) -> Any:
-    from intently.kit.pagination import CursorCodec
-    from intently.kit.secrets import get_or_create_secret
-
     settings = get_settings()
     return CursorCodec(settings.secret_key or get_or_create_secret(eng, "cursor"))
 
@@ -50,10 +56,6 @@ def add(
     workspace: str | None = Workspace,
 ) -> None:
     """Register a webhook; prints it as JSON with its secret (shown this once)."""
-    from intently.kit.validation import validate
-    from intently.webhooks.schemas import WebhookIn
-    from intently.webhooks.service import create
-
     body: dict[str, Any] = {
         "url": url,
         "eventTypes": [t.strip() for t in events.split(",") if t.strip()],
@@ -65,7 +67,7 @@ def add(
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
-        print_json(create(eng, get_settings(), ws, validate(WebhookIn, body)))
+        print_json(webhooks_service.create(eng, get_settings(), ws, validate(WebhookIn, body)))
 
 
 @webhooks_app.command("list")
@@ -74,15 +76,13 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The workspace's webhooks, one a line."""
-    from intently.webhooks.service import list_webhooks
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     codec = _codec(eng)
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
-        result = list_webhooks(eng, codec, ws, limit=1000, cursor=cursor)
+        result = webhooks_service.list_webhooks(eng, codec, ws, limit=1000, cursor=cursor)
         items.extend(result["data"])
         cursor = result["nextCursor"]
         if cursor is None:
@@ -99,22 +99,18 @@ def list_command(
 @webhooks_app.command("show")
 def show(webhook_id: str, workspace: str | None = Workspace) -> None:
     """One webhook as JSON: its state, why it is disabled if it is, delivery counts."""
-    from intently.webhooks.service import get
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
-        print_json(get(eng, ws, webhook_id))
+        print_json(webhooks_service.get(eng, ws, webhook_id))
 
 
 def _set_status(webhook_id: str, workspace: str | None, status: str) -> None:
-    from intently.webhooks.schemas import WebhookPatch
-    from intently.webhooks.service import patch
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
-        hook = patch(eng, get_settings(), ws, webhook_id, WebhookPatch(status=status))  # type: ignore[arg-type]
+        change = WebhookPatch(status=status)  # type: ignore[arg-type]
+        hook = webhooks_service.patch(eng, get_settings(), ws, webhook_id, change)
     out_console.print(_line(hook), highlight=False)
 
 
@@ -133,12 +129,10 @@ def enable(webhook_id: str, workspace: str | None = Workspace) -> None:
 @webhooks_app.command("remove")
 def remove(webhook_id: str, workspace: str | None = Workspace) -> None:
     """Delete a webhook with its deliveries."""
-    from intently.webhooks.service import remove as run
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
-        run(eng, ws, webhook_id)
+        webhooks_service.remove(eng, ws, webhook_id)
     out_console.print(f"webhook {webhook_id} removed", highlight=False)
 
 
@@ -151,12 +145,10 @@ def deliveries(
     as_json: bool = typer.Option(False, "--json", help="Print JSON, attempts included."),
 ) -> None:
     """A webhook's newest deliveries with their last result."""
-    from intently.webhooks.service import list_deliveries
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
-        result = list_deliveries(
+        result = webhooks_service.list_deliveries(
             eng, _codec(eng), ws, webhook_id, limit=limit, cursor=None, status=status
         )
     items = result["data"]
@@ -177,24 +169,20 @@ def deliveries(
 @webhooks_app.command("retry")
 def retry(webhook_id: str, delivery_id: str, workspace: str | None = Workspace) -> None:
     """Put a failed delivery back in the queue, due now."""
-    from intently.webhooks.service import retry_delivery
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
-        d = retry_delivery(eng, ws, webhook_id, delivery_id)
+        d = webhooks_service.retry_delivery(eng, ws, webhook_id, delivery_id)
     out_console.print(f"delivery {d['deliveryId']} is {d['status']}", highlight=False)
 
 
 @webhooks_app.command("test")
 def test(webhook_id: str, workspace: str | None = Workspace) -> None:
     """Send a `webhook.test` ping now; exit 1 when the receiver did not take it."""
-    from intently.webhooks.service import send_test
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors():
-        r = send_test(eng, get_settings(), ws, webhook_id)
+        r = webhooks_service.send_test(eng, get_settings(), ws, webhook_id)
     if r["success"]:
         out_console.print(f"ok: HTTP {r['statusCode']} in {r['durationMs']} ms", highlight=False)
         return
@@ -208,11 +196,6 @@ def deliver(
     ),
 ) -> None:
     """Send every due delivery now, until none is due; prints the counts."""
-    from intently.kit.db import read_tx
-    from intently.kit.timefmt import now_us
-    from intently.webhooks import repository as repo
-    from intently.webhooks.dispatcher import Sender, deliver_due
-
     eng = engine()
     ws = workspace_id(eng, workspace) if workspace is not None else None
     settings = get_settings()

@@ -16,6 +16,9 @@ from intently.cli.common import (
     out_console,
     workspace_id,
 )
+from intently.ingest.collector import purge_ips as purge
+from intently.ingest.writekeys import KEY_CACHE_SECONDS, get_write_key, rotate_write_key
+from intently.ingest.writekeys import snippet as make_snippet
 
 website_app = typer.Typer(
     help="The website snippet, write key and raw IP retention.", no_args_is_help=True
@@ -32,8 +35,6 @@ def write_key(
     ),
 ) -> None:
     """Print the workspace's public write key (made on first use). The key is the last line."""
-    from intently.ingest.writekeys import KEY_CACHE_SECONDS, get_write_key, rotate_write_key
-
     eng = engine()
     ws = workspace_id(eng, workspace)
     if rotate:
@@ -56,9 +57,6 @@ def snippet(
     ),
 ) -> None:
     """Print the <script> tag to paste into every page of the website."""
-    from intently.ingest.writekeys import get_write_key
-    from intently.ingest.writekeys import snippet as make_snippet
-
     eng = engine()
     sys.stdout.write(make_snippet(url, get_write_key(eng, workspace_id(eng, workspace))) + "\n")
 
@@ -70,8 +68,6 @@ def purge_ips(
 ) -> None:
     """Drop raw IP addresses older than the workspace's ipRetentionDays (the server does it
     every few minutes too)."""
-    from intently.ingest.collector import purge_ips as purge
-
     eng = engine()
     ws = None if all_workspaces else workspace_id(eng, workspace)
     n = purge(eng, ws)

@@ -15,7 +15,6 @@ has one day of history per account (today), not 90 days of it.
 
 from __future__ import annotations
 
-import csv
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from intently.accounts.tables import accounts as accounts_t
 from intently.activities.schemas import ActivitiesPush
 from intently.activities.service import push_activities
 from intently.auth import repository as auth_repo
+from intently.catalog import ACCOUNT_SCORE, SCORE_COLUMNS
 from intently.custom_fields import service as custom_fields_service
 from intently.custom_fields.schemas import CustomFieldIn, LabelType
 from intently.deals.schemas import DealsPush
@@ -43,10 +43,11 @@ from intently.events import service as events_service
 from intently.ingest import bombora, g2, linkedin
 from intently.ingest.collector import Collector, parse_body
 from intently.ingest.resolvers import IpResolver, upload_ranges
+from intently.kit.csvout import CsvWriter
 from intently.kit.db import read_tx, write_tx
 from intently.kit.errors import BadRequest, Conflict
 from intently.kit.timefmt import format_ms
-from intently.scoring.service import run_scoring
+from intently.pipeline import run_scoring
 from intently.segments import service as segments_service
 from intently.segments.schemas import MembersChange, SegmentIn
 from intently.settings import Settings
@@ -387,7 +388,7 @@ def _load_website(engine: Engine, ws: int, world: w.World, folder: Path, steps: 
     collector, as `/v1/batch` requests of 500 events would bring them."""
     ranges = folder / "demo-ip-ranges.csv"
     with ranges.open("w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
+        out = CsvWriter(f, defuse=False)  # read by the range importer, not a spreadsheet
         out.writerow(["network", "domain", "company"])
         out.writerows((c.network, c.domain, c.name) for c in world.companies)
     upload_ranges(engine, ws, ranges)
@@ -440,8 +441,9 @@ def _load_website(engine: Engine, ws: int, world: w.World, folder: Path, steps: 
 
 
 def _write_csv(path: Path, header: list[str], rows: Iterator[list[Any]]) -> Path:
+    """A vendor's export file, values as the vendor writes them: an importer reads it."""
     with path.open("w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
+        out = CsvWriter(f, defuse=False)
         out.writerow(header)
         out.writerows(rows)
     return path
@@ -492,7 +494,7 @@ def _load_vendor_files(
 # ---- segments, thresholds -----------------------------------------------------------------------
 
 DYNAMIC_SEGMENTS = (
-    ("Hot accounts (score 50+)", {"field": "rtp_account_score", "op": "gte", "value": 50}),
+    ("Hot accounts (score 50+)", {"field": ACCOUNT_SCORE, "op": "gte", "value": 50}),
     (
         "Researching us on G2 (30 days)",
         {"signal": {"source": "g2"}, "window_days": 30, "op": "gte", "value": 1},
@@ -510,8 +512,8 @@ DYNAMIC_SEGMENTS = (
 )
 STATIC_SEGMENT = "Tier 1 target list"
 THRESHOLDS = (
-    {"score": "rtp_account_score", "value": 60.0},
-    {"score": "rtp_g2_intent_score", "value": 50.0},
+    {"score": ACCOUNT_SCORE, "value": 60.0},
+    {"score": SCORE_COLUMNS["g2"], "value": 50.0},
 )
 
 

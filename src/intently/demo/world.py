@@ -22,8 +22,8 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-US_PER_SECOND = 1_000_000
-US_PER_DAY = 86_400 * US_PER_SECOND
+from intently.kit.timefmt import US_PER_DAY, US_PER_SECOND
+
 WINDOW_DAYS = 90
 DEFAULT_SEED = 20261126
 

@@ -13,29 +13,31 @@ from intently.rules.facts import (
     custom_field_types,
     load_facts,
 )
-from intently.rules.language import (
+from intently.rules.memory import evaluate
+from intently.rules.parse import parse_rule
+from intently.rules.sql import compile_rule, matching_ids
+from intently.rules.terms import (
     DEFAULT_DEAL_STAGES,
+    Context,
+    DealStageMap,
+    SurgeParams,
+    deal_status,
+    is_surging,
+)
+from intently.rules.tree import (
     ActivityLeaf,
     All,
     AnyOf,
-    Context,
     DealLeaf,
-    DealStageMap,
     FieldLeaf,
     Not,
     NumCmp,
     Rule,
     SignalLeaf,
     SurgeLeaf,
-    SurgeParams,
-    deal_status,
-    is_surging,
     leaves,
-    parse_rule,
     rule_doc,
 )
-from intently.rules.memory import evaluate
-from intently.rules.sql import compile_rule, matching_ids
 
 __all__ = [
     "DEFAULT_DEAL_STAGES",

@@ -15,16 +15,9 @@ from intently.activities.tables import activities as act
 from intently.custom_fields.tables import custom_fields as cft
 from intently.deals.tables import deal_accounts as da
 from intently.deals.tables import deals as d
-from intently.rules.language import (
-    US_PER_DAY,
-    ActivityLeaf,
-    Context,
-    DealLeaf,
-    Rule,
-    SignalLeaf,
-    SurgeLeaf,
-    leaves,
-)
+from intently.kit.timefmt import US_PER_DAY
+from intently.rules.terms import Context
+from intently.rules.tree import ActivityLeaf, DealLeaf, Rule, SignalLeaf, SurgeLeaf, leaves
 from intently.signals.tables import signal_daily as sd
 
 CHUNK = 500  # account ids per IN list

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from intently.kit.timefmt import US_PER_DAY
 from intently.rules.facts import AccountFacts
-from intently.rules.language import (
+from intently.rules.terms import (
     BUILTIN_FIELDS,
     COMPARE,
     NEGATIVE,
-    US_PER_DAY,
+    Context,
+    date_text,
+    deal_status,
+    is_surging,
+    stored_date,
+)
+from intently.rules.tree import (
     ActivityLeaf,
     All,
     AnyOf,
-    Context,
     DealLeaf,
     FieldLeaf,
     Not,
@@ -21,10 +27,6 @@ from intently.rules.language import (
     Rule,
     SignalLeaf,
     SurgeLeaf,
-    date_text,
-    deal_status,
-    is_surging,
-    stored_date,
 )
 
 _MISSING = object()

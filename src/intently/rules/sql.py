@@ -40,26 +40,28 @@ from intently.accounts.tables import accounts as a
 from intently.activities.tables import activities as act
 from intently.deals.tables import deal_accounts as da
 from intently.deals.tables import deals as d
-from intently.rules.language import (
+from intently.kit.timefmt import US_PER_DAY
+from intently.rules.terms import (
     BUILTIN_FIELDS,
     COMPARE,
     NEGATIVE,
-    US_PER_DAY,
+    Context,
+    DealStageMap,
+    ascii_lower,
+    date_text,
+    day_of_date,
+)
+from intently.rules.tree import (
     ActivityLeaf,
     All,
     AnyOf,
-    Context,
     DealLeaf,
-    DealStageMap,
     FieldLeaf,
     Not,
     NumCmp,
     Rule,
     SignalLeaf,
     SurgeLeaf,
-    ascii_lower,
-    date_text,
-    day_of_date,
 )
 from intently.signals.tables import signal_daily as sd
 

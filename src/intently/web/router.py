@@ -14,9 +14,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from intently.auth.users import session_user
-from intently.kit.errors import IntentlyError, ValidationFailed
+from intently.web.feedback import error_page
 from intently.web.session import COOKIE, PageError, SignInRequired, Viewer, is_htmx, sign_in_url
-from intently.web.templating import STATIC, render
+from intently.web.templating import STATIC
 from intently.web.views import accounts, journey, scoring, segments, settings, signin, sources
 
 PREFIX = "/app"
@@ -148,19 +148,3 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(PageError)
     async def on_page_error(request: Request, exc: PageError) -> Response:
         return error_page(request, exc.status, exc.message)
-
-
-def error_page(request: Request, status: int, message: str) -> Response:
-    template = "error_fragment.html" if is_htmx(request) else "error.html"
-    return render(request, template, None, status_code=status, status=status, message=message)
-
-
-def error_text(exc: IntentlyError) -> str:
-    """A service error as one sentence, with every field problem of a validation failure."""
-    if isinstance(exc, ValidationFailed):
-        parts = []
-        for item in exc.errors:
-            texts = "; ".join(str(t) for t in (item.get("constraints") or {}).values())
-            parts.append(f"{item.get('path') or item.get('property')}: {texts}")
-        return " · ".join(parts) or exc.custom_message
-    return exc.custom_message

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterator
@@ -16,11 +15,13 @@ from starlette.responses import Response
 from intently.accounts import ranking
 from intently.accounts.service import get_account
 from intently.activities.service import activities_of_account
+from intently.catalog import ACCOUNT_SCORE, ALL_SCORES, SCORE_LABELS
 from intently.deals.service import deals_of_account
+from intently.kit.csvout import CsvWriter
 from intently.kit.errors import BadRequest
 from intently.kit.pagination import Cursor, CursorCodec
-from intently.kit.timefmt import now_us
-from intently.scoring.service import explain
+from intently.kit.timefmt import format_ms, now_us
+from intently.scoring.explain import explain
 from intently.signals.service import account_signals
 from intently.stages.service import history_of
 from intently.web.session import PageError, Viewer, engine_of, is_htmx
@@ -115,24 +116,13 @@ _EXPORT_COLUMNS = (
     "rtp_aid",
     "name",
     "domain",
-    "rtp_account_score",
-    "rtp_website_intent_score",
-    "rtp_bombora_intent_score",
-    "rtp_g2_intent_score",
-    "rtp_advertising_activity_score",
+    *ALL_SCORES,
     "rtp_journey_stage",
     "score_change_7d",
     "last_activity",
     "tags",
     "segments",
 )
-
-
-def _csv_cell(value: Any) -> Any:
-    # A cell starting with = + - @ is a formula to a spreadsheet: quote it as text.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 @router.get("/accounts/export.csv")
@@ -145,7 +135,8 @@ def export_accounts(request: Request, user: Viewer) -> Response:
 
     def lines() -> Iterator[str]:
         buf = io.StringIO()
-        out = csv.writer(buf)
+        # Opened in a spreadsheet: a name like "=HYPERLINK(...)" must stay text.
+        out = CsvWriter(buf, defuse=True)
         out.writerow(_EXPORT_COLUMNS)
         after: tuple[float, str] | None = None
         while True:
@@ -154,8 +145,7 @@ def export_accounts(request: Request, user: Viewer) -> Response:
             )
             for r in rows:
                 out.writerow(
-                    _csv_cell(v)
-                    for v in (
+                    (
                         r.rtp_aid,
                         r.name,
                         r.domain,
@@ -185,8 +175,6 @@ def export_accounts(request: Request, user: Viewer) -> Response:
 
 
 def _iso(us: int | None) -> str:
-    from intently.kit.timefmt import format_ms
-
     return format_ms(us) if us else ""
 
 
@@ -251,7 +239,7 @@ def _history_chart(history: dict[str, Any]) -> dict[str, Any]:
             "labels": [d["date"] for d in days],
             "datasets": [
                 {
-                    "label": "Account score",
+                    "label": SCORE_LABELS[ACCOUNT_SCORE],
                     "data": [d["score"] for d in days],
                     "borderColor": "#3b5bdb",
                     "backgroundColor": "rgba(59,91,219,0.12)",

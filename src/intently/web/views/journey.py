@@ -9,8 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from intently.kit.timefmt import now_us
-from intently.signals.service import US_PER_DAY
+from intently.kit.timefmt import US_PER_DAY, now_us
 from intently.stages.service import journey_summary
 from intently.web.session import PageError, Viewer, engine_of
 from intently.web.templating import render

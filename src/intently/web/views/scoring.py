@@ -8,6 +8,7 @@ import json
 import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -15,6 +16,8 @@ from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
 from intently.kit.errors import ValidationFailed
+from intently.kit.text import as_json
+from intently.pipeline import run_scoring
 from intently.scoring import service, whatif
 from intently.scoring.schemas import BUILTIN_TYPES
 from intently.stages import service as stages_service
@@ -30,6 +33,8 @@ DECAY_KINDS = ("linear", "half_life", "window", "step")
 # Plain decimals only: "1e999" or "nan" would parse as floats no weight should be.
 _DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+# A problem shows the value sent as JSON (so "3" and 3 read differently), cut short.
+_shown = partial(as_json, limit=160)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -57,12 +62,6 @@ def _value_at(doc: Any, path: str) -> tuple[bool, Any]:
         else:
             return False, None
     return True, node
-
-
-def _shown(value: Any, limit: int = 160) -> str:
-    """A value as JSON (a string in quotes, so "3" and 3 read differently), cut short."""
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _problems(exc: ValidationFailed, doc: Any) -> list[dict[str, str]]:
@@ -167,7 +166,7 @@ def start_run(
     kind: Annotated[Literal["full", "incremental"], Form()] = "full",
 ) -> Response:
     # What the API's POST /scoring/runs does: the run happens now, in this request.
-    summary = service.run_scoring(engine_of(request), user.workspace_id, full=kind == "full")
+    summary = run_scoring(engine_of(request), user.workspace_id, full=kind == "full")
     return RedirectResponse(f"/app/scoring?run={summary.run_id}", status_code=303)
 
 

@@ -23,6 +23,7 @@ from intently.events.service import EVENT_TYPES
 from intently.kit.errors import BadRequest, IntentlyError
 from intently.kit.validation import validate
 from intently.settings import Settings
+from intently.web.feedback import error_text
 from intently.web.session import Admin, AdminWriter, engine_of
 from intently.web.templating import render
 from intently.webhooks import service as webhooks_service
@@ -50,13 +51,6 @@ DONE = {
     "field-created": "Custom field created.",
     "field-deactivated": "Custom field deactivated; its values are kept, hidden.",
 }
-
-
-def _error_text(exc: IntentlyError) -> str:
-    # Imported here: web.router imports this module while it loads.
-    from intently.web.router import error_text
-
-    return error_text(exc)
 
 
 def _done(code: str | None) -> tuple[str, str] | None:
@@ -178,7 +172,7 @@ def invite(
         return _users(
             request,
             user,
-            flash=("error", _error_text(exc)),
+            flash=("error", error_text(exc)),
             status_code=exc.status,
             form={"email": email, "role": role},
         )
@@ -195,7 +189,7 @@ def change_role(
     try:
         users_service.set_role(engine_of(request), user.workspace_id, user_id, role)
     except IntentlyError as exc:
-        return _users(request, user, flash=("error", _error_text(exc)), status_code=exc.status)
+        return _users(request, user, flash=("error", error_text(exc)), status_code=exc.status)
     if user_id == user.user_id and role != "admin":
         # No longer an admin: Settings would answer 403.
         return RedirectResponse("/app/", status_code=303)
@@ -207,7 +201,7 @@ def disable_sign_in(request: Request, user_id: str, user: AdminWriter) -> Respon
     try:
         users_service.disable_sign_in(engine_of(request), user.workspace_id, user_id)
     except IntentlyError as exc:
-        return _users(request, user, flash=("error", _error_text(exc)), status_code=exc.status)
+        return _users(request, user, flash=("error", error_text(exc)), status_code=exc.status)
     if user_id == user.user_id:
         return RedirectResponse("/app/login", status_code=303)
     return _back("/users", "signin-removed")
@@ -262,7 +256,7 @@ def generate_key(
         issued = auth_service.issue_key(engine_of(request), user.workspace_id, email)
     except IntentlyError as exc:
         return _api_keys(
-            request, user, flash=("error", _error_text(exc)), status_code=exc.status, email=email
+            request, user, flash=("error", error_text(exc)), status_code=exc.status, email=email
         )
     return _api_keys(request, user, issued=issued)
 
@@ -272,7 +266,7 @@ def revoke_key(request: Request, key_id: str, user: AdminWriter) -> Response:
     try:
         auth_service.revoke_key(engine_of(request), user.workspace_id, key_id)
     except IntentlyError as exc:
-        return _api_keys(request, user, flash=("error", _error_text(exc)), status_code=exc.status)
+        return _api_keys(request, user, flash=("error", error_text(exc)), status_code=exc.status)
     return _back("/api-keys", "revoked")
 
 
@@ -342,7 +336,7 @@ def create_webhook(
         )
     except IntentlyError as exc:
         return _webhooks(
-            request, user, flash=("error", _error_text(exc)), status_code=exc.status, form=form
+            request, user, flash=("error", error_text(exc)), status_code=exc.status, form=form
         )
     return _webhooks(request, user, created=hook)
 
@@ -449,7 +443,7 @@ def retry_delivery(
         if exc.status != 409:  # an unknown webhook or delivery is the error page's 404
             raise
         return _webhook(
-            request, user, webhook_id, flash=("error", _error_text(exc)), status_code=exc.status
+            request, user, webhook_id, flash=("error", error_text(exc)), status_code=exc.status
         )
     return _back(f"/webhooks/{webhook_id}", "retried")
 
@@ -527,7 +521,7 @@ def create_custom_field(
         fields_service.create(engine_of(request), user.workspace_id, body)
     except IntentlyError as exc:
         return _custom_fields(
-            request, user, flash=("error", _error_text(exc)), status_code=exc.status, form=form
+            request, user, flash=("error", error_text(exc)), status_code=exc.status, form=form
         )
     return _back("/custom-fields", "field-created")
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
+from intently.catalog import BUILTIN_SOURCES, SIGNAL_TYPES
 from intently.ingest import bombora, connections, g2, linkedin, resolvers, writekeys
 from intently.ingest.schedule import DEFAULT_INTERVAL_MINUTES
 from intently.kit.errors import BadRequest
@@ -33,8 +34,9 @@ from intently.webhooks.service import TargetRefused, check_target
 
 router = APIRouter()
 
-VENDORS = ("bombora", "g2", "linkedin")
-SOURCES = ("website", *VENDORS)
+SOURCES = BUILTIN_SOURCES
+# The sources that arrive as files or pulls (the website's come through the collector).
+VENDORS = tuple(s for s in SOURCES if s != "website")
 TITLES = {"website": "Website", "bombora": "Bombora", "g2": "G2", "linkedin": "LinkedIn ads"}
 IMPORTERS: dict[str, Callable[..., RunReport]] = {
     "bombora": bombora.import_file,
@@ -705,11 +707,11 @@ def _settings_body(source: str, form: dict[str, str]) -> dict[str, Any]:
     if source == "g2":
         rules = _pairs(form, "tagMap", "tag", "type")
         for r in rules:
-            if r["type"] not in signals.SIGNAL_TYPES["g2"]:
+            if r["type"] not in SIGNAL_TYPES["g2"]:
                 raise PageError(
                     400,
                     f"tagMap: type '{r['type']}' of tag '{r['tag']}' is not one of "
-                    f"{', '.join(signals.SIGNAL_TYPES['g2'])}",
+                    f"{', '.join(SIGNAL_TYPES['g2'])}",
                 )
         return {"tagMap": rules}
     return {"trailingDays": _whole(form, "trailingDays", 0, 90)}
