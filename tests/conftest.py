@@ -5,29 +5,20 @@ never see each other's data and may run in parallel on the same database."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from intently.app import create_app
-from intently.auth.repository import workspace_id_by_name
-from intently.auth.service import generate_key
-from intently.kit.db import make_engine
 from intently.kit.migrate import migrate
 from intently.settings import Settings
-
-DB_ENV = "INTENTLY_TEST_DATABASE_URL"
+from tests.support.api import Api, Workspace, new_workspace
+from tests.support.database import DB_ENV
+from tests.support.server import LiveServer, serving
+from tests.support.webhook_receiver import Receiver
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,68 +62,12 @@ def client(app: Any) -> TestClient:
     return TestClient(app, raise_server_exceptions=False)
 
 
-class Api:
-    """An HTTP client for one workspace's key under one mount (default /api/v1)."""
-
-    def __init__(self, client: Any, key: str | None, prefix: str = "/api/v1"):
-        self.client = client
-        self.key = key
-        self.prefix = prefix
-
-    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
-        headers = {"X-Api-Key": self.key} if self.key is not None else {}
-        headers.update(extra or {})
-        return headers
-
-    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        kw["headers"] = self._headers(kw.get("headers"))
-        return self.client.request(method, self.prefix + path, **kw)
-
-    def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, **kw: Any) -> httpx.Response:
-        return self.request("POST", path, **kw)
-
-    def put(self, path: str, **kw: Any) -> httpx.Response:
-        return self.request("PUT", path, **kw)
-
-    def patch(self, path: str, **kw: Any) -> httpx.Response:
-        return self.request("PATCH", path, **kw)
-
-    def delete(self, path: str, **kw: Any) -> httpx.Response:
-        return self.request("DELETE", path, **kw)
-
-    def under(self, prefix: str) -> Api:
-        return Api(self.client, self.key, prefix)
-
-    def with_key(self, key: str | None) -> Api:
-        return Api(self.client, key, self.prefix)
-
-
-@dataclass
-class Workspace:
-    name: str
-    email: str
-    key: str
-    api: Api  # /api/v1
-    crm: Api  # /api/v1/crm
-    id: int = 0  # workspace id, for library calls (importers, the signal store)
-
-
 @pytest.fixture
 def make_workspace(client: TestClient, engine: Any) -> Callable[[], Workspace]:
     """A factory of fresh workspaces, each with a user and an API key."""
 
     def make() -> Workspace:
-        name = f"ws-{uuid.uuid4().hex[:12]}"
-        email = f"owner-{uuid.uuid4().hex[:8]}@example.com"
-        key = generate_key(engine, name, email)
-        with engine.connect() as conn:
-            ws_id = workspace_id_by_name(conn, name)
-        return Workspace(
-            name, email, key, Api(client, key), Api(client, key, "/api/v1/crm"), ws_id or 0
-        )
+        return new_workspace(client, engine)
 
     return make
 
@@ -153,60 +88,6 @@ def other(make_workspace: Callable[[], Workspace]) -> Workspace:
     return make_workspace()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serving(**env: str) -> Iterator[str]:
-    """`intently serve` in a subprocess on a free loopback port, with these INTENTLY_*
-    settings; yields its base URL once /healthz answers, stops it afterwards."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "intently", "serve", "--port", str(port)],
-        env=dict(os.environ, **env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"server did not start: {err[-2000:]}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-@dataclass
-class LiveServer:
-    url: str
-    database_url: str
-
-    def key(self, workspace: str | None = None) -> str:
-        engine = make_engine(self.database_url)
-        try:
-            return generate_key(
-                engine, workspace or f"live-{uuid.uuid4().hex[:12]}", "live@example.com"
-            )
-        finally:
-            engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def live_server(database_url: str) -> Iterator[LiveServer]:
     """`intently serve` in a subprocess on a free loopback port, on the test database."""
@@ -219,3 +100,11 @@ def live_server(database_url: str) -> Iterator[LiveServer]:
         INTENTLY_RATE_LIMIT_PER_MINUTE="0",
     ) as url:
         yield LiveServer(url, database_url)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1, answering 200 unless told otherwise."""
+    r = Receiver().start()
+    yield r
+    r.stop()

@@ -7,17 +7,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.support import acc, business, custom_field, segment
-from tests.conftest import Api, Workspace
-
-SCORES = (
-    "rtp_account_score",
-    "rtp_website_intent_score",
-    "rtp_bombora_intent_score",
-    "rtp_g2_intent_score",
-    "rtp_advertising_activity_score",
-)
-
+from tests.support.api import Api, Workspace
+from tests.support.data import SCORE_COLUMNS, acc, custom_field, segment
+from tests.support.envelope import business
 
 # ---- helpers ---------------------------------------------------------------------------
 
@@ -258,7 +250,7 @@ def test_new_accounts_start_unscored(api: Api) -> None:
     key = custom_field(api, "Tier", "singleLineText")
     result = push(api, [acc("new.com", "New Co")])[0]
     item = api.get(f"/accounts/{result['rtp_aid']}").json()["data"]
-    for score in SCORES:
+    for score in SCORE_COLUMNS:
         assert item[score] == 0, score
     assert item["rtp_journey_stage"] is None
     assert item["rtp_last_account_date"] is None

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.support import acc, business, custom_field, segment
-from tests.conftest import Api, Workspace
+from tests.support.api import Api, Workspace
+from tests.support.data import acc, custom_field, segment
+from tests.support.envelope import business
 
 ITEM_TYPES: dict[str, tuple[type, ...]] = {
     "externalId": (str, type(None)),

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import one_error, validation_data
-from tests.conftest import Api, Workspace
+from tests.support.api import Api, Workspace
+from tests.support.data import create_account
+from tests.support.envelope import one_error, validation_data
 
 # ---- helpers ----------------------------------------------------------------------------
 
@@ -31,14 +32,6 @@ def push(api: Api, *items: dict[str, Any]) -> list[dict[str, Any]]:
     body = r.json()
     assert body["statusCode"] == 200 and body["path"] == "/api/v1/sales-activities"
     return list(body["data"]["results"])
-
-
-def push_account(api: Api, domain: str) -> str:
-    r = api.post("/accounts", json={"accounts": [{"domain": domain, "name": domain}]})
-    assert r.status_code == 200, r.text
-    result = r.json()["data"]["results"][0]
-    assert result["status"] == "created", result
-    return str(result["rtp_aid"])
 
 
 def activities_of(api: Api, aid: str) -> list[dict[str, Any]]:
@@ -65,7 +58,7 @@ def created(index: int, ext: str) -> dict[str, Any]:
 
 
 def test_call_and_email_are_created_and_stored(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     call = activity(
         "A-1",
         occurredAt="2026-04-01T10:00:00+02:00",
@@ -134,7 +127,7 @@ def test_unknown_properties_are_ignored(api: Api) -> None:
 
 
 def test_crm_mount_serves_activities(workspace: Workspace) -> None:
-    aid = push_account(workspace.api, "acme.com")
+    aid = create_account(workspace.api, "acme.com")
     r = workspace.crm.post("/sales-activities", json={"activities": [activity("A-1")]})
     assert r.status_code == 200, r.text
     assert r.json()["data"] == {"results": [created(0, "A-1")]}
@@ -268,7 +261,7 @@ def test_direction_is_inbound_or_outbound(api: Api, value: Any) -> None:
 
 
 def test_both_directions_are_accepted(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     push(
         api,
         activity("A-1", direction="inbound", occurredAt="2026-01-01"),
@@ -294,7 +287,7 @@ def test_counts_are_non_negative_integers(api: Api, prop: str) -> None:
 
 
 def test_counts_accept_zero_and_integral_numbers(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     push(api, activity("A-1", activityType="email", openCount=0, clickCount=2.0, replyCount=7))
     (got,) = activities_of(api, aid)
     assert (got["openCount"], got["clickCount"], got["replyCount"]) == (0, 2, 7)
@@ -313,13 +306,13 @@ def test_duration_is_a_number_not_below_zero(api: Api) -> None:
             "isNumber": "durationMinutes must be a number conforming to the specified constraints"
         },
     }
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     push(api, activity("A-1", durationMinutes=0), activity("A-2", durationMinutes=30))
     assert sorted(a["durationMinutes"] for a in activities_of(api, aid)) == [0, 30]
 
 
 def test_shape_error_rejects_whole_batch_and_writes_nothing(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     r = post(api, activity("A-1"), activity("A-2"), activity("A-3", direction="up"))
     assert r.status_code == 400, r.text
     assert activities_of(api, aid) == []
@@ -330,7 +323,7 @@ def test_shape_error_rejects_whole_batch_and_writes_nothing(api: Api) -> None:
 
 
 def test_existing_id_fails_and_keeps_the_first(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     assert push(api, activity("A-1", subject="first")) == [created(0, "A-1")]
     assert push(api, activity("A-1", subject="second"), activity("A-2")) == [
         {
@@ -347,7 +340,7 @@ def test_existing_id_fails_and_keeps_the_first(api: Api) -> None:
 
 
 def test_same_id_twice_in_one_request(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     results = push(api, activity("A-1", subject="one"), activity("A-1", subject="two"))
     assert results == [
         created(0, "A-1"),
@@ -363,7 +356,7 @@ def test_same_id_twice_in_one_request(api: Api) -> None:
 
 @pytest.mark.parametrize("kind", ["meeting", "task", "sms", "linkedin"])
 def test_other_activity_types_are_skipped_never_400(api: Api, kind: str) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     results = push(api, activity("A-1"), activity("A-2", activityType=kind))
     assert results[0] == created(0, "A-1")
     skipped = results[1]
@@ -399,8 +392,8 @@ def test_mixed_batch_reports_each_item(api: Api) -> None:
 def test_activity_ids_are_per_workspace(workspace: Workspace, other: Workspace) -> None:
     assert push(workspace.api, activity("A-1")) == [created(0, "A-1")]
     assert push(other.api, activity("A-1")) == [created(0, "A-1")]
-    mine = push_account(workspace.api, "acme.com")
-    theirs = push_account(other.api, "acme.com")
+    mine = create_account(workspace.api, "acme.com")
+    theirs = create_account(other.api, "acme.com")
     push(other.api, activity("A-2"))
     assert ids_of(workspace.api, mine) == ["A-1"]
     assert sorted(ids_of(other.api, theirs)) == ["A-1", "A-2"]
@@ -413,7 +406,7 @@ def test_activity_ids_are_per_workspace(workspace: Workspace, other: Workspace) 
 
 
 def test_contacts_are_upserted_by_email(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     push(
         api,
         activity(
@@ -438,7 +431,7 @@ def test_contacts_are_upserted_by_email(api: Api) -> None:
 
 
 def test_contact_fields_not_sent_are_kept(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     push(api, activity("A-1", contacts=[{"email": "jane@acme.com", "name": "Jane"}]))
     push(api, activity("A-2", contacts=[{"email": "jane@acme.com", "title": "CTO"}]))
     for a in activities_of(api, aid):
@@ -446,7 +439,7 @@ def test_contact_fields_not_sent_are_kept(api: Api) -> None:
 
 
 def test_same_contact_twice_in_one_activity_is_one_contact(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     push(
         api,
         activity(
@@ -461,8 +454,8 @@ def test_same_contact_twice_in_one_activity_is_one_contact(api: Api) -> None:
 
 
 def test_activity_links_by_normalised_domain(api: Api) -> None:
-    acme = push_account(api, "acme.com")
-    eu = push_account(api, "eu.acme.com")
+    acme = create_account(api, "acme.com")
+    eu = create_account(api, "eu.acme.com")
     push(
         api,
         activity("A-1", domain="https://WWW.Acme.com:8443/deal?x=1#y"),
@@ -475,12 +468,12 @@ def test_activity_links_by_normalised_domain(api: Api) -> None:
 
 def test_activity_links_when_the_account_appears_later(api: Api) -> None:
     push(api, activity("A-1", domain="www.later.com"), activity("A-2", domain="never.com"))
-    later = push_account(api, "later.com")
+    later = create_account(api, "later.com")
     assert ids_of(api, later) == ["A-1"]
 
 
 def test_activities_are_newest_first(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     push(
         api,
         activity("A-mid", occurredAt="2026-02-01T00:00:00Z"),

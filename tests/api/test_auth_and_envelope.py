@@ -17,7 +17,7 @@ from sqlalchemy.exc import ProgrammingError
 from intently.app import create_app
 from intently.auth.service import generate_key, set_api_access
 from intently.settings import Settings
-from tests.conftest import Api, Workspace
+from tests.support.api import Api, Workspace
 
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 MIB = 1024 * 1024

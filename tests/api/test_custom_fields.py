@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import get_account, validation_data
-from tests.conftest import Api, Workspace
+from tests.support.api import Api, Workspace
+from tests.support.data import create_account, get_account
+from tests.support.envelope import validation_data
 
 LABEL_TYPES_TEXT = (
     "labelType must be one of the following values: "
@@ -33,14 +34,6 @@ def list_fields(api: Api) -> list[dict[str, Any]]:
     data = r.json()["data"]
     assert isinstance(data, list)
     return list(data)
-
-
-def push_account(api: Api, domain: str, **fields: Any) -> str:
-    r = api.post("/accounts", json={"accounts": [{"domain": domain, "name": domain, **fields}]})
-    assert r.status_code == 200, r.text
-    result = r.json()["data"]["results"][0]
-    assert result["status"] == "created", result
-    return str(result["rtp_aid"])
 
 
 def walk(api: Api, **params: Any) -> tuple[dict[str, dict[str, Any]], str]:
@@ -297,7 +290,7 @@ def test_delete_unknown_or_inactive_key_is_404(api: Api) -> None:
 
 def test_deactivated_key_cannot_take_values(api: Api) -> None:
     create_field(api, label="Tier", labelType="singleLineText")
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     api.delete("/accounts/custom-fields/TIER_C")
     r = api.put(f"/accounts/{aid}", json={"customFields": {"TIER_C": "gold"}})
     assert r.status_code == 400, r.text
@@ -317,8 +310,10 @@ def test_account_items_list_every_active_key_with_null_where_unset(api: Api) -> 
     create_field(api, label="Tier", labelType="singleSelection", options=["Gold", "Silver"])
     create_field(api, label="Employees", labelType="number")
     create_field(api, label="Notes", labelType="multiLineText")
-    with_values = push_account(api, "acme.com", customFields={"TIER_C": "Gold", "EMPLOYEES_C": 120})
-    bare = push_account(api, "globex.com")
+    with_values = create_account(
+        api, "acme.com", customFields={"TIER_C": "Gold", "EMPLOYEES_C": 120}
+    )
+    bare = create_account(api, "globex.com")
     expected_full = {"TIER_C": "Gold", "EMPLOYEES_C": 120, "NOTES_C": None}
     expected_bare = {"TIER_C": None, "EMPLOYEES_C": None, "NOTES_C": None}
     assert get_account(api, with_values)["customFields"] == expected_full
@@ -332,14 +327,14 @@ def test_account_items_list_every_active_key_with_null_where_unset(api: Api) -> 
 
 
 def test_account_items_have_empty_custom_fields_without_fields(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     assert get_account(api, aid)["customFields"] == {}
 
 
 def test_deactivated_field_is_hidden_and_its_values_come_back_on_recreation(api: Api) -> None:
     create_field(api, label="Tier", labelType="singleSelection", options=["Gold", "Silver"])
     create_field(api, label="Employees", labelType="number")
-    aid = push_account(api, "acme.com", customFields={"TIER_C": "Gold", "EMPLOYEES_C": 7})
+    aid = create_account(api, "acme.com", customFields={"TIER_C": "Gold", "EMPLOYEES_C": 7})
     assert api.delete("/accounts/custom-fields/TIER_C").status_code == 200
     assert get_account(api, aid)["customFields"] == {"EMPLOYEES_C": 7}
     items, _ = walk(api)
@@ -373,7 +368,7 @@ def test_recreation_may_change_the_type(api: Api) -> None:
     recreated = create_field(api, label=" score ", labelType="number")
     assert recreated == field("SCORE_C", "score", "number")
     assert list_fields(api) == [recreated]
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     bad = api.put(f"/accounts/{aid}", json={"customFields": {"SCORE_C": "high"}})
     assert bad.status_code == 400, bad.text
     good = api.put(f"/accounts/{aid}", json={"customFields": {"SCORE_C": 9.5}})
@@ -383,9 +378,9 @@ def test_recreation_may_change_the_type(api: Api) -> None:
 def test_deactivation_and_reactivation_show_in_delta_sync(api: Api) -> None:
     create_field(api, label="Tier", labelType="singleLineText")
     create_field(api, label="Region", labelType="singleLineText")
-    holder = push_account(api, "acme.com", customFields={"TIER_C": "gold", "REGION_C": "eu"})
-    region_only = push_account(api, "globex.com", customFields={"REGION_C": "us"})
-    bare = push_account(api, "initech.com")
+    holder = create_account(api, "acme.com", customFields={"TIER_C": "gold", "REGION_C": "eu"})
+    region_only = create_account(api, "globex.com", customFields={"REGION_C": "us"})
+    bare = create_account(api, "initech.com")
     first, sync = walk(api)
     assert set(first) == {holder, region_only, bare}
     quiet, sync = walk(api, lastSync=sync)

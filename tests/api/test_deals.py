@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import one_error, validation_data
-from tests.conftest import Api, Workspace
+from tests.support.api import Api, Workspace
+from tests.support.data import create_account
+from tests.support.envelope import one_error, validation_data
 
 # ---- helpers ----------------------------------------------------------------------------
 
@@ -23,17 +24,6 @@ def push(api: Api, *deals: dict[str, Any]) -> list[dict[str, Any]]:
     body = r.json()
     assert body["statusCode"] == 200 and body["path"] == "/api/v1/deals"
     return list(body["data"]["results"])
-
-
-def push_account(api: Api, domain: str, external_id: str | None = None) -> str:
-    item: dict[str, Any] = {"domain": domain, "name": domain}
-    if external_id is not None:
-        item["externalId"] = external_id
-    r = api.post("/accounts", json={"accounts": [item]})
-    assert r.status_code == 200, r.text
-    result = r.json()["data"]["results"][0]
-    assert result["status"] == "created", result
-    return str(result["rtp_aid"])
 
 
 def deals_of(api: Api, aid: str) -> list[dict[str, Any]]:
@@ -78,7 +68,7 @@ FULL_DEAL = {
 
 
 def test_push_creates_and_stores_every_field(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     assert push(api, FULL_DEAL) == [created(0, "D-1")]
     assert deals_of(api, aid) == [
         {
@@ -100,7 +90,7 @@ def test_push_creates_and_stores_every_field(api: Api) -> None:
 
 
 def test_second_push_of_same_id_updates(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     assoc = {"associatedAccounts": [{"domain": "acme.com"}]}
     assert push(api, deal("D-1", amount=100, stageLabel="Open", **assoc)) == [created(0, "D-1")]
     assert push(api, deal("D-1", amount=250, stageLabel="Won", **assoc), deal("D-2", **assoc)) == [
@@ -113,7 +103,7 @@ def test_second_push_of_same_id_updates(api: Api) -> None:
 
 
 def test_same_id_twice_in_one_request(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     assoc = {"associatedAccounts": [{"domain": "acme.com"}]}
     results = push(api, deal("D-1", amount=1, **assoc), deal("D-1", amount=2, **assoc))
     assert results == [created(0, "D-1"), updated(1, "D-1")]
@@ -122,7 +112,7 @@ def test_same_id_twice_in_one_request(api: Api) -> None:
 
 
 def test_integer_amount_and_currency_code(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     push(
         api,
         deal("D-1", amount=7, dealCurrencyCode="usd", associatedAccounts=[{"domain": "acme.com"}]),
@@ -139,8 +129,8 @@ def test_unknown_properties_are_ignored(api: Api) -> None:
 
 def test_deals_are_per_workspace(workspace: Workspace, other: Workspace) -> None:
     assoc = [{"domain": "acme.com"}]
-    mine = push_account(workspace.api, "acme.com")
-    theirs = push_account(other.api, "acme.com")
+    mine = create_account(workspace.api, "acme.com")
+    theirs = create_account(other.api, "acme.com")
     assert push(workspace.api, deal("D-1", associatedAccounts=assoc)) == [created(0, "D-1")]
     # The same externalDealId in another workspace is a different deal.
     assert push(other.api, deal("D-1", associatedAccounts=assoc)) == [created(0, "D-1")]
@@ -153,7 +143,7 @@ def test_deals_are_per_workspace(workspace: Workspace, other: Workspace) -> None
 
 
 def test_crm_mount_serves_deals(workspace: Workspace) -> None:
-    aid = push_account(workspace.api, "acme.com")
+    aid = create_account(workspace.api, "acme.com")
     r = workspace.crm.post(
         "/deals", json={"deals": [deal("D-1", associatedAccounts=[{"domain": "acme.com"}])]}
     )
@@ -219,7 +209,7 @@ def test_dates_must_be_iso8601(api: Api, prop: str, value: str) -> None:
 
 
 def test_dates_without_offset_are_utc(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     push(
         api,
         deal(
@@ -310,7 +300,7 @@ def test_errors_in_several_items_are_all_reported(api: Api) -> None:
 
 
 def test_shape_error_rejects_whole_batch_and_writes_nothing(api: Api) -> None:
-    aid = push_account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     assoc = [{"domain": "acme.com"}]
     assert push(api, deal("D-0", amount=1, associatedAccounts=assoc)) == [created(0, "D-0")]
     r = api.post(
@@ -333,8 +323,8 @@ def test_shape_error_rejects_whole_batch_and_writes_nothing(api: Api) -> None:
 
 
 def test_association_links_by_normalised_domain(api: Api) -> None:
-    acme = push_account(api, "acme.com")
-    eu = push_account(api, "eu.acme.com")
+    acme = create_account(api, "acme.com")
+    eu = create_account(api, "eu.acme.com")
     push(
         api,
         deal("D-1", associatedAccounts=[{"domain": "https://WWW.Acme.com:443/pricing?x=1"}]),
@@ -345,29 +335,29 @@ def test_association_links_by_normalised_domain(api: Api) -> None:
 
 
 def test_association_links_by_external_id(api: Api) -> None:
-    acme = push_account(api, "acme.com", external_id="CRM-1")
+    acme = create_account(api, "acme.com", externalId="CRM-1")
     push(api, deal("D-1", associatedAccounts=[{"externalId": "CRM-1", "name": "Acme"}]))
     assert linked(api, acme) == ["D-1"]
 
 
 def test_external_id_takes_precedence_over_domain(api: Api) -> None:
-    by_ext = push_account(api, "acme.com", external_id="CRM-1")
-    by_domain = push_account(api, "globex.com")
+    by_ext = create_account(api, "acme.com", externalId="CRM-1")
+    by_domain = create_account(api, "globex.com")
     push(api, deal("D-1", associatedAccounts=[{"externalId": "CRM-1", "domain": "globex.com"}]))
     assert linked(api, by_ext) == ["D-1"]
     assert linked(api, by_domain) == []
 
 
 def test_domain_is_the_fallback_when_external_id_matches_nothing(api: Api) -> None:
-    acme = push_account(api, "acme.com")
+    acme = create_account(api, "acme.com")
     push(api, deal("D-1", associatedAccounts=[{"externalId": "CRM-404", "domain": "acme.com"}]))
     assert linked(api, acme) == ["D-1"]
 
 
 def test_one_deal_may_link_several_accounts(api: Api) -> None:
-    a = push_account(api, "acme.com")
-    b = push_account(api, "globex.com", external_id="G-1")
-    c = push_account(api, "initech.com")
+    a = create_account(api, "acme.com")
+    b = create_account(api, "globex.com", externalId="G-1")
+    c = create_account(api, "initech.com")
     push(
         api,
         deal(
@@ -383,17 +373,17 @@ def test_one_deal_may_link_several_accounts(api: Api) -> None:
 def test_unmatched_domain_association_links_when_the_account_appears(api: Api) -> None:
     push(api, deal("D-1", associatedAccounts=[{"domain": "https://www.later.com/x"}]))
     push(api, deal("D-2", associatedAccounts=[{"domain": "never.com"}]))
-    later = push_account(api, "later.com")
+    later = create_account(api, "later.com")
     assert linked(api, later) == ["D-1"]
 
 
 def test_unmatched_external_id_association_links_when_the_account_appears(api: Api) -> None:
     push(api, deal("D-1", associatedAccounts=[{"externalId": "CRM-7"}]))
-    fresh = push_account(api, "fresh.com", external_id="CRM-7")
+    fresh = create_account(api, "fresh.com", externalId="CRM-7")
     assert linked(api, fresh) == ["D-1"]
     # An account that gets the externalId later by mapping (E5) is linked too.
     push(api, deal("D-2", associatedAccounts=[{"externalId": "CRM-8"}]))
-    mapped = push_account(api, "mapped.com")
+    mapped = create_account(api, "mapped.com")
     assert linked(api, mapped) == []
     r = api.patch(
         "/accounts/external-ids",
@@ -404,8 +394,8 @@ def test_unmatched_external_id_association_links_when_the_account_appears(api: A
 
 
 def test_link_follows_an_external_id_that_moves(api: Api) -> None:
-    first = push_account(api, "acme.com", external_id="CRM-1")
-    second = push_account(api, "globex.com")
+    first = create_account(api, "acme.com", externalId="CRM-1")
+    second = create_account(api, "globex.com")
     push(api, deal("D-1", associatedAccounts=[{"externalId": "CRM-1"}]))
     assert linked(api, first) == ["D-1"]
     r = api.patch(
@@ -419,8 +409,8 @@ def test_link_follows_an_external_id_that_moves(api: Api) -> None:
 
 def test_updating_a_deal_replaces_its_associations(api: Api) -> None:
     # Implementation's choice: associatedAccounts sent on an update replace the old ones.
-    a = push_account(api, "acme.com")
-    b = push_account(api, "globex.com")
+    a = create_account(api, "acme.com")
+    b = create_account(api, "globex.com")
     push(api, deal("D-1", associatedAccounts=[{"domain": "acme.com"}]))
     assert push(api, deal("D-1", associatedAccounts=[{"domain": "globex.com"}])) == [
         updated(0, "D-1")

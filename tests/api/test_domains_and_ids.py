@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.support import listed
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.data import listed
 
 ID_RE = re.compile(r"^[0-9a-f]{24}$")
 

@@ -15,7 +15,7 @@ from intently.app import create_app
 from intently.gate import idempotency
 from intently.kit.timefmt import now_us
 from intently.settings import Settings
-from tests.conftest import Api, Workspace
+from tests.support.api import Api, Workspace
 
 HOUR_US = 3600 * 1_000_000
 

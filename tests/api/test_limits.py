@@ -17,8 +17,9 @@ from intently.auth.service import generate_key
 from intently.kit.body import decode_object
 from intently.kit.errors import ValidationFailed
 from intently.settings import Settings
-from tests.api.support import acc, custom_field, listed, one_error, validation_data
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.data import acc, custom_field, listed
+from tests.support.envelope import one_error, validation_data
 
 JSON = {"Content-Type": "application/json"}
 # Rate limits off: these apps are for the body limits only.

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.support import business, one_error
-from tests.conftest import Api
+from tests.support.api import Api
+from tests.support.envelope import business, one_error
 
 
 def test_a_nul_character_in_a_body_string_names_the_property(api: Api) -> None:

@@ -15,7 +15,7 @@ from intently.auth.service import generate_key
 from intently.gate.ratelimit import MemoryLimiter, Quota, decide
 from intently.ingest.writekeys import get_write_key
 from intently.settings import Settings
-from tests.clitools import intently
+from tests.support.cli import intently
 
 HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
 

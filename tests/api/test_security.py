@@ -30,13 +30,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from intently.app import create_app
-from intently.auth.repository import workspace_id_by_name
 from intently.auth.service import generate_key
 from intently.events.service import Event, record
 from intently.kit.db import tick, write_tx
 from intently.settings import Settings
 from intently.signals.service import IngestRun
-from tests.conftest import Api, Workspace, free_port
+from tests.support.api import Api, Workspace, new_workspace
+from tests.support.dashboard import new_dashboard
+from tests.support.server import free_port
 
 MOUNTS = ("/api/v1", "/api/v1/crm")
 UNKNOWN_ID = "0123456789abcdef01234567"
@@ -69,19 +70,10 @@ def small(database_url: str) -> Iterator[TestClient]:
     app.state.intently.engine.dispose()
 
 
-def _new_workspace(client: TestClient, engine: Any, tag: str) -> Workspace:
-    name = f"sec-{tag}-{uuid.uuid4().hex[:10]}"
-    email = f"owner-{uuid.uuid4().hex[:8]}@example.com"
-    key = generate_key(engine, name, email)
-    with engine.connect() as conn:
-        ws_id = workspace_id_by_name(conn, name) or 0
-    return Workspace(name, email, key, Api(client, key), Api(client, key, MOUNTS[1]), ws_id)
-
-
 @pytest.fixture
 def fresh(sweep: TestClient, sweep_app: Any) -> Callable[[], Workspace]:
     engine = sweep_app.state.intently.engine
-    return lambda: _new_workspace(sweep, engine, "f")
+    return lambda: new_workspace(sweep, engine, "sec-f")
 
 
 # ---- the operations, from the OpenAPI document ---------------------------------------------
@@ -252,8 +244,8 @@ def _ok(r: httpx.Response) -> Any:
 @pytest.fixture(scope="module")
 def world(sweep: TestClient, sweep_app: Any) -> World:
     engine = sweep_app.state.intently.engine
-    a = _new_workspace(sweep, engine, "a")
-    b = _new_workspace(sweep, engine, "b")
+    a = new_workspace(sweep, engine, "sec-a")
+    b = new_workspace(sweep, engine, "sec-b")
     # A second user of A, whose first key is replaced: that first key is revoked.
     second = f"second-{uuid.uuid4().hex[:8]}@example.com"
     revoked = generate_key(engine, a.name, second)
@@ -1057,7 +1049,7 @@ def test_account_filters_take_injection_text(world: World, mount: str) -> None:
 def test_reject_filters_match_literally(world: World, sweep_app: Any) -> None:
     """Filters compare whole values: a `%` reason is only the reject with that reason."""
     engine = sweep_app.state.intently.engine
-    ws = _new_workspace(world.client, engine, "rej")
+    ws = new_workspace(world.client, engine, "sec-rej")
     run = IngestRun(engine, ws.id, "g2", "file", "inj.csv")
     reasons = ["%", "_", "\\", "plain_reason", "'; DROP TABLE accounts; --"]
     for n, reason in enumerate(reasons):
@@ -1228,7 +1220,7 @@ def test_nesting_near_the_largest_depth_setting_is_never_500(database_url: str) 
     app = create_app(Settings(database_url=database_url, max_json_depth=1000, **NO_LIMITS))
     try:
         client = TestClient(app, raise_server_exceptions=False)
-        ws = _new_workspace(client, app.state.intently.engine, "depth")
+        ws = new_workspace(client, app.state.intently.engine, "sec-depth")
         headers = {"Content-Type": "application/json"}
         leaf = '{"field": "name", "op": "eq", "value": "x"}'
         for depth in (990, 998, 999, 1000, 1001, 1002):
@@ -1255,10 +1247,8 @@ def test_dashboard_search_and_filters_take_injection_text(
 ) -> None:
     """The dashboard's account search (`q`, a prefix of the name or domain) and its text
     filters: wildcards match themselves, and no text is a 500."""
-    from tests.web.conftest import new_dashboard
-
     engine = sweep_app.state.intently.engine
-    ws = _new_workspace(sweep, engine, "web")
+    ws = new_workspace(sweep, engine, "sec-web")
     names = [*INJECTIONS.values(), "plain", "50 off", "a_b", "ab"]
     accounts = [
         {"domain": f"n{n}.example.com", "name": name, "tags": [name[:100]]}

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import get_account
-from tests.conftest import Api, Workspace
+from tests.support.api import Api, Workspace
+from tests.support.data import get_account
 
 ID_RE = re.compile(r"^[0-9a-f]{24}$")
 NOT_OPEN = "Segment '{}' is not active or draft and cannot accept new members"

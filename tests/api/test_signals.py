@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from intently.signals.service import ingest_run
-from tests.api.support import business, one_error, validation_data
-from tests.conftest import Api, Workspace
+from tests.support.api import Api, Workspace
+from tests.support.data import push_account
+from tests.support.envelope import business, one_error, validation_data
 
 
 def signal(domain: str = "acme.com", **fields: Any) -> dict[str, Any]:
@@ -28,12 +29,6 @@ def push(api: Api, *items: dict[str, Any]) -> list[dict[str, Any]]:
     body = r.json()
     assert body["statusCode"] == 200 and body["path"] == "/api/v1/signals"
     return list(body["data"]["results"])
-
-
-def account(api: Api, domain: str) -> str:
-    r = api.post("/accounts", json={"accounts": [{"domain": domain, "name": domain}]})
-    assert r.status_code == 200, r.text
-    return str(r.json()["data"]["results"][0]["rtp_aid"])
 
 
 def signals_of(api: Api, aid: str, **params: Any) -> list[dict[str, Any]]:
@@ -66,7 +61,7 @@ def test_push_creates_then_reports_duplicates(api: Api) -> None:
 def test_same_id_with_new_content_is_an_update(api: Api) -> None:
     push(api, signal(id="e1", value=1))
     assert push(api, signal(id="e1", value=3))[0]["status"] == "updated"
-    aid = account(api, "acme.com")
+    aid = push_account(api, "acme.com")
     [s] = signals_of(api, aid)
     assert s["value"] == 3
 
@@ -150,7 +145,7 @@ def test_signals_need_a_key(api: Api) -> None:
 def test_signals_of_a_domain_count_once_the_account_exists(api: Api) -> None:
     push(api, signal("late.io", id="a", occurredAt="2026-01-05"),
          signal("late.io", id="b", occurredAt="2026-03-01T08:30:00+02:00"))  # fmt: skip
-    aid = account(api, "late.io")
+    aid = push_account(api, "late.io")
     got = signals_of(api, aid)
     assert [s["occurredAt"] for s in got] == [
         "2026-03-01T06:30:00.000Z",
@@ -166,7 +161,7 @@ def test_signals_page_newest_first_across_pages(api: Api) -> None:
     items = [signal("paged.io", id=f"p{i}", occurredAt=f"2026-02-{1 + i % 20:02d}")
              for i in range(45)]  # fmt: skip
     push(api, *items)
-    aid = account(api, "paged.io")
+    aid = push_account(api, "paged.io")
     got = signals_of(api, aid, limit=7)
     assert len(got) == 45 and len({s["signalId"] for s in got}) == 45
     keys = [(s["occurredAt"], s["signalId"]) for s in got]
@@ -176,7 +171,7 @@ def test_signals_page_newest_first_across_pages(api: Api) -> None:
 def test_signals_filtered_by_source(api: Api) -> None:
     api.post("/sources", json={"name": "events"})
     push(api, signal("mix.io"), signal("mix.io", source="events", type="booth"))
-    aid = account(api, "mix.io")
+    aid = push_account(api, "mix.io")
     assert [s["source"] for s in signals_of(api, aid, source="events", limit=1)] == ["events"]
 
 
@@ -188,15 +183,15 @@ def test_signals_of_an_unknown_or_malformed_account(api: Api) -> None:
 
 def test_another_workspace_sees_no_signals(workspace: Workspace, other: Workspace) -> None:
     push(workspace.api, signal("private.io"))
-    aid = account(workspace.api, "private.io")
+    aid = push_account(workspace.api, "private.io")
     business(other.api.get(f"/accounts/{aid}/signals"), 404, f"Account '{aid}' not found")
-    other_aid = account(other.api, "private.io")
+    other_aid = push_account(other.api, "private.io")
     assert signals_of(other.api, other_aid) == []
 
 
 def test_a_cursor_is_bound_to_its_account(api: Api) -> None:
     push(api, *[signal("one.io", id=f"o{i}") for i in range(3)])
-    a, b = account(api, "one.io"), account(api, "two.io")
+    a, b = push_account(api, "one.io"), push_account(api, "two.io")
     cursor = api.get(f"/accounts/{a}/signals", params={"limit": 1}).json()["data"]["nextCursor"]
     business(api.get(f"/accounts/{b}/signals", params={"cursor": cursor}), 400, "Invalid cursor")
 

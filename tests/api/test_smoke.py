@@ -1,4 +1,4 @@
-from tests.conftest import Api
+from tests.support.api import Api
 
 
 def test_push_then_list(api: Api) -> None:

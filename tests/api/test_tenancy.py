@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.support import listed
-from tests.conftest import Api, Workspace
+from tests.support.api import Api, Workspace
+from tests.support.data import custom_field, listed, segment
 
 UNKNOWN_ID = "0123456789abcdef01234567"
 UNKNOWN_SEGMENT = "0123456789abcdef0123abcd"
@@ -23,18 +23,6 @@ def push(api: Api, accounts: list[dict[str, Any]], **body: Any) -> list[dict[str
     r = api.post("/accounts", json={"accounts": accounts, **body})
     assert r.status_code == 200, r.text
     return list(r.json()["data"]["results"])
-
-
-def custom_field(api: Api, label: str, label_type: str = "singleLineText") -> str:
-    r = api.post("/accounts/custom-field", json={"label": label, "labelType": label_type})
-    assert r.status_code in (200, 201), r.text
-    return str(r.json()["data"][0]["key"])
-
-
-def segment(api: Api, name: str, status: str = "active") -> str:
-    r = api.post("/segments", json={"name": name, "status": status})
-    assert r.status_code in (200, 201), r.text
-    return str(r.json()["data"]["segmentId"])
 
 
 def same_answer(a: httpx.Response, b: httpx.Response, a_id: str, b_id: str) -> None:
@@ -54,7 +42,7 @@ class World:
     def __init__(self, a: Workspace, b: Workspace):
         self.a, self.b = a, b
         self.key = custom_field(a.api, "Tier")
-        self.seg = segment(a.api, "A's list")
+        self.seg = segment(a.api, name="A's list")
         results = push(
             a.api,
             [
@@ -241,7 +229,7 @@ def test_external_id_conflict_does_not_name_another_workspaces_domain(world: Wor
 
 def test_segment_members_of_another_workspace(world: World) -> None:
     b = world.b.api
-    sid_b = segment(b, "B's list")
+    sid_b = segment(b, name="B's list")
     r = b.post(
         f"/segments/{sid_b}/accounts", json={"rtp_aids": [world.aid], "domains": ["globex.com"]}
     )
@@ -297,9 +285,9 @@ def test_account_cursor_of_another_workspace(world: World) -> None:
 
 
 def test_segment_list_cursor_of_another_workspace(world: World) -> None:
-    segment(world.a.api, "second")
-    segment(world.b.api, "b1")
-    segment(world.b.api, "b2")
+    segment(world.a.api, name="second")
+    segment(world.b.api, name="b1")
+    segment(world.b.api, name="b2")
     cursor = world.a.api.get("/segments", params={"limit": 1}).json()["data"]["nextCursor"]
     assert cursor
     r = world.b.api.get("/segments", params={"cursor": cursor})
@@ -312,7 +300,7 @@ def test_segment_members_cursor_of_another_workspace(world: World) -> None:
         "nextCursor"
     ]
     assert cursor
-    sid_b = segment(world.b.api, "B")
+    sid_b = segment(world.b.api, name="B")
     push(
         world.b.api,
         [{"domain": "x.com", "name": "X"}, {"domain": "y.com", "name": "Y"}],

@@ -16,7 +16,7 @@ import pytest
 
 from intently.auth.users import create_user
 from intently.demo.service import build_demo
-from tests.conftest import serving
+from tests.support.server import serving
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]

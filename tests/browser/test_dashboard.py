@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import text
 
 from tests.browser.conftest import Site, screenshot
+from tests.support.vendor_files import SURGE_HEADER, SURGE_ROWS, bombora_csv
 
 
 def _top_account(engine: Any, site: Site) -> tuple[str, str, str]:
@@ -137,8 +138,6 @@ def test_create_a_dynamic_segment_with_the_live_count(
 def test_upload_a_bombora_file_and_read_the_report(
     admin_page: Any, site: Site, tmp_path: Any
 ) -> None:
-    from tests.web.test_sources import SURGE_HEADER, SURGE_ROWS, bombora_csv
-
     file = tmp_path / "bombora-week.csv"
     file.write_bytes(bombora_csv(SURGE_ROWS, SURGE_HEADER))
     page = admin_page

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.clitools import intently
+from tests.support.cli import intently
 
 
 def run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,8 @@ from sqlalchemy import text
 
 from intently.kit.db import read_tx
 from intently.signals.service import ingest_run
-from tests.clitools import intently
-from tests.conftest import Workspace
+from tests.support.api import Workspace
+from tests.support.cli import intently
 
 SECRET = "sealed-test-secret-7f3a"
 

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from intently.client import (
+    AsyncClient,
     AuthError,
     Client,
     ConnectionFailed,
@@ -21,7 +22,7 @@ from intently.client import (
     SyncState,
     ValidationError,
 )
-from tests.conftest import Workspace
+from tests.support.api import Workspace
 
 
 def _client(app_client: TestClient, key: str, **kw: Any) -> Client:
@@ -35,14 +36,14 @@ def api(client: TestClient, workspace: Workspace) -> Iterator[Client]:
         yield c
 
 
-def _run(scenario: Any) -> None:
+def _run(scenario: Any) -> Any:
     """asyncio.run in a thread of its own: the session's Playwright browser (tests/browser)
-    keeps an event loop running in the test thread once started."""
+    keeps an event loop running in the test thread once started. The scenario's result."""
     import asyncio
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, scenario()).result()
+        return pool.submit(asyncio.run, scenario()).result()
 
 
 def _accounts(n: int, prefix: str = "c") -> list[dict[str, Any]]:
@@ -257,11 +258,6 @@ def test_concurrent_batches_keep_the_input_order(live_server: Any) -> None:
 
 
 def test_async_client_through_asgi_transport(app: Any, workspace: Workspace) -> None:
-
-    import httpx
-
-    from intently.client import AsyncClient
-
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=app)
         async with AsyncClient(
@@ -284,9 +280,6 @@ def test_async_client_through_asgi_transport(app: Any, workspace: Workspace) -> 
 
 
 def test_async_client_retries_like_the_sync_one(flaky: str) -> None:
-
-    from intently.client import AsyncClient
-
     _Flaky.script = ["drop", 429, 503, 200]
 
     async def scenario() -> None:
@@ -336,11 +329,6 @@ def test_extension_methods(api: Client) -> None:
 
 
 def test_async_extension_methods(app: Any, workspace: Workspace) -> None:
-
-    import httpx
-
-    from intently.client import AsyncClient
-
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=app)
         async with AsyncClient(
@@ -365,3 +353,58 @@ def test_async_extension_methods(app: Any, workspace: Workspace) -> None:
             assert await api.list_custom_fields() == []
 
     _run(scenario)
+
+
+def test_both_clients_walk_the_same_lists(
+    client: TestClient, app: Any, workspace: Workspace
+) -> None:
+    """An account's signals, a segment's members, the event log and any list by its path
+    come out the same, page after page, from the sync client and the async one."""
+    with _client(client, workspace.key) as api:
+        (pushed,) = api.push_accounts([{"domain": "acme.com", "name": "A"}])
+        assert pushed.data is not None
+        acme = pushed.data["rtp_aid"]
+        api.request("POST", "sources", json={"name": "events"})
+        day = "2026-11-20T10:00:00Z"
+        signals = [
+            {"domain": "acme.com", "source": "g2", "type": "pricing", "occurredAt": day,
+             "id": f"s{i}"}
+            for i in range(1100)
+        ]  # fmt: skip
+        signals.append(
+            {"domain": "acme.com", "source": "events", "type": "booth", "occurredAt": day}
+        )
+        assert all(r.ok for r in api.push_signals(signals))
+        sid = api.create_segment("Hot")["segmentId"]
+        api.add_segment_members(sid, domains=["acme.com"])
+        walked = {
+            "signals": list(api.iter_account_signals(acme)),
+            "booth": list(api.iter_account_signals(acme, source="events")),
+            "members": list(api.iter_segment_members(sid)),
+            "entered": list(api.iter_events(types=["segment.entered"], rtp_aid=acme)),
+            "g2": list(api.iter_pages(f"accounts/{acme}/signals", {"source": "g2"})),
+        }
+    assert len(walked["signals"]) == 1101  # two pages of 1,000
+    assert [s["source"] for s in walked["booth"]] == ["events"]
+    assert [m["rtp_aid"] for m in walked["members"]] == [acme]
+    assert [e["type"] for e in walked["entered"]] == ["segment.entered"]
+    assert len(walked["g2"]) == 1100 and {s["source"] for s in walked["g2"]} == {"g2"}
+
+    async def scenario() -> dict[str, list[dict[str, Any]]]:
+        transport = httpx.ASGITransport(app=app)
+        async with AsyncClient(
+            "http://testserver/api/v1", workspace.key, transport=transport
+        ) as api:
+            return {
+                "signals": [s async for s in api.iter_account_signals(acme)],
+                "booth": [s async for s in api.iter_account_signals(acme, source="events")],
+                "members": [m async for m in api.iter_segment_members(sid)],
+                "entered": [
+                    e async for e in api.iter_events(types=["segment.entered"], rtp_aid=acme)
+                ],
+                "g2": [
+                    s async for s in api.iter_pages(f"accounts/{acme}/signals", {"source": "g2"})
+                ],
+            }
+
+    assert _run(scenario) == walked

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from intently.client import Client
-from tests.clitools import intently
-from tests.conftest import LiveServer
+from tests.support.cli import intently
+from tests.support.server import LiveServer
 
 
 def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:

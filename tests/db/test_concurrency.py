@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import LiveServer
+from tests.support.server import LiveServer
 
 
 def _client(live: LiveServer, key: str) -> httpx.Client:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import text
 
 from intently.kit.timefmt import format_ms, parse_iso8601
-from tests.conftest import Api
+from tests.support.api import Api
 
 
 def test_scores_stage_and_last_account_date_render_like_the_api_says(api: Api, engine: Any) -> None:

@@ -27,7 +27,7 @@ from intently.segments import service as segments_service
 from intently.settings import get_settings
 from intently.signals.tables import ingest_runs, signals
 from intently.stages.tables import journey_days
-from tests.conftest import Workspace
+from tests.support.api import Workspace
 
 US_PER_DAY = 86_400_000_000
 ADMIN = "admin@demo.example.com"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tests.clitools import intently
-from tests.conftest import Workspace
-from tests.segments.helpers import HOT, account, create, events, push
+from tests.support.api import Workspace
+from tests.support.cli import intently
+from tests.support.segments import HOT, account, create, events, push
 
 
 def test_events_list(workspace: Workspace, database_url: str) -> None:

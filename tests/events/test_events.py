@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from intently.scoring import service as scoring
-from tests.conftest import Api, Workspace
-from tests.scoring.support import signals
-from tests.segments.helpers import (
+from intently import pipeline
+from tests.support.api import Api, Workspace
+from tests.support.scoring import signals
+from tests.support.segments import (
     HOT,
     UNKNOWN_ID,
     account,
@@ -245,9 +245,9 @@ def test_stage_and_segment_events_from_a_scoring_run(workspace: Workspace, engin
     (a,) = push(api, account("a.com"))
     rule = {"field": "rtp_g2_intent_score", "op": "gt", "value": 0}
     sid = create(api, "Researching", rule)["segmentId"]
-    scoring.run_scoring(engine, workspace.id, full=True)  # sets the watermark
+    pipeline.run_scoring(engine, workspace.id, full=True)  # sets the watermark
     signals(engine, workspace.id, "a.com", "g2", "pricing", 0, 1)
-    summary = scoring.run_scoring(engine, workspace.id, full=False)
+    summary = pipeline.run_scoring(engine, workspace.id, full=False)
     assert summary.kind == "incremental" and summary.segment_moves == 1
     got = events(api, rtp_aid=a)
     assert [(e["type"], e.get("cause")) for e in got] == [
@@ -268,5 +268,5 @@ def test_stage_and_segment_events_from_a_scoring_run(workspace: Workspace, engin
     assert api.get(f"/accounts/{a}").json()["data"]["rtp_journey_stage"] == "Decision"
     # an unchanged rerun records nothing new
     count = len(events(api))
-    scoring.run_scoring(engine, workspace.id, full=True)
+    pipeline.run_scoring(engine, workspace.id, full=True)
     assert len(events(api)) == count

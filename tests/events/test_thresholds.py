@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from intently import pipeline
 from intently.kit.timefmt import now_us
-from intently.scoring import service as scoring
 from intently.signals.service import US_PER_DAY
-from tests.conftest import Api, Workspace
-from tests.scoring.support import MODEL, signals
-from tests.segments.helpers import account, events, push, unauthorised, validation
+from tests.support.api import Api, Workspace
+from tests.support.scoring import MODEL, signals
+from tests.support.segments import account, events, push, unauthorised, validation
 
 SCORE = "rtp_account_score"
 G2 = "rtp_g2_intent_score"
@@ -138,7 +138,7 @@ def test_crossings_up_and_down(workspace: Workspace, other: Workspace, engine: A
     assert api.put("/scoring/model", json=MODEL).status_code == 200
     a, b, quiet = push(api, account("a.com"), account("b.com"), account("c.com"))
     signals(engine, ws, "a.com", "g2", "pricing", 0)
-    scoring.run_scoring(engine, ws, full=True)
+    pipeline.run_scoring(engine, ws, full=True)
     high = score_of(api, a)
     g2 = score_of(api, a, G2)
     assert 0 < high < 100 and 0 < g2 <= 100
@@ -147,7 +147,7 @@ def test_crossings_up_and_down(workspace: Workspace, other: Workspace, engine: A
     assert crossings(api) == []
 
     signals(engine, ws, "b.com", "g2", "pricing", 0)
-    scoring.run_scoring(engine, ws, full=False)
+    pipeline.run_scoring(engine, ws, full=False)
     assert score_of(api, b) == high
     assert sorted(crossings(api)) == sorted(
         [(b, SCORE, high / 2, "up"), (b, SCORE, high, "up"), (b, G2, g2, "up")]
@@ -165,7 +165,7 @@ def test_crossings_up_and_down(workspace: Workspace, other: Workspace, engine: A
 
     # ten days on, the 7-day window has passed: both fall to 0 through every threshold
     later = now_us() + 10 * US_PER_DAY
-    scoring.run_scoring(engine, ws, full=True, as_of=later)
+    pipeline.run_scoring(engine, ws, full=True, as_of=later)
     assert score_of(api, a) == score_of(api, b) == 0
     down = [c for c in crossings(api) if c[3] == "down"]
     assert sorted(down) == sorted(
@@ -183,7 +183,7 @@ def test_no_thresholds_no_events(workspace: Workspace, engine: Any) -> None:
     put(api)  # cleared again
     push(api, account("a.com"))
     signals(engine, ws, "a.com", "g2", "pricing", 0)
-    scoring.run_scoring(engine, ws, full=True)
+    pipeline.run_scoring(engine, ws, full=True)
     assert events(api, type="score.threshold_crossed") == []
 
 
@@ -192,7 +192,7 @@ def test_a_threshold_above_the_new_score_is_not_crossed(workspace: Workspace, en
     (a,) = push(api, account("a.com"))
     put(api, (SCORE, 100))
     signals(engine, ws, "a.com", "g2", "pricing", 0)
-    scoring.run_scoring(engine, ws, full=True)
+    pipeline.run_scoring(engine, ws, full=True)
     assert 0 < score_of(api, a) < 100
     assert crossings(api) == []
 

@@ -2,7 +2,7 @@
 
 Results are checked through the HTTP API (runs, rejects, an account's signals) and, for
 the daily rollup, the `signal_daily` table. The puller runs against a fake Bombora on
-127.0.0.1 (tests/ingest/fake_bombora.py) with an injected clock and sleep.
+127.0.0.1 (tests/support/fake_bombora.py) with an injected clock and sleep.
 """
 
 from __future__ import annotations
@@ -26,25 +26,17 @@ from intently.kit.db import read_tx
 from intently.kit.errors import BadRequest
 from intently.settings import Settings
 from intently.signals.service import US_PER_DAY, RunReport
-from tests.clitools import intently
-from tests.conftest import Api, Workspace
-from tests.ingest.fake_bombora import FakeBombora, Fault, SurgeRow
+from tests.support.api import Api, Workspace
+from tests.support.cli import intently
+from tests.support.data import push_account, signals_of
+from tests.support.fake_bombora import FakeBombora, Fault, SurgeRow
+from tests.support.vendor_files import BOMBORA_HEADER as HEADER
+from tests.support.vendor_files import bombora_row as row
 
-HEADER = ["Company Name", "Domain", "Size", "Industry", "Category", "Topic",
-          "Composite Score", "Bucket Code", "Metro Area", "Metro Composite Score",
-          "Metro Bucket Code", "Domain Origin Country"]  # fmt: skip
 MONDAY = date(2026, 11, 23)
 MONDAY_US = (MONDAY - date(1970, 1, 1)).days * US_PER_DAY
 KEY = "test-credentials-key"
 USER, PASSWORD = "partner-user-8fd1", "pw-Zq7-very-secret"
-
-
-def row(domain: str, topic: str, score: Any, **extra: str) -> dict[str, str]:
-    return {"Company Name": domain.split(".")[0].title(), "Domain": domain,
-            "Size": "51-200 employees", "Industry": "Software", "Category": "Technology",
-            "Topic": topic, "Composite Score": str(score), "Bucket Code": "B",
-            "Metro Area": "Boston", "Metro Composite Score": "61", "Metro Bucket Code": "C",
-            "Domain Origin Country": "US", **extra}  # fmt: skip
 
 
 def write(
@@ -95,21 +87,12 @@ def rejects(api: Api, **params: str) -> list[dict[str, Any]]:
     return list(r.json()["data"]["data"])
 
 
-def account(api: Api, domain: str) -> str:
-    r = api.post("/accounts", json={"accounts": [{"domain": domain, "name": domain}]})
-    assert r.status_code == 200, r.text
-    return str(r.json()["data"]["results"][0]["rtp_aid"])
-
-
-def signals_of(api: Api, domain: str) -> list[dict[str, Any]]:
-    aid = account(api, domain)
-    r = api.get(f"/accounts/{aid}/signals", params={"limit": 100, "source": "bombora"})
-    assert r.status_code == 200, r.text
-    return list(r.json()["data"]["data"])
+def bombora_signals(api: Api, domain: str) -> list[dict[str, Any]]:
+    return signals_of(api, push_account(api, domain), "bombora")
 
 
 def by_topic(api: Api, domain: str) -> dict[str, dict[str, Any]]:
-    return {s["topic"]: s for s in signals_of(api, domain)}
+    return {s["topic"]: s for s in bombora_signals(api, domain)}
 
 
 def stored(engine: Any, ws: int) -> list[tuple[Any, ...]]:
@@ -172,9 +155,9 @@ def test_cli_imports_a_file_and_the_api_shows_the_run_and_the_signals(
     assert (cloud["provider"], cloud["matchMethod"], cloud["confidence"]) == (
         "bombora", "domain", 1.0,
     )  # fmt: skip
-    [globex] = signals_of(workspace.api, "globex.com")
+    [globex] = bombora_signals(workspace.api, "globex.com")
     assert (globex["topic"], globex["value"]) == ("CRM", 88.5)
-    assert signals_of(workspace.api, "initech.io") == []
+    assert bombora_signals(workspace.api, "initech.io") == []
     assert {s[5] for s in stored(engine, workspace.id)} == {
         "acme.com|cloud computing|2026-11-23", "acme.com|crm|2026-11-23",
         "globex.com|crm|2026-11-23",
@@ -190,7 +173,10 @@ def test_cli_imports_a_gzipped_file(
     assert r.returncode == 0, r.stderr
     run = last_run(workspace.api)
     assert (run["read"], run["accepted"], run["skipped"]) == (4, 3, 1)
-    assert {s["topic"] for s in signals_of(workspace.api, "acme.com")} == {"Cloud Computing", "CRM"}
+    assert {s["topic"] for s in bombora_signals(workspace.api, "acme.com")} == {
+        "Cloud Computing",
+        "CRM",
+    }
 
 
 def test_cli_fails_fast_on_a_file_that_is_not_company_surge(
@@ -289,11 +275,11 @@ def test_rows_below_the_threshold_or_off_topic_are_skipped_by_the_workspace_sett
                               "duplicate": 0, "rejected": 0, "skipped": 2}  # fmt: skip
     run = get_run(workspace.api, report.run_id)
     assert run["skippedByReason"] == {"below_threshold": 1, "topic_not_followed": 1}
-    assert [(s["topic"], s["value"]) for s in signals_of(workspace.api, "acme.com")] == [
+    assert [(s["topic"], s["value"]) for s in bombora_signals(workspace.api, "acme.com")] == [
         ("Cloud Computing", 70)
     ]
-    assert signals_of(workspace.api, "globex.com") == []
-    assert [s["topic"] for s in signals_of(workspace.api, "initech.io")] == ["Cloud computing"]
+    assert bombora_signals(workspace.api, "globex.com") == []
+    assert [s["topic"] for s in bombora_signals(workspace.api, "initech.io")] == ["Cloud computing"]
 
 
 def test_reimporting_the_same_file_changes_nothing(
@@ -341,7 +327,7 @@ def test_late_data_counts_on_its_own_week(
         ("acme.com", "Cloud Computing", MONDAY_US // US_PER_DAY): (1, 72.0),
         ("acme.com", "Cloud Computing", jan6): (1, 72.0),
     }
-    assert [s["occurredAt"] for s in signals_of(workspace.api, "acme.com")] == [
+    assert [s["occurredAt"] for s in bombora_signals(workspace.api, "acme.com")] == [
         "2026-11-23T00:00:00.000Z", "2025-01-06T00:00:00.000Z",
     ]  # fmt: skip
 
@@ -350,7 +336,7 @@ def test_an_account_created_after_its_signals_lists_them(
     tmp_path: Path, engine: Any, workspace: Workspace
 ) -> None:
     bombora.import_file(engine, workspace.id, write(tmp_path / "f.csv", SURGE), week=MONDAY)
-    assert [s["topic"] for s in signals_of(workspace.api, "www.globex.com")] == ["CRM"]
+    assert [s["topic"] for s in bombora_signals(workspace.api, "www.globex.com")] == ["CRM"]
 
 
 def test_an_import_into_one_workspace_never_shows_in_another(
@@ -360,7 +346,7 @@ def test_an_import_into_one_workspace_never_shows_in_another(
     report = bombora.import_file(engine, workspace.id, write(tmp_path / "f.csv", rows),
                                  week=MONDAY)  # fmt: skip
     assert report.accepted == 3 and report.rejected == 1
-    assert signals_of(other.api, "acme.com") == []
+    assert bombora_signals(other.api, "acme.com") == []
     assert rejects(other.api) == []
     assert other.api.get("/ingest/runs").json()["data"]["data"] == []
     assert other.api.get(f"/ingest/runs/{report.run_id}").status_code == 404
@@ -546,7 +532,7 @@ def test_pull_creates_the_report_polls_it_and_stores_its_rows(
     acme = by_topic(workspace.api, "acme.com")
     assert list(acme) == ["Cloud Computing"] and acme["Cloud Computing"]["value"] == 72
     assert acme["Cloud Computing"]["occurredAt"] == "2026-11-23T00:00:00.000Z"
-    assert [s["topic"] for s in signals_of(workspace.api, "globex.com")] == ["CRM"]
+    assert [s["topic"] for s in bombora_signals(workspace.api, "globex.com")] == ["CRM"]
     conn = connection(engine, workspace.id)
     assert conn["last_status"] == "done" and conn["last_error"] is None
     assert conn["state"] == {"week": "2026-11-23", "reportId": "R0001"}

@@ -39,8 +39,8 @@ from intently.ingest.writekeys import (
 from intently.kit.timefmt import now_us, parse_iso8601
 from intently.settings import Settings
 from intently.signals.service import US_PER_DAY, day_of
-from tests.clitools import intently
-from tests.conftest import Workspace
+from tests.support.api import Workspace
+from tests.support.cli import intently
 
 
 def iso(dt: datetime) -> str:

@@ -34,9 +34,10 @@ from intently.kit.timefmt import parse_iso8601
 from intently.settings import Settings
 from intently.signals.schemas import DEFAULT_G2_TAG_MAP
 from intently.signals.service import day_of
-from tests.clitools import intently
-from tests.conftest import Api, Workspace
-from tests.ingest.fake_g2 import COMPANIES, Event, FakeG2, Script
+from tests.support.api import Api, Workspace
+from tests.support.cli import intently
+from tests.support.data import push_account, signals_of
+from tests.support.fake_g2 import COMPANIES, Event, FakeG2, Script
 
 HEADER = "Id,Time,Tag,Title,URL,Company Name,Company Domain"
 KEY = "g2-test-credentials-key-" + "x" * 16
@@ -52,18 +53,6 @@ def csv_file(tmp_path: Path, *lines: str, header: str = HEADER, name: str = "g2.
     path = tmp_path / name
     path.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
     return path
-
-
-def account(api: Api, domain: str) -> str:
-    r = api.post("/accounts", json={"accounts": [{"domain": domain, "name": domain}]})
-    assert r.status_code == 200, r.text
-    return str(r.json()["data"]["results"][0]["rtp_aid"])
-
-
-def signals_of(api: Api, aid: str) -> list[dict[str, Any]]:
-    r = api.get(f"/accounts/{aid}/signals", params={"limit": 100, "source": "g2"})
-    assert r.status_code == 200, r.text
-    return list(r.json()["data"]["data"])
 
 
 def rejects_of(api: Api, **params: str) -> list[dict[str, Any]]:
@@ -198,7 +187,7 @@ def test_cli_import_happy_path(tmp_path: Path, database_url: str, workspace: Wor
     assert (data["status"], data["read"], data["accepted"], data["rejected"]) == ("done", 4, 4, 0)
     assert rejects_of(workspace.api) == []
 
-    got = signals_of(workspace.api, account(workspace.api, "globex.com"))
+    got = signals_of(workspace.api, push_account(workspace.api, "globex.com"), "g2")
     assert [(s["type"], s["topic"], s["occurredAt"]) for s in got] == [
         ("category", "crm", "2026-04-22T00:00:00.000Z"),
         ("comparison", "acme-crm vs zenith", "2026-04-21T09:00:00.000Z"),
@@ -206,7 +195,7 @@ def test_cli_import_happy_path(tmp_path: Path, database_url: str, workspace: Wor
     ]
     assert {(s["source"], s["value"], s["provider"], s["matchMethod"], s["confidence"])
             for s in got} == {("g2", 1.0, "g2", "domain", 1.0)}  # fmt: skip
-    [initech] = signals_of(workspace.api, account(workspace.api, "initech.io"))
+    [initech] = signals_of(workspace.api, push_account(workspace.api, "initech.io"), "g2")
     assert (initech["type"], initech["occurredAt"]) == ("profile", "2026-04-22T09:00:00.000Z")
 
 
@@ -288,7 +277,7 @@ def test_column_aliases_and_time_spellings(
     assert (report.accepted, report.rejected) == (4, 0)
     got = sorted(
         (s["occurredAt"], s["type"], s["topic"])
-        for s in signals_of(workspace.api, account(workspace.api, "acme.com"))
+        for s in signals_of(workspace.api, push_account(workspace.api, "acme.com"), "g2")
     )
     assert got == [
         ("2026-04-01T00:00:00.000Z", "pricing", None),
@@ -339,8 +328,8 @@ def test_an_edited_tag_map_changes_the_types(
         "t3,2026-04-20T12:00:00Z,comparisons.show,,,A,a.com",
     )
     g2.import_file(engine, workspace.id, path)
-    aid = account(workspace.api, "a.com")
-    assert sorted(s["type"] for s in signals_of(workspace.api, aid)) == [
+    aid = push_account(workspace.api, "a.com")
+    assert sorted(s["type"] for s in signals_of(workspace.api, aid, "g2")) == [
         "comparison", "other", "pricing",
     ]  # fmt: skip
     tag_map = [{"tag": "reports.*", "type": "category"}, {"tag": "products.*", "type": "profile"}]
@@ -349,7 +338,7 @@ def test_an_edited_tag_map_changes_the_types(
     # Same events, new types: the stored signals are revised, not copied.
     report = g2.import_file(engine, workspace.id, path)
     assert (report.accepted, report.updated, report.duplicate) == (0, 3, 0)
-    assert sorted(s["type"] for s in signals_of(workspace.api, aid)) == [
+    assert sorted(s["type"] for s in signals_of(workspace.api, aid, "g2")) == [
         "category", "other", "profile",
     ]  # fmt: skip
     assert sum(rollup(engine, workspace.id).values()) == 3
@@ -383,8 +372,8 @@ def test_an_account_created_after_its_signals_gets_them(
         "l2,2026-04-21T10:00:00Z,categories.show,,,Later,later.dev",
     )
     assert g2.import_file(engine, workspace.id, path).accepted == 2
-    aid = account(workspace.api, "https://www.later.dev")
-    assert [s["type"] for s in signals_of(workspace.api, aid)] == ["category", "pricing"]
+    aid = push_account(workspace.api, "https://www.later.dev")
+    assert [s["type"] for s in signals_of(workspace.api, aid, "g2")] == ["category", "pricing"]
 
 
 def test_imports_stay_in_their_workspace(
@@ -400,7 +389,7 @@ def test_imports_stay_in_their_workspace(
     assert rejects_of(other.api) == []
     assert other.api.get(f"/ingest/runs/{report.run_id}").status_code == 404
     assert other.api.get("/ingest/runs", params={"source": "g2"}).json()["data"]["data"] == []
-    assert signals_of(other.api, account(other.api, "private.io")) == []
+    assert signals_of(other.api, push_account(other.api, "private.io"), "g2") == []
     assert stored(engine, other.id) == []
     # The same file in the other workspace is new there, not a duplicate of the first.
     assert g2.import_file(engine, other.id, path).accepted == 1
@@ -780,5 +769,5 @@ def test_pulls_stay_in_their_workspace(
     assert stored(engine, other.id) == []
     assert rejects_of(other.api) == []
     assert other.api.get("/ingest/runs", params={"source": "g2"}).json()["data"]["data"] == []
-    assert signals_of(other.api, account(other.api, "acme.com")) == []
+    assert signals_of(other.api, push_account(other.api, "acme.com"), "g2") == []
     assert describe(engine, other.id) == []

@@ -12,7 +12,7 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
 from intently.ingest.resolvers import IpResolver, Match
-from tests.clitools import intently
+from tests.support.cli import intently
 
 
 @dataclass

@@ -21,14 +21,14 @@ from intently.ingest.files import FileFormatError
 from intently.kit.db import read_tx
 from intently.kit.errors import BadRequest
 from intently.settings import Settings
-from tests.clitools import intently
-from tests.conftest import Api, Workspace
-from tests.ingest.fake_linkedin import Failure, FakeLinkedIn
-
-HEADER = ["Company Name", "Organization URN", "Date", "Campaign", "Impressions", "Clicks",
-          "Engagements", "Leads"]  # fmt: skip
-DAY = date(2026, 10, 5)
-ORG = "urn:li:organization:{}"
+from tests.support.api import Api, Workspace
+from tests.support.cli import intently
+from tests.support.data import create_account, signals_of
+from tests.support.fake_linkedin import Failure, FakeLinkedIn
+from tests.support.vendor_files import LINKEDIN_DAY as DAY
+from tests.support.vendor_files import LINKEDIN_HEADER as HEADER
+from tests.support.vendor_files import LINKEDIN_ORG as ORG
+from tests.support.vendor_files import linkedin_row as row
 
 
 def write_csv(tmp_path: Path, rows: list[list[Any]], header: list[str] = HEADER) -> Path:
@@ -38,30 +38,6 @@ def write_csv(tmp_path: Path, rows: list[list[Any]], header: list[str] = HEADER)
         w.writerow(header)
         w.writerows(rows)
     return path
-
-
-def row(org: int | str, day: date | str = DAY, campaign: str = "", impressions: Any = 100,
-        clicks: Any = 5, engagements: Any = 9, leads: Any = 1,
-        name: str = "Co") -> list[Any]:  # fmt: skip
-    urn = ORG.format(org) if isinstance(org, int) else org
-    return [name, urn, str(day), campaign, impressions, clicks, engagements, leads]
-
-
-def account(api: Api, domain: str, linkedin_url: str | None = None) -> str:
-    item: dict[str, Any] = {"domain": domain, "name": domain}
-    if linkedin_url is not None:
-        item["linkedinUrl"] = linkedin_url
-    r = api.post("/accounts", json={"accounts": [item]})
-    assert r.status_code == 200, r.text
-    result = r.json()["data"]["results"][0]
-    assert result["status"] == "created", result
-    return str(result["rtp_aid"])
-
-
-def signals_of(api: Api, aid: str) -> list[dict[str, Any]]:
-    r = api.get(f"/accounts/{aid}/signals", params={"limit": 100})
-    assert r.status_code == 200, r.text
-    return list(r.json()["data"]["data"])
 
 
 def by_type(signals: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -192,7 +168,7 @@ def test_import_through_the_cli_reaches_the_account(
     database_url: str, engine: Any, workspace: Workspace, tmp_path: Path
 ) -> None:
     api = workspace.api
-    aid = account(api, "acme.com")
+    aid = create_account(api, "acme.com")
     linkedin.map_org(engine, workspace.id, "1001", "acme.com")
     path = write_csv(
         tmp_path,
@@ -273,9 +249,13 @@ def test_mapping_through_linkedin_url_and_the_table_wins(
 ) -> None:
     api = workspace.api
     ws = workspace.id
-    initech = account(api, "initech.com", "https://www.linkedin.com/company/2002/")
-    globex = account(api, "globex.com", "https://www.linkedin.com/company/Globex-Corp")
-    account(api, "noise.com", "https://www.linkedin.com/in/someone")
+    initech = create_account(
+        api, "initech.com", linkedinUrl="https://www.linkedin.com/company/2002/"
+    )
+    globex = create_account(
+        api, "globex.com", linkedinUrl="https://www.linkedin.com/company/Globex-Corp"
+    )
+    create_account(api, "noise.com", linkedinUrl="https://www.linkedin.com/in/someone")
     header = ["Company Name", "Organization URN", "Company Page URL", "Date", "Impressions",
               "Clicks", "Engagements"]  # fmt: skip
     rows = [
@@ -318,7 +298,7 @@ def test_mapping_through_the_website_and_an_account_created_later(
     assert (report.accepted, report.skipped, report.rejected) == (3, 3, 0), report.as_dict()
     assert org_rows(engine, ws) == {ORG.format(4004): ("umbrella.com", "website")}
 
-    aid = account(api, "umbrella.com")  # after its signals: they count for it now
+    aid = create_account(api, "umbrella.com")  # after its signals: they count for it now
     got = by_type(signals_of(api, aid))
     s = got[("2026-10-05", "ad_impression")]
     assert (s["value"], s["matchMethod"], s["confidence"]) == (30, "website", 0.8)
@@ -344,7 +324,7 @@ def test_unmapped_then_map_through_the_cli_reapplies(
 ) -> None:
     api = workspace.api
     ws = workspace.id
-    aid = account(api, "hooli.com")
+    aid = create_account(api, "hooli.com")
     rows = [row(5005, DAY, "Retarget", 50, 4, 6, 0, name="Hooli"),
             row(6006, DAY, "", 10, 1, 1, 0, name="Pied Piper")]  # fmt: skip
     report = linkedin.import_file(engine, ws, write_csv(tmp_path, rows))
@@ -388,7 +368,7 @@ def test_reapply_through_an_account_linkedin_url(
     ws = workspace.id
     linkedin.import_file(engine, ws, write_csv(tmp_path, [row(7007, DAY, "", 9, 0, 0, 0)]))
     assert len(rejects(api)) == 1
-    aid = account(api, "vandelay.com", "linkedin.com/company/7007")
+    aid = create_account(api, "vandelay.com", linkedinUrl="linkedin.com/company/7007")
     report = linkedin.reapply(engine, ws)
     assert (report.read, report.accepted, report.skipped) == (4, 1, 3), report.as_dict()
     s = signals_of(api, aid)
@@ -580,7 +560,7 @@ def test_late_data_counts_on_the_day_it_happened(
     engine: Any, workspace: Workspace, tmp_path: Path
 ) -> None:
     ws = workspace.id
-    aid = account(workspace.api, "acme.com")
+    aid = create_account(workspace.api, "acme.com")
     linkedin.map_org(engine, ws, "1", "acme.com")
     old = date.today() - timedelta(days=60)
     linkedin.import_file(engine, ws, write_csv(tmp_path, [row(1, old, "", 3, 0, 0, 0)]))
@@ -594,7 +574,7 @@ def test_mappings_stay_in_their_workspace(
     engine: Any, workspace: Workspace, other: Workspace, tmp_path: Path
 ) -> None:
     linkedin.map_org(engine, workspace.id, "1", "acme.com")
-    account(workspace.api, "globex.com", "https://www.linkedin.com/company/2/")
+    create_account(workspace.api, "globex.com", linkedinUrl="https://www.linkedin.com/company/2/")
     path = write_csv(tmp_path, [row(1, DAY), row(2, DAY)])
     assert linkedin.import_file(engine, workspace.id, path).accepted == 8
     theirs = linkedin.import_file(engine, other.id, path)
@@ -643,7 +623,9 @@ def test_pull_asks_linkedin_in_its_format_and_stores_the_window(
     engine: Any, workspace: Workspace, fake: FakeLinkedIn
 ) -> None:
     ws = workspace.id
-    aid = account(workspace.api, "acme.com", "https://www.linkedin.com/company/11/")
+    aid = create_account(
+        workspace.api, "acme.com", linkedinUrl="https://www.linkedin.com/company/11/"
+    )
     connect(engine, ws, fake, version="202509")
     fake.put(11, date(2026, 11, 19), impressions=40, clicks=2, totalEngagements=5, oneClickLeads=1)
     fake.put(11, date(2026, 10, 21), impressions=7, clicks=0, totalEngagements=0, oneClickLeads=0)
@@ -818,7 +800,9 @@ def test_pull_maps_through_websites_rejects_the_unknown_and_reapplies(
 ) -> None:
     api = workspace.api
     ws = workspace.id
-    soylent = account(api, "soylent.com", "https://www.linkedin.com/company/soylent-corp/")
+    soylent = create_account(
+        api, "soylent.com", linkedinUrl="https://www.linkedin.com/company/soylent-corp/"
+    )
     connect(engine, ws, fake)
     day = date(2026, 11, 19)
     fake.put(21, day, impressions=10)

@@ -15,7 +15,7 @@ from intently.ingest.connections import describe, set_connection
 from intently.kit.db import read_tx
 from intently.settings import Settings
 from intently.signals.tables import connections as conn_t
-from tests.conftest import Workspace
+from tests.support.api import Workspace
 
 KEY = "test-credentials-key"
 MINUTE = 60_000_000
@@ -131,7 +131,7 @@ def test_the_scheduled_job_pulls_a_due_connection_for_real(
     """Claim and pull as the worker does, with the real G2 puller against a fake G2."""
     from datetime import UTC, datetime, timedelta
 
-    from tests.ingest.fake_g2 import Event, FakeG2
+    from tests.support.fake_g2 import Event, FakeG2
 
     fake = FakeG2("sched-token").start()
     try:

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from intently.ingest.collector import Collector
 from intently.ingest.endpoints import TRACKER, collector_of
 from intently.ingest.writekeys import get_write_key
-from tests.conftest import Workspace
+from tests.support.api import Workspace
 
 NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")

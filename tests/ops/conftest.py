@@ -24,7 +24,7 @@ from intently.cli.ops import SHARED_ENV
 from intently.kit.db import make_engine
 from intently.kit.jobs import libpq_url
 from intently.kit.migrate import migrate
-from tests.conftest import free_port
+from tests.support.server import free_port
 
 
 def _admin(database_url: str) -> str:

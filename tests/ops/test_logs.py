@@ -21,8 +21,8 @@ from intently.kit.logs import (
     clean_request_id,
     request_id_var,
 )
-from tests.conftest import Workspace
 from tests.ops.conftest import Server, new_workspace
+from tests.support.api import Workspace
 
 
 def lines_of(stream: io.StringIO) -> list[dict[str, Any]]:

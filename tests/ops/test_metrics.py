@@ -16,8 +16,8 @@ from intently.ingest.endpoints import collector_of
 from intently.ingest.writekeys import get_write_key
 from intently.kit.jobs import make_huey
 from intently.settings import Settings
-from tests.conftest import Api, Workspace
 from tests.ops.conftest import Server, new_workspace
+from tests.support.api import Api, Workspace
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

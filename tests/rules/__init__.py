@@ -18,7 +18,7 @@ from intently.rules import (
     parse_rule,
 )
 from intently.signals.service import SignalIn, store
-from tests.conftest import Api
+from tests.support.api import Api
 
 DAY = 86_400_000_000
 
@@ -33,15 +33,6 @@ def push_accounts(api: Api, items: list[dict[str, Any]]) -> dict[str, str]:
             assert res["status"] == "created", res
             out[item["domain"]] = res["rtp_aid"]
     return out
-
-
-def custom_field(api: Api, label: str, label_type: str, options: list[str] | None = None) -> str:
-    body: dict[str, Any] = {"label": label, "labelType": label_type}
-    if options is not None:
-        body["options"] = options
-    r = api.post("/accounts/custom-field", json=body)
-    assert r.status_code in (200, 201), r.text
-    return str(r.json()["data"][0]["key"])
 
 
 def set_columns(engine: Any, ws: int, rows: dict[str, dict[str, Any]]) -> None:

@@ -31,24 +31,17 @@ from intently.rules import (
 )
 from intently.rules.language import date_text
 from intently.signals.tables import signal_daily
-from tests.conftest import Workspace
 from tests.rules import (
     DAY,
     activity,
-    custom_field,
     push_accounts,
     push_activities,
     push_deals,
     set_columns,
 )
+from tests.support.api import Workspace
+from tests.support.data import SCORE_COLUMNS, custom_field
 
-SCORES = (
-    "rtp_account_score",
-    "rtp_website_intent_score",
-    "rtp_bombora_intent_score",
-    "rtp_g2_intent_score",
-    "rtp_advertising_activity_score",
-)
 NAMES = ["Acme", "acme", "Beta Corp", "Ácme", "Zeta", "Key"]
 SHORT = [None, "A", "Ab", "", "ß"]
 TAGS = ["a", "b", "A", "ab"]
@@ -115,7 +108,7 @@ def world(draw: st.DrawFn) -> dict[str, Any]:
                 "shortName": draw(st.sampled_from(SHORT)),
                 "tags": draw(st.lists(st.sampled_from(TAGS), max_size=3, unique=True)),
                 "custom": custom,
-                "scores": {s: draw(st.sampled_from(SCORE_VALUES)) for s in SCORES},
+                "scores": {s: draw(st.sampled_from(SCORE_VALUES)) for s in SCORE_COLUMNS},
                 "stage": draw(st.sampled_from(STAGES)),
                 "created": (draw(st.sampled_from(OFFSETS)), draw(st.sampled_from(MICROS))),
             }
@@ -255,7 +248,7 @@ def leaf_strategy(keys: dict[str, str], as_of_day: int) -> st.SearchStrategy[dic
     dates = [date_text(as_of_day + d) for d in OFFSETS]
     text_fields = ["domain", "name", "externalId", "shortName", "linkedinUrl", "rtp_journey_stage"]
     text_fields += [cf("TIER"), cf("NOTE")]
-    number_fields = [*SCORES, cf("NUM")]
+    number_fields = [*SCORE_COLUMNS, cf("NUM")]
     date_fields = ["createdAt", cf("DAY")]
     multi_fields = ["tags", cf("PROD")]
 

@@ -19,18 +19,18 @@ from intently.rules import (
     deal_status,
     is_surging,
 )
-from tests.conftest import Workspace
 from tests.rules import (
     DAY,
     activity,
     add_signals,
     both_ways,
-    custom_field,
     push_accounts,
     push_activities,
     push_deals,
     set_columns,
 )
+from tests.support.api import Workspace
+from tests.support.data import custom_field
 
 # 2026-03-10T15:00:00Z: windows end on its day (as_of_day) and, for instants, at it.
 AS_OF = parse_iso8601("2026-03-10T15:00:00Z")

@@ -29,7 +29,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from intently.kit.jobs import libpq_url
-from tests.conftest import DB_ENV, free_port
+from tests.support.database import DB_ENV
+from tests.support.server import free_port
 
 BIN = Path(sys.executable).parent
 INTENTLY = (
@@ -53,10 +54,10 @@ STOP_TIMEOUT_S = 30.0
 # production hold (minutes), so a test can see a dead worker's claim lapse.
 _WORKER_WITH_HOLD = """
 import sys
-from intently.scoring import service
+from intently.scoring import shards
 hold_us = int(float(sys.argv[1]) * 1_000_000)
-for kind in list(service.CLAIM_HOLD_US):
-    service.CLAIM_HOLD_US[kind] = hold_us
+for kind in list(shards.CLAIM_HOLD_US):
+    shards.CLAIM_HOLD_US[kind] = hold_us
 sys.argv = ["intently", "worker"]
 from intently.cli.main import main
 main()

@@ -25,8 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port
 from tests.scale.conftest import Cluster, Http, Record, envelope_data, wait_until
+from tests.support.server import free_port
 
 PG_ROOT = Path("/usr/lib/postgresql")
 UP_BEFORE_S = 3.0  # load on a healthy server before the restart

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.api.support import validation_data
-from tests.conftest import Workspace
-from tests.scoring.support import MODEL, push_accounts, signals
+from tests.support.api import Workspace
+from tests.support.envelope import validation_data
+from tests.support.scoring import MODEL, push_accounts, signals
 
 
 def test_model_starts_as_the_default_and_puts_make_versions(workspace: Workspace) -> None:

@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.clitools import intently
-from tests.conftest import Workspace
-from tests.scoring.support import MODEL, push_accounts, row, signals
+from tests.support.api import Workspace
+from tests.support.cli import intently
+from tests.support.scoring import MODEL, push_accounts, row, signals
 
 
 def test_show_and_set(database_url: str, workspace: Workspace, tmp_path: Path) -> None:

@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from intently import pipeline
 from intently.kit.db import read_tx
 from intently.scoring import repository as repo
 from intently.scoring import service
 from intently.signals.service import US_PER_DAY
-from tests.conftest import Workspace
-from tests.scoring.support import MODEL, TODAY, clock, push_accounts, row, signals
+from tests.support.api import Workspace
+from tests.support.scoring import MODEL, TODAY, clock, push_accounts, row, signals
 
 SCORES = (
     "rtp_account_score", "rtp_website_intent_score", "rtp_bombora_intent_score",
@@ -44,7 +45,7 @@ def scored(engine: Any, workspace: Workspace) -> tuple[Workspace, list[str]]:
 
 def test_hand_computed_scores(engine: Any, scored: tuple[Workspace, list[str]]) -> None:
     workspace, (a, b, c) = scored
-    summary = service.run_scoring(engine, workspace.id, place_stages=False)
+    summary = pipeline.run_scoring(engine, workspace.id, place_stages=False)
     assert (summary.scored, summary.changed, summary.model_version) == (3, 2, 1)
     # alpha: website 25, g2 20; weights 1 and 3 (bombora weight 0): (25 + 60) / 4 = 21.25
     assert scores(row(engine, workspace.id, a)) == (21.25, 25.0, 0.0, 20.0, 0.0)
@@ -58,14 +59,14 @@ def test_hand_computed_scores(engine: Any, scored: tuple[Workspace, list[str]]) 
 
 def test_a_second_run_touches_nothing(engine: Any, scored: tuple[Workspace, list[str]]) -> None:
     workspace, ids = scored
-    service.run_scoring(engine, workspace.id, place_stages=False)
+    pipeline.run_scoring(engine, workspace.id, place_stages=False)
     before = [row(engine, workspace.id, i) for i in ids]
     clock0 = clock(engine, workspace.id)
-    again = service.run_scoring(engine, workspace.id, place_stages=False)
+    again = pipeline.run_scoring(engine, workspace.id, place_stages=False)
     assert (again.scored, again.changed) == (3, 0)
     assert [row(engine, workspace.id, i) for i in ids] == before
     assert clock(engine, workspace.id) == clock0
-    inc = service.run_scoring(engine, workspace.id, full=False, place_stages=False)
+    inc = pipeline.run_scoring(engine, workspace.id, full=False, place_stages=False)
     assert inc.kind == "incremental" and inc.changed == 0
     assert clock(engine, workspace.id) == clock0
     # since the first run began only scoring wrote to alpha and beta: nothing counts as
@@ -82,7 +83,7 @@ def test_a_second_run_touches_nothing(engine: Any, scored: tuple[Workspace, list
 def test_changed_accounts_are_stamped(engine: Any, scored: tuple[Workspace, list[str]]) -> None:
     workspace, (a, b, c) = scored
     before = {i: row(engine, workspace.id, i) for i in (a, b, c)}
-    service.run_scoring(engine, workspace.id, place_stages=False)
+    pipeline.run_scoring(engine, workspace.id, place_stages=False)
     after = {i: row(engine, workspace.id, i) for i in (a, b, c)}
     for i in (a, b):
         assert after[i]["changed_at"] > before[i]["changed_at"]
@@ -96,32 +97,32 @@ def test_incremental_scores_only_accounts_with_new_signals(
     engine: Any, scored: tuple[Workspace, list[str]]
 ) -> None:
     workspace, (_, _, c) = scored
-    service.run_scoring(engine, workspace.id)
+    pipeline.run_scoring(engine, workspace.id)
     signals(engine, workspace.id, "gamma.com", "g2", "pricing", 0)
-    inc = service.run_scoring(engine, workspace.id, full=False)
+    inc = pipeline.run_scoring(engine, workspace.id, full=False)
     assert inc.kind == "incremental"
     assert inc.changed == 1  # gamma got a signal; alpha and beta are looked at, unchanged
     assert scores(row(engine, workspace.id, c)) == (15.0, 0.0, 0.0, 20.0, 0.0)
     # nothing new: the next incremental run changes nothing
-    assert service.run_scoring(engine, workspace.id, full=False).changed == 0
+    assert pipeline.run_scoring(engine, workspace.id, full=False).changed == 0
 
 
 def test_incremental_without_a_finished_run_is_full(engine: Any, workspace: Workspace) -> None:
     (a,) = push_accounts(workspace.api, "first.com")
     signals(engine, workspace.id, "first.com", "website", "high_value_page_view", 0)
-    s = service.run_scoring(engine, workspace.id, full=False)
+    s = pipeline.run_scoring(engine, workspace.id, full=False)
     assert s.kind == "full" and s.changed == 1 and s.model_version == 0  # the default model
     assert row(engine, workspace.id, a)["rtp_website_intent_score"] == 10.0
 
 
 def test_given_accounts_only(engine: Any, scored: tuple[Workspace, list[str]]) -> None:
     workspace, (a, b, _) = scored
-    s = service.run_scoring(engine, workspace.id, account_ids=[b])
+    s = pipeline.run_scoring(engine, workspace.id, account_ids=[b])
     assert (s.scored, s.changed, s.kind) == (1, 1, "accounts")
     assert row(engine, workspace.id, a)["rtp_account_score"] == 0.0
     assert row(engine, workspace.id, b)["rtp_account_score"] == 35.0
     # such a run is no starting point for incremental runs: the next one is full
-    assert service.run_scoring(engine, workspace.id, full=False).kind == "full"
+    assert pipeline.run_scoring(engine, workspace.id, full=False).kind == "full"
     assert row(engine, workspace.id, a)["rtp_account_score"] == 21.25
 
 
@@ -131,7 +132,7 @@ def test_as_of_counts_only_signals_before_it(
     workspace, (a, _, _) = scored
     # as of 5 days ago: alpha's view at 5 days is today's (10), the one at 10 is 5 days old
     # (5), today's two have not happened; G2 pricing at 6 and 7 days are 1 and 2 days old.
-    service.run_scoring(engine, workspace.id, as_of=(TODAY - 5) * US_PER_DAY)
+    pipeline.run_scoring(engine, workspace.id, as_of=(TODAY - 5) * US_PER_DAY)
     r = row(engine, workspace.id, a)
     assert r["rtp_website_intent_score"] == 15.0
     assert r["rtp_g2_intent_score"] == 30.0  # 40, capped at 30
@@ -154,7 +155,7 @@ def test_killed_run_leaves_accounts_whole_and_the_next_run_finishes(
             raise KeyboardInterrupt  # as a worker stopped mid-run
 
     with pytest.raises(KeyboardInterrupt):
-        service.run_scoring(engine, ws, on_progress=die, batch_size=2)
+        pipeline.run_scoring(engine, ws, on_progress=die, batch_size=2)
     rows = sorted((row(engine, ws, i) for i in ids), key=lambda r: r["rtp_account_score"])
     new = (round((19 + 60) / 4, 2), 19.0, 0.0, 20.0, 0.0)
     old = (0.0,) * 5
@@ -163,7 +164,7 @@ def test_killed_run_leaves_accounts_whole_and_the_next_run_finishes(
     runs = service.list_runs(engine, ws)
     assert runs[0]["status"] == "failed" and runs[0]["scored"] == 2
     # the next incremental run has no finished run to start from, so it scores everything
-    s = service.run_scoring(engine, ws, full=False)
+    s = pipeline.run_scoring(engine, ws, full=False)
     assert s.changed == 3
     assert all(scores(row(engine, ws, i)) == new for i in ids)
 
@@ -181,23 +182,23 @@ def test_stage_step_is_called_per_batch_and_a_stage_change_is_a_change(
         calls.append(len(ids))
         return {i: ("Hot" if new[i]["rtp_account_score"] >= 30 else "Cold") for i in ids}
 
-    s = service.run_scoring(engine, workspace.id, stage_step=stage, batch_size=2)
+    s = pipeline.run_scoring(engine, workspace.id, stage_step=stage, batch_size=2)
     assert calls == [2, 1] and s.changed == 3  # gamma: scores equal, stage new
     assert [row(engine, workspace.id, i)["rtp_journey_stage"] for i in (a, b, c)] == [
         "Cold", "Hot", "Cold",
     ]  # fmt: skip
-    assert service.run_scoring(engine, workspace.id, stage_step=stage).changed == 0
+    assert pipeline.run_scoring(engine, workspace.id, stage_step=stage).changed == 0
 
 
 def test_a_new_model_version_is_recorded_without_a_stamp(
     engine: Any, scored: tuple[Workspace, list[str]]
 ) -> None:
     workspace, (_, _, c) = scored
-    service.run_scoring(engine, workspace.id)
+    pipeline.run_scoring(engine, workspace.id)
     before = row(engine, workspace.id, c)
     v = service.put_model(engine, workspace.id, MODEL)["version"]
     assert v == 2
-    s = service.run_scoring(engine, workspace.id)
+    s = pipeline.run_scoring(engine, workspace.id)
     assert s.changed == 0 and s.model_version == 2
     after = row(engine, workspace.id, c)
     assert after["score_model_version"] == 2
@@ -211,11 +212,11 @@ def test_other_workspaces_are_untouched(
     (o,) = push_accounts(other.api, "alpha.com")
     signals(engine, other.id, "alpha.com", "website", "page_view", 0)
     before = row(engine, other.id, o)
-    s = service.run_scoring(engine, workspace.id)
+    s = pipeline.run_scoring(engine, workspace.id)
     assert s.scored == 3
     assert row(engine, other.id, o) == before
     # and the other workspace scores with its own (default) model: 1 view = 1 point of 100
-    service.run_scoring(engine, other.id)
+    pipeline.run_scoring(engine, other.id)
     assert row(engine, other.id, o)["rtp_website_intent_score"] == 1.0
     with read_tx(engine) as conn:
         n = conn.execute(
@@ -235,7 +236,7 @@ def test_deals_and_activities_make_accounts_touched(engine: Any, workspace: Work
         ]},
     )  # fmt: skip
     deal_aid, call_aid, _ = [x["rtp_aid"] for x in r.json()["data"]["results"]]
-    service.run_scoring(engine, workspace.id)
+    pipeline.run_scoring(engine, workspace.id)
     with read_tx(engine) as conn:
         since = conn.execute(
             text("SELECT max(watermark) FROM scoring_runs WHERE workspace_id = :ws"),

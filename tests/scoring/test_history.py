@@ -10,8 +10,8 @@ from sqlalchemy import select
 from intently.kit.errors import BadRequest
 from intently.scoring.whatif import backfill_history
 from intently.stages.tables import journey_days as jd
-from tests.conftest import Workspace
-from tests.scoring.support import TODAY, push_accounts, signals
+from tests.support.api import Workspace
+from tests.support.scoring import TODAY, push_accounts, signals
 
 
 def _history(engine: Any, ws: int, aid: str) -> dict[int, tuple[float, str]]:
@@ -68,7 +68,7 @@ def test_bad_arguments_are_named(
 
 
 def test_the_cli_backfills(engine: Any, workspace: Workspace, database_url: str) -> None:
-    from tests.clitools import intently
+    from tests.support.cli import intently
 
     (aid,) = push_accounts(workspace.api, "cli.com")
     signals(engine, workspace.id, "cli.com", "g2", "pricing", 10)

@@ -8,9 +8,10 @@ import sys
 import textwrap
 from typing import Any
 
+from intently import pipeline
 from intently.scoring import service
-from tests.conftest import Workspace
-from tests.scoring.support import MODEL, push_accounts, row, signals
+from tests.support.api import Workspace
+from tests.support.scoring import MODEL, push_accounts, row, signals
 
 # Scores in batches of two; the stage step of the second batch kills the process while
 # that batch's transaction is open (its updates are written but not committed).
@@ -18,7 +19,7 @@ SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     from intently.kit.db import make_engine
-    from intently.scoring.service import run_scoring
+    from intently.pipeline import run_scoring
 
     calls = []
 
@@ -65,7 +66,7 @@ def test_sigkill_mid_batch(engine: Any, database_url: str, workspace: Workspace)
     def stage(conn: Any, w: int, batch: list[str], scores: Any) -> dict[str, str | None]:
         return dict.fromkeys(batch, "Scored")
 
-    s = service.run_scoring(engine, ws, full=False, stage_step=stage)
+    s = pipeline.run_scoring(engine, ws, full=False, stage_step=stage)
     assert s.kind == "full"  # no finished run to start from: everything
     assert (s.scored, s.changed) == (5, 3)
     assert [state(i) for i in ids] == [new] * 5

@@ -6,12 +6,13 @@ import threading
 from datetime import datetime
 from typing import Any
 
+from intently import pipeline
 from intently.kit.db import write_tx
 from intently.kit.timefmt import now_us
 from intently.scoring import repository as repo
 from intently.scoring import service
-from tests.conftest import Workspace
-from tests.scoring.support import push_accounts, row, signals
+from tests.support.api import Workspace
+from tests.support.scoring import push_accounts, row, signals
 
 
 def test_concurrent_workers_run_a_workspace_once(engine: Any, workspace: Workspace) -> None:
@@ -21,7 +22,7 @@ def test_concurrent_workers_run_a_workspace_once(engine: Any, workspace: Workspa
 
     def worker() -> None:
         barrier.wait()
-        results.append(service.run_claimed(engine, "incremental", workspaces=[workspace.id]))
+        results.append(pipeline.run_claimed(engine, "incremental", workspaces=[workspace.id]))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
@@ -32,7 +33,7 @@ def test_concurrent_workers_run_a_workspace_once(engine: Any, workspace: Workspa
     assert len(done) == 1 and done[0]["workspace"] == workspace.id and "error" not in done[0]
     assert len(service.list_runs(engine, workspace.id)) == 1
     # a worker coming a moment later finds the work done for this interval
-    assert service.run_claimed(engine, "incremental", workspaces=[workspace.id]) == []
+    assert pipeline.run_claimed(engine, "incremental", workspaces=[workspace.id]) == []
 
 
 def test_claims_expire_and_are_per_kind(engine: Any, workspace: Workspace) -> None:
@@ -50,10 +51,10 @@ def test_new_signals_are_scored_by_the_next_incremental_tick(
     engine: Any, workspace: Workspace
 ) -> None:
     (aid,) = push_accounts(workspace.api, "tick.com")
-    service.run_scoring(engine, workspace.id)  # the hourly run happened
+    pipeline.run_scoring(engine, workspace.id)  # the hourly run happened
     signals(engine, workspace.id, "tick.com", "g2", "pricing", 0)
     assert row(engine, workspace.id, aid)["rtp_g2_intent_score"] == 0
-    [r] = service.run_claimed(engine, "incremental", workspaces=[workspace.id])
+    [r] = pipeline.run_claimed(engine, "incremental", workspaces=[workspace.id])
     assert r["kind"] == "incremental" and r["changed"] == 1
     assert row(engine, workspace.id, aid)["rtp_g2_intent_score"] == 30.0
 

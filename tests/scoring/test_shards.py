@@ -16,14 +16,15 @@ from typing import Any
 
 import pytest
 
+from intently import pipeline
 from intently.kit.db import read_tx, write_tx
 from intently.kit.timefmt import now_us
 from intently.scoring import repository as repo
-from intently.scoring import service
+from intently.scoring import service, shards
 from intently.scoring.tables import scoring_parts
-from tests.conftest import Workspace
-from tests.scoring.support import MODEL, push_accounts, row, signals
-from tests.segments.helpers import create, events, member_ids
+from tests.support.api import Workspace
+from tests.support.scoring import MODEL, push_accounts, row, signals
+from tests.support.segments import create, events, member_ids
 
 DOMAINS = [f"part{i}.com" for i in range(7)]
 SCORES = (
@@ -72,7 +73,7 @@ def reference(
     """The snapshot and run record of one unsharded full run over the same data."""
     ws = make_workspace()
     names, sid = prepare(ws, engine)
-    summary = service.run_scoring(engine, ws.id)
+    summary = pipeline.run_scoring(engine, ws.id)
     snap = snapshot(ws, engine, names, sid)
     assert snap["members"] and snap["events"]  # the data makes every kind of record
     assert {s[5] for s in snap["accounts"].values()} != {None}
@@ -81,7 +82,7 @@ def reference(
 
 def plan_parts(engine: Any, ws: int, size: int) -> tuple[dict[str, Any], Parts]:
     queued: Parts = []
-    [started] = service.run_claimed(
+    [started] = pipeline.run_claimed(
         engine,
         "full",
         workspaces=[ws],
@@ -126,11 +127,11 @@ def test_parts_out_of_order_score_like_one_run(
     assert queued == [(workspace.id, run_id, p) for p in (1, 2, 3, 4)]
     assert the_run(engine, workspace.id, run_id)["status"] == "running"
 
-    results = [service.run_part(engine, *queued[i], batch_size=1) for i in (2, 0, 3)]
+    results = [pipeline.run_part(engine, *queued[i], batch_size=1) for i in (2, 0, 3)]
     assert [r["status"] for r in results] == ["done"] * 3
     assert the_run(engine, workspace.id, run_id)["status"] == "running"  # a part is left
-    assert service.run_part(engine, workspace.id, run_id, 0)["skipped"]  # not finishable yet
-    last = service.run_part(engine, *queued[1], batch_size=1)
+    assert pipeline.run_part(engine, workspace.id, run_id, 0)["skipped"]  # not finishable yet
+    last = pipeline.run_part(engine, *queued[1], batch_size=1)
     assert last["partsLeft"] == 0 and last["finish"]["status"] == "done"
 
     assert snapshot(workspace, engine, names, sid) == ref
@@ -142,11 +143,11 @@ def test_parts_out_of_order_score_like_one_run(
         p: r["status"] for p, r in parts_of(engine, workspace.id, run_id).items()
     } == dict.fromkeys(range(5), "done")
     # its watermark counts: the next incremental run starts from it and finds nothing new
-    inc = service.run_scoring(engine, workspace.id, full=False)
+    inc = pipeline.run_scoring(engine, workspace.id, full=False)
     assert (inc.kind, inc.changed) == ("incremental", 0)
     # the run released the workspace for its interval; a stray part task does nothing
-    assert service.run_claimed(engine, "full", workspaces=[workspace.id]) == []
-    assert service.run_part(engine, *queued[0])["skipped"]
+    assert pipeline.run_claimed(engine, "full", workspaces=[workspace.id]) == []
+    assert pipeline.run_part(engine, *queued[0])["skipped"]
 
 
 def test_a_workspace_that_fits_in_one_part_runs_at_once(workspace: Workspace, engine: Any) -> None:
@@ -155,7 +156,7 @@ def test_a_workspace_that_fits_in_one_part_runs_at_once(workspace: Workspace, en
     assert queued == [] and r["kind"] == "full" and r["scored"] == 3
     with write_tx(engine) as conn:
         repo.release(conn, workspace.id, "full", 0)
-    [bad] = service.run_claimed(
+    [bad] = pipeline.run_claimed(
         engine, "full", workspaces=[workspace.id], shard_size=0, enqueue_part=print
     )
     assert bad["error"] == "ValueError: shard_size must be at least 1, not 0"
@@ -173,7 +174,7 @@ def test_workers_racing_for_parts_take_each_once(
     def worker(order: Parts) -> None:
         barrier.wait()
         for item in order:
-            results.append(service.run_part(engine, *item, batch_size=1))
+            results.append(pipeline.run_part(engine, *item, batch_size=1))
 
     threads = [
         threading.Thread(target=worker, args=(o,))
@@ -199,18 +200,18 @@ def test_a_dead_workers_part_is_redone_and_a_stale_worker_is_fenced(
     started, queued = plan_parts(engine, workspace.id, 3)
     run_id, ws = started["runId"], workspace.id
     with write_tx(engine) as conn:  # a worker takes part 2, holds it a moment, and dies
-        taken = repo.claim_part(conn, ws, run_id, 2, now_us(), 1000, service.MAX_ATTEMPTS)
+        taken = repo.claim_part(conn, ws, run_id, 2, now_us(), 1000, shards.MAX_ATTEMPTS)
     assert taken is not None and taken["attempt"] == 1
-    left = [service.run_part(engine, *item)["partsLeft"] for item in (queued[0], queued[2])]
+    left = [pipeline.run_part(engine, *item)["partsLeft"] for item in (queued[0], queued[2])]
     assert left == [2, 1]
     assert the_run(engine, ws, run_id)["status"] == "running"
     time.sleep(0.01)
     sent: Parts = []
-    resumed = service.resume_parts(engine, lambda *a: sent.append(a), workspaces=[ws])
+    resumed = pipeline.resume_parts(engine, lambda *a: sent.append(a), workspaces=[ws])
     assert sent == [(ws, run_id, 2)] and resumed[0]["attempt"] == 1
     # just sent: not sent again while it waits in the queue
-    assert service.resume_parts(engine, lambda *a: sent.append(a), workspaces=[ws]) == []
-    redo = service.run_part(engine, *sent[0])
+    assert pipeline.resume_parts(engine, lambda *a: sent.append(a), workspaces=[ws]) == []
+    redo = pipeline.run_part(engine, *sent[0])
     assert redo["attempt"] == 2 and redo["finish"]["status"] == "done"
     # the dead attempt, had it lived, can no longer record a batch
     with write_tx(engine) as conn:
@@ -225,6 +226,7 @@ def test_a_dead_workers_part_is_redone_and_a_stale_worker_is_fenced(
 KILL = textwrap.dedent(
     """
     import os, signal, sys
+    from intently import pipeline
     from intently.kit.db import make_engine
     from intently.scoring import service
 
@@ -237,7 +239,7 @@ KILL = textwrap.dedent(
 
     service._write_batch = then_die
     url, ws, run_id, hold = sys.argv[1:]
-    service.run_part(make_engine(url), int(ws), run_id, 1, batch_size=1, hold_us=int(hold))
+    pipeline.run_part(make_engine(url), int(ws), run_id, 1, batch_size=1, hold_us=int(hold))
     """
 )
 
@@ -263,17 +265,17 @@ def test_kill_9_mid_part_resumes_from_the_last_batch(
     assert (part["status"], part["attempt"], part["scored"]) == ("running", 1, 1)
     first = sorted(names)[0]
     assert part["done_upto"] == first
-    assert service.resume_parts(engine, lambda *a: None, workspaces=[ws]) == []  # still held
+    assert pipeline.resume_parts(engine, lambda *a: None, workspaces=[ws]) == []  # still held
     time.sleep(max(0.0, (part["held_until"] - now_us()) / 1e6) + 0.01)
     sent: Parts = []
-    service.resume_parts(engine, lambda *a: sent.append(a), workspaces=[ws])
+    pipeline.resume_parts(engine, lambda *a: sent.append(a), workspaces=[ws])
     assert sent == [(ws, run_id, 1)]
-    redo = service.run_part(engine, *sent[0], batch_size=1)
+    redo = pipeline.run_part(engine, *sent[0], batch_size=1)
     assert redo["attempt"] == 2
     part = parts_of(engine, ws, run_id)[1]
     assert (part["status"], part["scored"]) == ("done", 3)  # 1 before the kill, 2 after
     for item in queued[1:]:
-        service.run_part(engine, *item)
+        pipeline.run_part(engine, *item)
     run = the_run(engine, ws, run_id)
     assert (run["status"], run["scored"], run["changed"]) == ("done", 7, ref_run["changed"])
     assert snapshot(workspace, engine, names, sid) == ref
@@ -285,7 +287,7 @@ def test_a_part_out_of_attempts_fails_its_run(
     push_accounts(workspace.api, *DOMAINS[:4])
     started, queued = plan_parts(engine, workspace.id, 2)
     run_id, ws = started["runId"], workspace.id
-    monkeypatch.setattr(service, "RETRY_AFTER_US", 0)
+    monkeypatch.setattr(shards, "RETRY_AFTER_US", 0)
     real = service._score_accounts
 
     def broken(*args: Any, **kwargs: Any) -> None:
@@ -294,11 +296,11 @@ def test_a_part_out_of_attempts_fails_its_run(
         real(*args, **kwargs)
 
     monkeypatch.setattr(service, "_score_accounts", broken)
-    assert service.run_part(engine, *queued[0])["status"] == "done"
-    for attempt in range(1, service.MAX_ATTEMPTS + 1):
-        r = service.run_part(engine, *queued[1])
+    assert pipeline.run_part(engine, *queued[0])["status"] == "done"
+    for attempt in range(1, shards.MAX_ATTEMPTS + 1):
+        r = pipeline.run_part(engine, *queued[1])
         assert (r["attempt"], r["error"]) == (attempt, "RuntimeError: disk full")
-    assert service.run_part(engine, *queued[1])["skipped"]
+    assert pipeline.run_part(engine, *queued[1])["skipped"]
     run = the_run(engine, ws, run_id)
     assert run["status"] == "failed" and run["error"] == "part 2: RuntimeError: disk full"
     assert run["scored"] == 2  # what the first part did
@@ -315,7 +317,7 @@ def test_a_part_out_of_attempts_fails_its_run(
             .mappings()
             .one()
         )
-    assert held["held_until"] == held["last_started_at"] + service.MIN_INTERVAL_US["full"]
+    assert held["held_until"] == held["last_started_at"] + shards.MIN_INTERVAL_US["full"]
 
 
 def test_a_part_whose_worker_died_too_often_fails_its_run(
@@ -324,11 +326,11 @@ def test_a_part_whose_worker_died_too_often_fails_its_run(
     push_accounts(workspace.api, *DOMAINS[:4])
     started, _ = plan_parts(engine, workspace.id, 2)
     run_id, ws = started["runId"], workspace.id
-    for _ in range(service.MAX_ATTEMPTS):
+    for _ in range(shards.MAX_ATTEMPTS):
         with write_tx(engine) as conn:
-            assert repo.claim_part(conn, ws, run_id, 1, now_us(), 1, service.MAX_ATTEMPTS)
+            assert repo.claim_part(conn, ws, run_id, 1, now_us(), 1, shards.MAX_ATTEMPTS)
         time.sleep(0.002)
-    out = service.resume_parts(engine, lambda *a: None, workspaces=[ws])
+    out = pipeline.resume_parts(engine, lambda *a: None, workspaces=[ws])
     assert {"workspace": ws, "runId": run_id, "part": 1, "failed": True} in out
     run = the_run(engine, ws, run_id)
     assert run["status"] == "failed" and "part 1 was taken 3 times" in run["error"]
@@ -337,7 +339,7 @@ def test_a_part_whose_worker_died_too_often_fails_its_run(
 def test_an_abandoned_run_gives_way_to_the_next(workspace: Workspace, engine: Any) -> None:
     push_accounts(workspace.api, *DOMAINS[:4])
     old, old_parts = plan_parts(engine, workspace.id, 2)
-    service.run_part(engine, *old_parts[0])
+    pipeline.run_part(engine, *old_parts[0])
     with write_tx(engine) as conn:  # nobody moved it for the claim's whole hold
         repo.release(conn, workspace.id, "full", 0)
     new, new_parts = plan_parts(engine, workspace.id, 2)
@@ -345,9 +347,9 @@ def test_an_abandoned_run_gives_way_to_the_next(workspace: Workspace, engine: An
     gone = the_run(engine, workspace.id, old["runId"])
     assert gone["status"] == "failed" and gone["error"] == f"superseded by run {new['runId']}"
     assert gone["scored"] == 2
-    assert service.run_part(engine, *old_parts[1])["skipped"]
+    assert pipeline.run_part(engine, *old_parts[1])["skipped"]
     for item in new_parts:
-        service.run_part(engine, *item)
+        pipeline.run_part(engine, *item)
     assert the_run(engine, workspace.id, new["runId"])["status"] == "done"
     # only the newest run's parts are kept
     with read_tx(engine) as conn:
@@ -394,12 +396,12 @@ def test_a_claimed_run_renews_its_claim_as_batches_commit(
         real_extend(conn, ws, kind, until)
 
     monkeypatch.setattr(repo, "extend_claim", extend)
-    monkeypatch.setitem(service.CLAIM_HOLD_US, "full", 4)  # renew after every batch
+    monkeypatch.setitem(shards.CLAIM_HOLD_US, "full", 4)  # renew after every batch
     real_run = service.run_scoring
     monkeypatch.setattr(
         service, "run_scoring", lambda *a, **kw: real_run(*a, **{**kw, "batch_size": 2})
     )
-    out = service.run_claimed(engine, "full", workspaces=[workspace.id])
+    out = pipeline.run_claimed(engine, "full", workspaces=[workspace.id])
     assert out and "error" not in out[0], out
     assert len(renewals) >= 3  # 7 accounts in batches of 2
     assert renewals == sorted(renewals)
@@ -416,7 +418,7 @@ def test_small_write_transactions_score_like_one_batch(
     ref, ref_run = reference
     names, sid = prepare(workspace, engine)
     monkeypatch.setattr(service, "PG_WRITE_CHUNK", 2)
-    summary = service.run_scoring(engine, workspace.id).as_dict()
+    summary = pipeline.run_scoring(engine, workspace.id).as_dict()
     assert snapshot(workspace, engine, names, sid) == ref
     assert (summary["scored"], summary["changed"]) == (ref_run["scored"], ref_run["changed"])
     assert summary["segmentMoves"] == ref_run["segmentMoves"]

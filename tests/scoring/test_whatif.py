@@ -12,7 +12,7 @@ from intently.kit.db import read_clock, read_tx, write_tx
 from intently.kit.timefmt import now_us
 from intently.scoring.whatif import auc, backtest, dry_run, top_decile_lift
 from intently.signals.service import US_PER_DAY, SignalIn, store
-from tests.conftest import Api, Workspace
+from tests.support.api import Api, Workspace
 
 
 def account(api: Api, domain: str) -> str:
@@ -179,7 +179,7 @@ def test_dry_run_and_backtest_over_http(api: Api, engine: Any, workspace: Worksp
 def test_backtest_and_dry_run_commands(
     api: Api, engine: Any, workspace: Workspace, database_url: str, tmp_path: Any
 ) -> None:
-    from tests.clitools import intently
+    from tests.support.cli import intently
 
     account(api, "cli.io")
     done = intently(database_url, "backtest", "--as-of", "2026-01-01", "--horizon", "30",

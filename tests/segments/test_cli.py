@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.clitools import intently
-from tests.conftest import Workspace
-from tests.segments.helpers import HOT, account, create, get_segment, member_ids, moves, push
+from tests.support.api import Workspace
+from tests.support.cli import intently
+from tests.support.segments import HOT, account, create, get_segment, member_ids, moves, push
 
 
 def test_create_and_list(workspace: Workspace, database_url: str, tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from intently import pipeline
 from intently.kit.timefmt import now_us
-from intently.scoring import service as scoring
 from intently.signals.service import US_PER_DAY
-from tests.conftest import Api, Workspace
-from tests.scoring.support import signals
-from tests.segments.helpers import (
+from tests.support.api import Api, Workspace
+from tests.support.scoring import signals
+from tests.support.segments import (
     HOT,
     UNKNOWN_ID,
     account,
@@ -330,7 +330,7 @@ def test_account_changes_are_picked_up_by_scoring_runs(workspace: Workspace, eng
     (b,) = push(api, account("b.com", "hot"))
     push(api, account("a.com", "cold"))
     assert member_ids(api, sid) == [a]  # until membership is recomputed
-    scoring.run_scoring(engine, workspace.id, full=False)
+    pipeline.run_scoring(engine, workspace.id, full=False)
     assert member_ids(api, sid) == [b]
     assert moves(api, sid) == [
         ("segment.entered", a),
@@ -344,12 +344,12 @@ def test_account_changes_are_picked_up_by_scoring_runs(workspace: Workspace, eng
 def test_full_run_refreshes_through_the_set_wise_pass(
     workspace: Workspace, engine: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(scoring, "SEGMENTS_PER_BATCH_UP_TO", 0)
+    monkeypatch.setattr("intently.pipeline.scoring.SEGMENTS_PER_BATCH_UP_TO", 0)
     api = workspace.api
     (a,) = push(api, account("a.com"))
     sid = create(api, "Hot", HOT)["segmentId"]
     push(api, account("a.com", "hot"))
-    summary = scoring.run_scoring(engine, workspace.id, full=True)
+    summary = pipeline.run_scoring(engine, workspace.id, full=True)
     assert summary.segment_moves == 1
     assert member_ids(api, sid) == [a]
     assert moves(api, sid) == [("segment.entered", a)]
@@ -598,9 +598,9 @@ def test_time_windows_move_on_with_full_runs(workspace: Workspace, engine: Any) 
     }
     sid = create(api, "Recent pricing", rule)["segmentId"]
     assert member_ids(api, sid) == [a]
-    scoring.run_scoring(engine, ws, full=True, as_of=now_us() + 3 * US_PER_DAY)
+    pipeline.run_scoring(engine, ws, full=True, as_of=now_us() + 3 * US_PER_DAY)
     assert member_ids(api, sid) == [a]  # 5 days old: still inside
-    scoring.run_scoring(engine, ws, full=True, as_of=now_us() + 6 * US_PER_DAY)
+    pipeline.run_scoring(engine, ws, full=True, as_of=now_us() + 6 * US_PER_DAY)
     assert member_ids(api, sid) == []  # 8 days old: out
     assert moves(api, sid) == [("segment.entered", a), ("segment.exited", a)]
 

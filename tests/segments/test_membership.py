@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from intently import pipeline
 from intently.events.tables import events as ev
 from intently.kit.db import read_tx
 from intently.rules import matching_ids, parse_rule
-from intently.scoring import service as scoring
 from intently.segments import membership
 from intently.segments import repository as seg_repo
-from tests.conftest import Api, Workspace
-from tests.scoring.support import signals
+from tests.support.api import Api, Workspace
+from tests.support.scoring import signals
 
 RULES: list[dict[str, Any]] = [
     {"field": "tags", "op": "contains", "value": "hot"},
@@ -81,7 +81,7 @@ def test_membership_follows_every_kind_of_change(
     workspace: Workspace, engine: Any, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
     if mode != "per-batch":  # force the set-wise pass that large runs take
-        monkeypatch.setattr(scoring, "SEGMENTS_PER_BATCH_UP_TO", 0)
+        monkeypatch.setattr("intently.pipeline.scoring.SEGMENTS_PER_BATCH_UP_TO", 0)
     if mode == "after-run-parallel":  # and its parallel comparison, as in big workspaces
         monkeypatch.setattr(membership, "PARALLEL_FROM", 0)
         monkeypatch.setattr(membership, "WORKERS", 2)
@@ -125,9 +125,9 @@ def test_membership_follows_every_kind_of_change(
                                "stageLabel": rnd.choice(["Qualified", "Closed Won", "Closed Lost"]),
                                "associatedAccounts": [{"domain": d}]} for d in picked]}  # fmt: skip
             assert api.post("/deals", json=body).status_code == 200
-        scoring.run_scoring(engine, ws, full=False)
+        pipeline.run_scoring(engine, ws, full=False)
         check()
-    scoring.run_scoring(engine, ws, full=True)
+    pipeline.run_scoring(engine, ws, full=True)
     check()
     # The rounds really moved accounts in and out of every segment.
     assert all(len(states) >= 2 for states in seen.values()), [len(v) for v in seen.values()]

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import event
 
 from intently.segments import upload
-from tests.clitools import intently
-from tests.conftest import Api, Workspace
-from tests.segments.helpers import (
+from tests.support.api import Api, Workspace
+from tests.support.cli import intently
+from tests.support.segments import (
     HOT,
     UNKNOWN_ID,
     account,

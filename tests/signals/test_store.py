@@ -21,7 +21,7 @@ from intently.signals.service import (
     ingest_run,
     store,
 )
-from tests.conftest import Workspace
+from tests.support.api import Workspace
 
 DAY = US_PER_DAY
 

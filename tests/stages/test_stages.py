@@ -14,8 +14,8 @@ from intently.kit.timefmt import now_us
 from intently.signals.service import US_PER_DAY, SignalIn, store
 from intently.stages.schemas import DEFAULT_STAGES
 from intently.stages.service import apply_stages
-from tests.api.support import business, validation_data
-from tests.conftest import Api, Workspace
+from tests.support.api import Api, Workspace
+from tests.support.envelope import business, validation_data
 
 NAMES = ["Customer", "Opportunity", "Decision", "Consideration", "Engaged", "Aware", "Unaware"]
 

@@ -1,4 +1,5 @@
-"""Helpers for the scoring tests: accounts through the API, signals through the store."""
+"""Helpers for the scoring, segments and web tests: accounts through the API, signals
+through the store."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 from sqlalchemy import text
 
 from intently.kit.db import read_tx, write_tx
-from intently.kit.timefmt import now_us
-from intently.signals.service import US_PER_DAY, SignalIn, store
-from tests.conftest import Api
+from intently.kit.timefmt import US_PER_DAY, now_us
+from intently.signals.store import SignalIn, store
+from tests.support.api import Api
 
 TODAY = now_us() // US_PER_DAY
 _keys = itertools.count()

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Api
+from tests.support.api import Api
 
 HOT: dict[str, Any] = {"field": "tags", "op": "contains", "value": "hot"}
 UNKNOWN_ID = "0123456789abcdef01234567"

@@ -13,7 +13,9 @@ from fastapi.routing import APIRoute
 
 from intently.web import session
 from intently.web.router import PREFIX, ROUTERS
-from tests.web.conftest import Dashboard, new_dashboard, new_workspace
+from tests.support.api import new_workspace
+from tests.support.dashboard import Dashboard, new_dashboard, run_id_of, upload
+from tests.support.vendor_files import SURGE_HEADER, SURGE_ROWS, bombora_csv
 
 ADMIN_AREAS = ("/app/scoring", "/app/sources", "/app/settings")
 OPEN = {("GET", "/app/login"), ("POST", "/app/login")}
@@ -149,7 +151,6 @@ def theirs(app: Any, engine: Any, client: Any) -> dict[str, str]:
     from intently.auth.service import generate_key, list_keys
     from intently.auth.users import list_users
     from intently.webhooks import service as webhooks
-    from tests.web.test_sources import SURGE_HEADER, SURGE_ROWS, bombora_csv, run_id_of, upload
 
     ws = new_workspace(client, engine)
     owner = new_dashboard(app, engine, ws, "admin")

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.scoring.support import push_accounts, signals
-from tests.web.conftest import Dashboard
+from tests.support.dashboard import Dashboard
+from tests.support.scoring import push_accounts, signals
 
 LINK = re.compile(r'href="/app/accounts/([0-9a-f]{24})"')
 NEXT = re.compile(r'href="(/app/accounts\?[^"]*after=[^"]+)"')

@@ -12,8 +12,8 @@ from intently.kit.timefmt import now_us
 from intently.signals.service import US_PER_DAY, SignalIn, store
 from intently.stages.schemas import DEFAULT_STAGES
 from intently.stages.service import apply_stages
-from tests.conftest import Api
-from tests.web.conftest import Dashboard
+from tests.support.api import Api
+from tests.support.dashboard import Dashboard
 
 _ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S)
 _CELLS = re.compile(r"<td[^>]*>(.*?)</td>", re.S)

@@ -16,8 +16,9 @@ from sqlalchemy import text
 
 from intently.kit.db import write_tx
 from intently.signals.service import US_PER_DAY
-from tests.conftest import Api
-from tests.web.conftest import Dashboard
+from tests.support.api import Api
+from tests.support.dashboard import Dashboard
+from tests.support.data import push_account
 
 GET_ROUTES = [
     "/app/scoring",
@@ -36,12 +37,6 @@ POST_ROUTES = [
 
 
 # ---- seeding through the API ----------------------------------------------------------------
-
-
-def account(api: Api, domain: str) -> str:
-    r = api.post("/accounts", json={"accounts": [{"domain": domain, "name": domain}]})
-    assert r.status_code == 200, r.text
-    return str(r.json()["data"]["results"][0]["rtp_aid"])
 
 
 def signals(api: Api, domain: str, source: str, type_: str, days_ago: list[int]) -> None:
@@ -170,7 +165,7 @@ def test_every_page_has_an_empty_state_in_an_empty_workspace(admin: Dashboard) -
 
 def test_a_run_from_the_overview_scores_now_and_is_listed(admin: Dashboard) -> None:
     api = admin.ws.api
-    account(api, "hot.example")
+    push_account(api, "hot.example")
     signals(api, "hot.example", "g2", "pricing", [1, 2])
     r = admin.post("/app/scoring/runs", {"kind": "full"})
     assert r.status_code == 303, r.text
@@ -211,8 +206,8 @@ def test_another_workspaces_run_is_not_found(
 
 def seeded(admin: Dashboard) -> Api:
     api = admin.ws.api
-    account(api, "buyer.example")
-    account(api, "reader.example")
+    push_account(api, "buyer.example")
+    push_account(api, "reader.example")
     signals(api, "buyer.example", "g2", "pricing", [1, 3])
     signals(api, "reader.example", "website", "page_view", [1, 2, 4])
     score(api)
@@ -418,7 +413,7 @@ def test_the_backtest_report_with_its_chart(admin: Dashboard, engine: Any) -> No
     today = datetime.now(UTC).date()
     cutoff = today - timedelta(days=30)
     for d in ("buyer.example", "browser.example", "idle.example"):
-        account(api, d)
+        push_account(api, d)
     with write_tx(engine) as conn:  # the accounts must exist before the cut-off
         conn.execute(
             text("UPDATE accounts SET created_at = created_at - :d WHERE workspace_id = :ws"),

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api
-from tests.web.conftest import Dashboard
+from tests.support.api import Api
+from tests.support.dashboard import Dashboard
 
 UNKNOWN_ID = "0123456789abcdef01234567"
 _LOCATION = re.compile(r"^/app/segments/([0-9a-f]{24})\?done=created$")

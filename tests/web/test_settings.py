@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,14 +15,13 @@ from fastapi.testclient import TestClient
 
 from intently.app import create_app
 from intently.auth.users import create_user
-from intently.events.service import Event, record
-from intently.kit.db import tick, write_tx
 from intently.settings import Settings
-from intently.webhooks.dispatcher import deliver_due
 from intently.webhooks.service import verify_signature
-from tests.conftest import Workspace, free_port
-from tests.web.conftest import Dashboard, sign_in
-from tests.webhooks.receiver import Receiver
+from tests.support.api import Workspace
+from tests.support.dashboard import Dashboard, sign_in
+from tests.support.server import free_port
+from tests.support.webhook_receiver import Receiver
+from tests.support.webhooks import drain, make_events
 
 XSS = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -560,27 +558,6 @@ def hook_admin(wh_app: Any, make_workspace: Callable[[], Workspace], engine: Any
     return board
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-def make_events(engine: Any, ws_id: int, n: int) -> list[str]:
-    items = [Event("account.created", None, None, {"n": i}) for i in range(n)]
-    with write_tx(engine) as conn:
-        return record(conn, ws_id, items, seq=tick(conn, ws_id))
-
-
-def drain(engine: Any, settings: Settings, ws_id: int, until: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 15
-    while not until():
-        assert time.monotonic() < deadline, "the dispatcher did not finish in time"
-        if deliver_due(engine, settings, workspace_id=ws_id) == 0:
-            time.sleep(0.02)
-
-
 def test_the_test_ping_reports_success_and_failure(
     hook_admin: Dashboard, receiver: Receiver
 ) -> None:
@@ -615,7 +592,7 @@ def test_the_delivery_log_pages_filters_and_retries(
         return dict(hook_admin.ws.api.get(f"/webhooks/{hook}").json()["data"]["deliveries"])
 
     ids = make_events(engine, ws_id, 27)
-    drain(engine, wh_settings, ws_id, lambda: counts()["delivered"] == 27)
+    drain(engine, wh_settings, ws_id, lambda: counts()["delivered"] == 27, timeout=15)
     page = hook_admin.get(base)
     assert page.status_code == 200
     assert re.findall(r"<code>([0-9a-f]{24})</code>", page.text) == list(reversed(ids))[:25]
@@ -629,7 +606,7 @@ def test_the_delivery_log_pages_filters_and_retries(
     # A receiver that breaks: the delivery fails all its tries, the webhook turns itself off.
     receiver.default = 500
     [broken] = make_events(engine, ws_id, 1)
-    drain(engine, wh_settings, ws_id, lambda: counts()["failed"] == 1)
+    drain(engine, wh_settings, ws_id, lambda: counts()["failed"] == 1, timeout=15)
     page = hook_admin.get(f"{base}?status=failed")
     assert re.findall(r"<code>([0-9a-f]{24})</code>", page.text) == [broken]
     assert "HTTP 500" in page.text and "2 attempts" in page.text
@@ -648,7 +625,7 @@ def test_the_delivery_log_pages_filters_and_retries(
     assert r.status_code == 409
     assert "is pending; only a failed delivery can be retried" in flash_error(r)
     assert hook_admin.post(f"{base}/status", {"status": "active"}).status_code == 303
-    drain(engine, wh_settings, ws_id, lambda: counts()["delivered"] == 28)
+    drain(engine, wh_settings, ws_id, lambda: counts()["delivered"] == 28, timeout=15)
     assert "No pending deliveries" in hook_admin.get(f"{base}?status=pending").text
     assert "No failed deliveries" in hook_admin.get(f"{base}?status=failed").text
 

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from intently.auth.users import create_user, session_user, verify_login
-from tests.clitools import intently
-from tests.web.conftest import Dashboard, sign_in
+from tests.support.cli import intently
+from tests.support.dashboard import Dashboard, sign_in
 
 # Emails of this run: on a database kept from an earlier run, the same email would be in
 # several workspaces and sign-in would ask which.

@@ -18,12 +18,16 @@ import pytest
 
 from intently.ingest.connections import get_connection
 from intently.signals.service import IngestRun
-from tests.conftest import Api
-from tests.ingest.test_bombora import HEADER as BOMBORA_HEADER
-from tests.ingest.test_bombora import row as bombora_row
-from tests.ingest.test_linkedin import HEADER as LINKEDIN_HEADER
-from tests.ingest.test_linkedin import row as linkedin_row
-from tests.web.conftest import Dashboard
+from tests.support.dashboard import Dashboard, run_id_of, upload
+from tests.support.data import push_account, signals_of
+from tests.support.vendor_files import (
+    LINKEDIN_HEADER,
+    SURGE_HEADER,
+    SURGE_ROWS,
+    bombora_csv,
+    bombora_row,
+    linkedin_row,
+)
 
 KEY = "web-sources-credentials-key-" + "k" * 16
 XSS = "<script>alert(1)</script>"
@@ -46,52 +50,6 @@ ADMIN_POSTS = [
     "/app/sources/bombora/settings",
     "/app/sources/linkedin/map",
 ]
-
-
-def bombora_csv(rows: list[dict[str, str]], header: list[str] | None = None) -> bytes:
-    cols = header or BOMBORA_HEADER
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(cols)
-    for r in rows:
-        w.writerow([r.get(c, "") for c in cols])
-    return out.getvalue().encode()
-
-
-SURGE_ROWS = [
-    bombora_row("acme.com", "Cloud Computing", 72, Week="2026-11-23"),
-    bombora_row("acme.com", "CRM", 88, Week="2026-11-23"),
-    bombora_row("initech.io", "Payroll", 41, Week="2026-11-23"),  # below the threshold
-    bombora_row("not a domain", "CRM", 90, Week="2026-11-23"),  # rejected
-]
-SURGE_HEADER = [*BOMBORA_HEADER, "Week"]
-
-
-def account(api: Api, domain: str) -> str:
-    r = api.post("/accounts", json={"accounts": [{"domain": domain, "name": domain}]})
-    assert r.status_code == 200, r.text
-    return str(r.json()["data"]["results"][0]["rtp_aid"])
-
-
-def signals_of(api: Api, aid: str, source: str) -> list[dict[str, Any]]:
-    r = api.get(f"/accounts/{aid}/signals", params={"limit": 100, "source": source})
-    assert r.status_code == 200, r.text
-    return list(r.json()["data"]["data"])
-
-
-def upload(
-    board: Dashboard, path: str, name: str, content: bytes, htmx: bool = True, **data: str
-) -> Any:
-    files = {"file": (name, content, "text/csv")}
-    if htmx:
-        return board.htmx("POST", path, data=data, files=files)
-    return board.post(path, data, files=files)
-
-
-def run_id_of(html: str) -> str:
-    found = re.search(r"/app/sources/runs/([0-9a-f]{24})", html)
-    assert found, html
-    return found.group(1)
 
 
 @pytest.fixture
@@ -259,7 +217,7 @@ def test_website_settings_save_and_name_bad_values(admin: Dashboard) -> None:
 
 def test_a_bombora_upload_makes_signals_and_shows_the_report(admin: Dashboard) -> None:
     api = admin.ws.api
-    aid = account(api, "acme.com")
+    aid = push_account(api, "acme.com")
     content = bombora_csv(SURGE_ROWS, SURGE_HEADER)
     r = upload(admin, "/app/sources/bombora/import", "surge-week-47.csv", content)
     assert r.status_code == 200, r.text
@@ -295,7 +253,7 @@ def test_a_bombora_upload_makes_signals_and_shows_the_report(admin: Dashboard) -
 
 def test_a_bombora_file_for_a_given_week(admin: Dashboard) -> None:
     api = admin.ws.api
-    aid = account(api, "acme.com")
+    aid = push_account(api, "acme.com")
     content = bombora_csv([bombora_row("acme.com", "CRM", 75)])
     r = upload(admin, "/app/sources/bombora/import", "noweek.csv", content)
     assert r.status_code == 400
@@ -330,7 +288,7 @@ def test_a_bad_file_shows_the_importers_named_errors(admin: Dashboard) -> None:
 
 def test_g2_and_linkedin_uploads(admin: Dashboard) -> None:
     api = admin.ws.api
-    aid = account(api, "globex.com")
+    aid = push_account(api, "globex.com")
     g2 = (
         b"Id,Time,Tag,Title,URL,Company Name,Company Domain\n"
         b"ev-1,2026-10-05T10:00:00Z,products.pricing,Pricing,https://www.g2.com/products/x/pricing,"

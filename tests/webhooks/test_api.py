@@ -9,10 +9,11 @@ import pytest
 
 from intently.settings import Settings
 from intently.webhooks.service import verify_signature
-from tests.api.support import one_error
-from tests.conftest import Api, Workspace, free_port
-from tests.webhooks.conftest import deliveries, drain, make_events, register
-from tests.webhooks.receiver import Receiver
+from tests.support.api import Api, Workspace
+from tests.support.envelope import one_error
+from tests.support.server import free_port
+from tests.support.webhook_receiver import Receiver
+from tests.support.webhooks import deliveries, drain, make_events, register
 
 UNKNOWN = "0123456789abcdef01234567"
 

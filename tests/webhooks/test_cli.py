@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 from intently.webhooks.service import verify_signature
-from tests.clitools import intently
-from tests.conftest import Workspace
-from tests.webhooks.conftest import deliveries, make_events, register
-from tests.webhooks.receiver import Receiver
+from tests.support.api import Workspace
+from tests.support.cli import intently
+from tests.support.webhook_receiver import Receiver
+from tests.support.webhooks import deliveries, make_events, register
 
 ENV = {
     "INTENTLY_WEBHOOK_ALLOW_PRIVATE": "true",

@@ -18,9 +18,10 @@ from intently.webhooks import repository as repo
 from intently.webhooks.dispatcher import deliver_due, record
 from intently.webhooks.service import make_client, send, verify_signature
 from intently.webhooks.tables import webhook_deliveries
-from tests.conftest import Workspace, free_port
-from tests.webhooks.conftest import deliveries, drain, make_events, register
-from tests.webhooks.receiver import Receiver
+from tests.support.api import Workspace
+from tests.support.server import free_port
+from tests.support.webhook_receiver import Receiver
+from tests.support.webhooks import deliveries, drain, make_events, register
 
 
 def test_an_event_arrives_signed_with_its_id(

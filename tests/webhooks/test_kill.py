@@ -17,9 +17,9 @@ from intently.kit.timefmt import now_us
 from intently.settings import Settings
 from intently.webhooks.tables import webhook_attempts as wa
 from intently.webhooks.tables import webhook_deliveries as wd
-from tests.conftest import Workspace
-from tests.webhooks.conftest import drain, make_events, register
-from tests.webhooks.receiver import Receiver
+from tests.support.api import Workspace
+from tests.support.webhook_receiver import Receiver
+from tests.support.webhooks import drain, make_events, register
 
 
 def test_a_killed_dispatcher_loses_nothing(

@@ -12,8 +12,8 @@ from intently.auth.service import generate_key
 from intently.kit.db import make_engine
 from intently.kit.migrate import migrate
 from intently.webhooks.service import verify_signature
-from tests.conftest import serving
-from tests.webhooks.receiver import Receiver
+from tests.support.server import serving
+from tests.support.webhook_receiver import Receiver
 
 
 def test_serve_delivers_webhooks(tmp_path: Path, receiver: Receiver) -> None:

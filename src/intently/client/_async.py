@@ -25,6 +25,7 @@ from intently.client._client import (
     _members,
     _page,
     accounts_params,
+    events_params,
 )
 from intently.client._errors import (
     IntentlyError,
@@ -204,6 +205,27 @@ class AsyncClient(_Base):
     ) -> dict[str, Any]:
         body = _members(domains, rtp_aids)
         return dict(await self.request("DELETE", f"segments/{segment_id}/accounts", json=body))
+
+    async def iter_account_signals(
+        self, rtp_aid: str, source: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        params = {"source": source} if source else {}
+        async for item in self.iter_pages(f"accounts/{rtp_aid}/signals", params):
+            yield item
+
+    async def iter_segment_members(self, segment_id: str) -> AsyncIterator[dict[str, Any]]:
+        async for item in self.iter_pages(f"segments/{segment_id}/accounts"):
+            yield item
+
+    async def iter_events(
+        self,
+        *,
+        types: Sequence[str] = (),
+        since: str | None = None,
+        rtp_aid: str | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        async for item in self.iter_pages("events", events_params(types, since, rtp_aid)):
+            yield item
 
     async def iter_pages(
         self, path: str, params: Mapping[str, Any] | None = None

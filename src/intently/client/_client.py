@@ -294,16 +294,8 @@ class Client(_Base):
         self, rtp_aid: str, source: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """The account's signals, newest first, page by page."""
-
-        def fetch(cursor: str | None) -> Page:
-            params: dict[str, Any] = {"limit": PAGE_LIMIT}
-            if cursor:
-                params["cursor"] = cursor
-            elif source:
-                params["source"] = source
-            return _page(self.request("GET", f"accounts/{rtp_aid}/signals", params=params))
-
-        yield from self._walk(fetch)
+        params = {"source": source} if source else {}
+        yield from self.iter_pages(f"accounts/{rtp_aid}/signals", params)
 
     def push_signals(self, signals: Iterable[Mapping[str, Any]]) -> list[BulkResult]:
         """Generic intent signals, any number, 1,000 a request."""
@@ -332,13 +324,7 @@ class Client(_Base):
         return dict(self.request("PATCH", f"segments/{segment_id}", json=fields))
 
     def iter_segment_members(self, segment_id: str) -> Iterator[dict[str, Any]]:
-        def fetch(cursor: str | None) -> Page:
-            params: dict[str, Any] = {"limit": PAGE_LIMIT}
-            if cursor:
-                params["cursor"] = cursor
-            return _page(self.request("GET", f"segments/{segment_id}/accounts", params=params))
-
-        yield from self._walk(fetch)
+        yield from self.iter_pages(f"segments/{segment_id}/accounts")
 
     def add_segment_members(
         self,
@@ -373,19 +359,20 @@ class Client(_Base):
         rtp_aid: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The change event log (account.created, stage.changed, segment.entered, ...)."""
+        yield from self.iter_pages("events", events_params(types, since, rtp_aid))
+
+    def iter_pages(
+        self, path: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a keyset-paginated list (segment members, an account's signals,
+        events): the first page with `params`, the next ones by their cursor."""
+
+        first: dict[str, Any] = {"limit": PAGE_LIMIT, **(params or {})}
 
         def fetch(cursor: str | None) -> Page:
-            params: dict[str, Any] = {"limit": PAGE_LIMIT}
-            if cursor:
-                params["cursor"] = cursor
-            else:
-                if types:
-                    params["type"] = ",".join(types)
-                if since:
-                    params["since"] = since
-                if rtp_aid:
-                    params["rtp_aid"] = rtp_aid
-            return _page(self.request("GET", "events", params=params))
+            # A cursor carries the first page's filters: the next pages send it alone.
+            query = {"limit": PAGE_LIMIT, "cursor": cursor} if cursor else first
+            return _page(self.request("GET", path, params=query))
 
         yield from self._walk(fetch)
 
@@ -497,6 +484,18 @@ def accounts_params(
         params["lastSync"] = last_sync
     if domains:
         params["domains"] = ",".join(domains)
+    return params
+
+
+def events_params(types: Sequence[str], since: str | None, rtp_aid: str | None) -> dict[str, Any]:
+    """The event log's filters, as query parameters."""
+    params: dict[str, Any] = {}
+    if types:
+        params["type"] = ",".join(types)
+    if since:
+        params["since"] = since
+    if rtp_aid:
+        params["rtp_aid"] = rtp_aid
     return params
 
 
