@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -32,25 +33,27 @@ SEGMENTS_PER_BATCH_UP_TO = 20_000
 class AfterScoring:
     """What follows one scoring run's batches: thresholds, stages, journey days, segments.
 
-    Opened in the transaction that read the run's model, it reads there, once per run,
-    the stage list, the thresholds and the live dynamic segments."""
+    Opened in the transaction that read the run's model, it reads there, once per run, the
+    stage list and the thresholds. `place_stages=False` leaves stages and segments alone
+    (scores, thresholds and journey days only)."""
 
-    def __init__(self, conn: Connection, run: RunInfo) -> None:
+    def __init__(self, conn: Connection, run: RunInfo, *, place_stages: bool = True) -> None:
         self.ws, self.kind = run.ws, run.kind
         self.surge = run.surge
         self.stage_set = stage_list.active_definition(conn, run.ws)
         self.thresholds = tuple(events_repo.thresholds(conn, run.ws))
+        self.segments = place_stages
         # A stage_step places accounts with their scores; otherwise the stage rules do.
-        self.place = run.place_stages and not run.staged
-        self.live = tuple(membership.live_segments(conn, run.ws)) if run.place_stages else ()
+        self.place = place_stages and not run.staged
         # Segment rules see what stage rules see: this run's stage list, surge windows, time.
         self.ctx = stage_list.context(self.stage_set[1], run.as_of, surge=run.surge)
-        self.per_batch = False
+        self.few = False  # a run over few accounts refreshes segments batch by batch
+        self.live: tuple[membership.Live, ...] = ()
 
-    def expect(self, accounts: int | None) -> None:
-        self.per_batch = (
-            bool(self.live) and accounts is not None and accounts <= SEGMENTS_PER_BATCH_UP_TO
-        )
+    def expect(self, conn: Connection, accounts: int | None) -> None:
+        self.few = accounts is not None and accounts <= SEGMENTS_PER_BATCH_UP_TO
+        if self.segments and self.few:
+            self.live = tuple(membership.live_segments(conn, self.ws))
 
     def after_batch(self, conn: Connection, batch: ScoredBatch) -> tuple[set[str], int]:
         ws = self.ws
@@ -84,13 +87,15 @@ class AfterScoring:
         if changed:
             stages.record_days(conn, ws, sorted(changed))
         segment_moves = 0
-        if self.per_batch:
+        if self.live:
             done = membership.refresh_accounts(conn, ws, self.live, self.ctx, batch.ids)
             segment_moves = done.entered + done.exited
         return moved, segment_moves
 
     def after_run(self, engine: Engine) -> int:
-        if not self.live or self.per_batch:
+        """Every account (or very many) scored: one set-based pass per segment beats asking
+        every segment about every batch."""
+        if not self.segments or self.few:
             return 0
         done = membership.refresh(engine, self.ws, ctx=self.ctx)
         return sum(d.entered + d.exited for d in done.values())
@@ -111,8 +116,8 @@ def run_scoring(
     """Score the workspace (see `scoring.service.run_scoring`) and follow every change."""
     return scoring.run_scoring(
         engine, ws, full=full, account_ids=account_ids, as_of=as_of, on_progress=on_progress,
-        stage_step=stage_step, batch_size=batch_size, place_stages=place_stages,
-        follow=AfterScoring,
+        stage_step=stage_step, batch_size=batch_size,
+        follow=partial(AfterScoring, place_stages=place_stages),
     )  # fmt: skip
 
 

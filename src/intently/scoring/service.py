@@ -1,4 +1,4 @@
-"""Scoring: the active model, runs over every (or every touched) account, explanations.
+"""Scoring: the active model, and runs over every (or every touched) account.
 
 A run works in batches of accounts in id order (keyset). Per batch, one aggregate query
 joins the rollups with a small table of decay factors and returns each account's points
@@ -12,13 +12,10 @@ Scoring knows nothing of what follows a score change. A caller passes `follow`: 
 opened once per run (`RunInfo`) and called with each written batch (`ScoredBatch`)
 inside that batch's write transaction, and once after the run's batches. The pipeline
 (`intently.pipeline`) is that caller: thresholds, stages, journey days, segments.
-Without `follow` a run writes scores and nothing else.
+With `follow=None` a run writes scores and nothing else.
 
-Runs split among workers (claims, shards, parts) are `scoring/shards.py`; the score
-explanation is `scoring/explain.py`.
-
-Many workers split the scheduled work by workspace and by account shard:
-`scoring/shards.py` says how.
+How many workers split the scheduled runs (claims by workspace, parts by account shard)
+is `scoring/shards.py`; the score explanation is `scoring/explain.py`.
 """
 
 from __future__ import annotations
@@ -66,7 +63,6 @@ class RunInfo:
     model: dict[str, Any]
     surge: SurgeParams  # the model's first-party surge windows
     as_of: int | None  # micros the run scores as of; None: now
-    place_stages: bool  # False: scores only, no stages and no segments
     staged: bool  # a stage_step places accounts with their scores
 
 
@@ -88,8 +84,9 @@ class ScoredBatch:
 class Follower(Protocol):
     """What follows one run's score changes (the pipeline's; scoring never looks inside)."""
 
-    def expect(self, accounts: int | None) -> None:
-        """The run will score this many accounts (None: every account of the workspace)."""
+    def expect(self, conn: Connection, accounts: int | None) -> None:
+        """The run will score this many accounts (None: every account of the workspace or
+        of a part), said in the transaction that counted them."""
 
     def after_batch(self, conn: Connection, batch: ScoredBatch) -> tuple[set[str], int]:
         """In the batch's write transaction: (more accounts that changed, segment moves)."""
@@ -206,8 +203,7 @@ def run_scoring(
     on_progress: Progress | None = None,
     stage_step: StageStep | None = None,
     batch_size: int = BATCH_SIZE,
-    place_stages: bool = True,
-    follow: Follow | None = None,
+    follow: Follow | None,
 ) -> RunSummary:
     """Score the workspace's accounts: the given ones, all (`full`), or those touched since
     the last finished full or incremental run; write only those whose rounded scores (or
@@ -216,7 +212,8 @@ def run_scoring(
     `as_of` (micros) scores as of that moment's UTC day: rollups after it count for
     nothing. `stage_step`, when given, is called per batch inside its write transaction
     with the new scores and returns each account's stage; a stage change is a change.
-    `follow` opens what follows the run's score changes (see the module docstring).
+    `follow` opens what follows the run's score changes (see the module docstring); None
+    writes scores and nothing else, so a caller says so.
     """
     t0 = time.perf_counter()
     started = now_us()
@@ -229,7 +226,7 @@ def run_scoring(
         else:
             kind = "full" if full or since is None else "incremental"
         p = plan(model, as_of_day)
-        info = RunInfo(ws, kind, model, p.surge, as_of, place_stages, stage_step is not None)
+        info = RunInfo(ws, kind, model, p.surge, as_of, stage_step is not None)
         follower = follow(conn, info) if follow is not None else None
     run_id = new_id()
     with write_tx(engine) as conn:
@@ -251,8 +248,8 @@ def run_scoring(
             else:
                 todo = None
             total = len(todo) if todo is not None else repo.count_accounts(conn, ws)
-        if follower is not None:
-            follower.expect(len(todo) if todo is not None else None)
+            if follower is not None:
+                follower.expect(conn, len(todo) if todo is not None else None)
 
         def progress(n: int, c: int, moved: int) -> None:
             nonlocal scored, changed, segment_moves

@@ -84,7 +84,7 @@ def run_claimed(
     stage_step: StageStep | None = None,
     shard_size: int = SHARD_SIZE,
     enqueue_part: EnqueuePart | None = None,
-    follow: Follow | None = None,
+    follow: Follow | None,
 ) -> list[dict[str, Any]]:
     """For every workspace whose `kind` run is due and unclaimed: claim it, run it, release it.
 
@@ -182,7 +182,7 @@ def run_part(
     *,
     batch_size: int = BATCH_SIZE,
     hold_us: int = PART_HOLD_US,
-    follow: Follow | None = None,
+    follow: Follow | None,
 ) -> dict[str, Any]:
     """Take one part of a sharded run and do it: score its accounts (from where a dead
     worker's attempt left off), or, part 0, finish the run. The worker that completes the
@@ -209,10 +209,10 @@ def run_part(
             )
             # Every part scores with the run's model, as of the run's day.
             p = service.plan(model, int(run["started_at"]) // US_PER_DAY)
-            info = RunInfo(ws, "full", model, p.surge, None, True, False)
+            info = RunInfo(ws, "full", model, p.surge, None, False)
             follower = follow(conn, info) if follow is not None else None
-        if follower is not None:
-            follower.expect(None)  # a share of every account: what follows the run is part 0's
+            if follower is not None:
+                follower.expect(conn, None)  # a share of every account; the run's end is part 0's
 
         def checkpoint(conn: Connection, last: str, n: int, c: int, moved: int) -> None:
             if not repo.checkpoint_part(
@@ -267,9 +267,9 @@ def _finish_parts(
                 model = (repo.model_of_version(conn, ws, version) if version else None) or (
                     default_model()
                 )
-                info = RunInfo(ws, "full", model, surge_params(model), None, True, False)
+                info = RunInfo(ws, "full", model, surge_params(model), None, False)
                 follower = follow(conn, info)
-            follower.expect(None)
+                follower.expect(conn, None)
             moves = follower.after_run(engine)
     except Exception as exc:
         return {**base, "error": _part_failed(engine, ws, run, 0, attempt, exc)}
@@ -350,5 +350,3 @@ def resume_parts(
         if not r.get("failed"):
             enqueue_part(r["workspace"], r["runId"], r["part"])
     return out
-
-
