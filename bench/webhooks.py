@@ -5,7 +5,7 @@
     .venv/bin/python bench/webhooks.py --deliveries 20000 --concurrency 32
 
 A fresh database gets a workspace, one webhook subscribed to every event type, and
---deliveries events recorded as the application records them (`events.service.record`,
+--deliveries events recorded as the application records them (`events.repository.record`,
 which writes the outbox rows in the same transaction). The receiver is a threaded HTTP
 server in its own process on 127.0.0.1 that answers 200 at once and counts distinct
 event ids. The clock runs from starting the dispatcher thread (as `intently worker`
@@ -104,7 +104,8 @@ def seed(engine: Any, settings: Any, url: str, n: int) -> int:
     """A workspace, a webhook to `url`, and n events (so n pending deliveries)."""
     from intently.auth.repository import workspace_id_by_name
     from intently.auth.service import generate_key
-    from intently.events.service import Event, record
+    from intently.events.repository import record
+    from intently.events.schemas import Event
     from intently.kit.db import tick, write_tx
     from intently.webhooks.schemas import WebhookIn
     from intently.webhooks.service import create

@@ -31,10 +31,11 @@ from fastapi.testclient import TestClient
 
 from intently.app import create_app
 from intently.auth.service import generate_key
-from intently.events.service import Event, record
+from intently.events.repository import record
+from intently.events.schemas import Event
 from intently.kit.db import tick, write_tx
 from intently.settings import Settings
-from intently.signals.service import IngestRun
+from intently.signals.store import IngestRun
 from tests.support.api import Api, Workspace, new_workspace
 from tests.support.dashboard import new_dashboard
 from tests.support.server import free_port

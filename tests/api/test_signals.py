@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from intently.signals.service import ingest_run
+from intently.signals.store import ingest_run
 from tests.support.api import Api, Workspace
 from tests.support.data import push_account
 from tests.support.envelope import business, one_error, validation_data

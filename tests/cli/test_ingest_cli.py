@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from intently.kit.db import read_tx
-from intently.signals.service import ingest_run
+from intently.signals.store import ingest_run
 from tests.support.api import Workspace
 from tests.support.cli import intently
 

@@ -24,8 +24,9 @@ from intently.ingest.connections import get_connection, set_connection
 from intently.ingest.files import FileFormatError
 from intently.kit.db import read_tx
 from intently.kit.errors import BadRequest
+from intently.kit.timefmt import US_PER_DAY
 from intently.settings import Settings
-from intently.signals.service import US_PER_DAY, RunReport
+from intently.signals.store import RunReport
 from tests.support.api import Api, Workspace
 from tests.support.cli import intently
 from tests.support.data import push_account, signals_of

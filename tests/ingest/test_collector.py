@@ -36,9 +36,9 @@ from intently.ingest.writekeys import (
     get_write_key,
     rotate_write_key,
 )
-from intently.kit.timefmt import now_us, parse_iso8601
+from intently.kit.timefmt import US_PER_DAY, now_us, parse_iso8601
 from intently.settings import Settings
-from intently.signals.service import US_PER_DAY, day_of
+from intently.signals.store import day_of
 from tests.support.api import Workspace
 from tests.support.cli import intently
 

@@ -33,7 +33,7 @@ from intently.kit.errors import BadRequest, NotFound
 from intently.kit.timefmt import parse_iso8601
 from intently.settings import Settings
 from intently.signals.schemas import DEFAULT_G2_TAG_MAP
-from intently.signals.service import day_of
+from intently.signals.store import day_of
 from tests.support.api import Api, Workspace
 from tests.support.cli import intently
 from tests.support.data import push_account, signals_of

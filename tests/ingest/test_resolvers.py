@@ -29,7 +29,7 @@ from intently.ingest.resolvers import (
 from intently.kit.db import make_engine
 from intently.kit.domains import try_normalise_domain
 from intently.kit.errors import BadRequest
-from intently.signals.service import iter_rejects
+from intently.signals.store import iter_rejects
 from intently.signals.tables import ingest_runs
 
 # ---- .mmdb files in the three layouts ----------------------------------------------------------

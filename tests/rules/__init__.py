@@ -17,7 +17,7 @@ from intently.rules import (
     matching_ids,
     parse_rule,
 )
-from intently.signals.service import SignalIn, store
+from intently.signals.store import SignalIn, store
 from tests.support.api import Api
 
 DAY = 86_400_000_000

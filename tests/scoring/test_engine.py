@@ -10,9 +10,9 @@ from sqlalchemy import text
 
 from intently import pipeline
 from intently.kit.db import read_tx
+from intently.kit.timefmt import US_PER_DAY
 from intently.scoring import repository as repo
 from intently.scoring import service
-from intently.signals.service import US_PER_DAY
 from tests.support.api import Workspace
 from tests.support.scoring import MODEL, TODAY, clock, push_accounts, row, signals
 

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import text
 
 from intently.kit.db import read_clock, read_tx, write_tx
-from intently.kit.timefmt import now_us
+from intently.kit.timefmt import US_PER_DAY, now_us
 from intently.scoring.whatif import auc, backtest, dry_run, top_decile_lift
-from intently.signals.service import US_PER_DAY, SignalIn, store
+from intently.signals.store import SignalIn, store
 from tests.support.api import Api, Workspace
 
 

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from intently import pipeline
-from intently.kit.timefmt import now_us
-from intently.signals.service import US_PER_DAY
+from intently.kit.timefmt import US_PER_DAY, now_us
 from tests.support.api import Api, Workspace
 from tests.support.scoring import signals
 from tests.support.segments import (

@@ -1,6 +1,6 @@
 """The signal store's core: natural-key idempotency and the daily rollup kept in step.
 
-These go through `signals.service.store` and `ingest_run` directly (every source ends
+These go through `signals.store.store` and `ingest_run` directly (every source ends
 there) and compare the rollup with an aggregate recomputed from the signals table.
 """
 
@@ -13,14 +13,8 @@ import pytest
 from sqlalchemy import text
 
 from intently.kit.db import read_tx, write_tx
-from intently.signals.service import (
-    US_PER_DAY,
-    SignalIn,
-    content_key,
-    day_of,
-    ingest_run,
-    store,
-)
+from intently.kit.timefmt import US_PER_DAY
+from intently.signals.store import SignalIn, content_key, day_of, ingest_run, store
 from tests.support.api import Workspace
 
 DAY = US_PER_DAY

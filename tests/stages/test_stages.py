@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from intently.kit.db import read_clock, read_tx, write_tx
-from intently.kit.timefmt import now_us
-from intently.signals.service import US_PER_DAY, SignalIn, store
+from intently.kit.timefmt import US_PER_DAY, now_us
+from intently.signals.store import SignalIn, store
 from intently.stages.schemas import DEFAULT_STAGES
 from intently.stages.service import apply_stages
 from tests.support.api import Api, Workspace

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from intently.events.service import Event, record
+from intently.events.repository import record
+from intently.events.schemas import Event
 from intently.kit.db import tick, write_tx
 from intently.settings import Settings
 from intently.webhooks.dispatcher import deliver_due

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from intently.kit.db import write_tx
-from intently.signals.service import US_PER_DAY
+from intently.kit.timefmt import US_PER_DAY
 from tests.support.api import Api
 from tests.support.dashboard import Dashboard
 from tests.support.data import push_account

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from intently.ingest.connections import get_connection
-from intently.signals.service import IngestRun
+from intently.signals.store import IngestRun
 from tests.support.dashboard import Dashboard, run_id_of, upload
 from tests.support.data import push_account, signals_of
 from tests.support.vendor_files import (

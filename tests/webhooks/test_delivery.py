@@ -68,7 +68,8 @@ def test_only_subscribed_types_are_queued(ws: Workspace, engine: Any) -> None:
 
 
 def test_a_rolled_back_change_enqueues_nothing(ws: Workspace, engine: Any) -> None:
-    from intently.events.service import Event, record
+    from intently.events.repository import record
+    from intently.events.schemas import Event
     from intently.kit.db import tick
 
     hook = register(ws.api, "http://127.0.0.1:9/hook")

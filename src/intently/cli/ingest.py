@@ -32,12 +32,12 @@ from intently.settings import get_settings
 from intently.signals.schemas import CustomSourceIn
 from intently.signals.service import (
     get_source_settings,
-    iter_rejects,
     list_sources,
     public_reject,
     put_source_settings,
     register_source,
 )
+from intently.signals.store import iter_rejects
 
 import_app = typer.Typer(help="Import a vendor file (CSV, or .csv.gz).", no_args_is_help=True)
 pull_app = typer.Typer(help="Pull from a vendor API now (the worker also does it on schedule).",

@@ -26,7 +26,6 @@ from sqlalchemy.engine import URL, make_url
 
 from intently.cli.guards import SHARED_ENV, lock_path, refuse, sqlite_file, try_lock
 from intently.kit.db import is_sqlite, normalise_url
-from intently.kit.jobs import libpq_url
 from intently.kit.migrate import alembic_config, migrate
 from intently.settings import get_settings
 
@@ -212,7 +211,11 @@ def _dump_revision(target: PgTarget, dump: Path) -> str | None:
 
 
 def _other_sessions(url: str) -> int:
-    import psycopg  # only restore on PostgreSQL needs the driver itself: keep it off start-up
+    # Only a restore on PostgreSQL needs the driver itself (and the job queue's URL
+    # helper, which brings huey): loaded here, off every other command's start-up.
+    import psycopg
+
+    from intently.kit.jobs import libpq_url
 
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         row = conn.execute(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from intently.custom_fields import repository as repo
+from intently.kit.text import quoted
 from intently.kit.timefmt import parse_iso8601
 
 
@@ -15,8 +16,8 @@ def definitions(conn: Connection, workspace_id: int) -> dict[str, dict[str, Any]
     return {r["key"]: r for r in repo.active(conn, workspace_id)}
 
 
-def _fmt(value: Any) -> str:
-    return repr(value) if not isinstance(value, str) else f"'{value}'"
+def _shown(value: Any) -> str:
+    return quoted(value, python=True)  # 'text' in quotes, anything else as Python writes it
 
 
 def check_values(values: dict[str, Any], defs: dict[str, dict[str, Any]]) -> str | None:
@@ -31,10 +32,10 @@ def check_values(values: dict[str, Any], defs: dict[str, dict[str, Any]]) -> str
         options = d["options"] or []
         if kind in ("singleLineText", "multiLineText"):
             if not isinstance(value, str):
-                return f"Custom field '{key}' expects a string, got {_fmt(value)}"
+                return f"Custom field '{key}' expects a string, got {_shown(value)}"
         elif kind == "number":
             if isinstance(value, bool) or not isinstance(value, int | float):
-                return f"Custom field '{key}' expects a number, got {_fmt(value)}"
+                return f"Custom field '{key}' expects a number, got {_shown(value)}"
         elif kind == "date":
             ok = isinstance(value, str)
             if ok:
@@ -43,20 +44,20 @@ def check_values(values: dict[str, Any], defs: dict[str, dict[str, Any]]) -> str
                 except ValueError:
                     ok = False
             if not ok:
-                return f"Custom field '{key}' expects an ISO 8601 date, got {_fmt(value)}"
+                return f"Custom field '{key}' expects an ISO 8601 date, got {_shown(value)}"
         elif kind == "singleSelection":
             if not isinstance(value, str) or value not in options:
                 return (
-                    f"Custom field '{key}' expects one of {', '.join(options)}; got {_fmt(value)}"
+                    f"Custom field '{key}' expects one of {', '.join(options)}; got {_shown(value)}"
                 )
         elif kind == "multiSelection":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                return f"Custom field '{key}' expects an array of its options, got {_fmt(value)}"
+                return f"Custom field '{key}' expects an array of its options, got {_shown(value)}"
             bad = [v for v in value if v not in options]
             if bad:
                 return (
                     f"Custom field '{key}' expects values among {', '.join(options)}; "
-                    f"got {_fmt(bad[0])}"
+                    f"got {_shown(bad[0])}"
                 )
     return None
 

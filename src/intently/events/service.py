@@ -17,9 +17,6 @@ from intently.kit.ids import check_aid, check_id
 from intently.kit.pagination import Cursor, CursorCodec, page
 from intently.kit.timefmt import format_us, now_us, parse_iso8601
 
-# Writers of events call the repository; these names stay here for scripts and tests.
-record = repo.record
-
 
 def _parse_types(raw: str | None) -> list[str] | None:
     if raw is None or not raw.strip():

@@ -29,8 +29,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Connection, Engine
 
-from intently.kit.jobs import make_huey
-
 log = logging.getLogger("intently.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -78,6 +76,10 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 @lru_cache(maxsize=4)
 def _queue(database_url: str) -> Any:
+    # Imported at the first scrape, not with this module: the queue brings huey and the
+    # PostgreSQL driver, which every process that counts requests would load at start.
+    from intently.kit.jobs import make_huey
+
     return make_huey(database_url)
 
 

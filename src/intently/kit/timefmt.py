@@ -6,7 +6,6 @@ import time
 from datetime import UTC, datetime
 
 # Time units: every instant is integer microseconds; a day number is instant // US_PER_DAY.
-US_PER_MS = 1_000
 US_PER_SECOND = 1_000_000
 US_PER_MINUTE = 60 * US_PER_SECOND
 US_PER_HOUR = 60 * US_PER_MINUTE

@@ -18,11 +18,11 @@ def require_open_static(conn: Connection, ws: int, sid: str) -> dict[str, Any]:
         raise BadRequest(f"Segment '{sid}' not found")
     if seg["type"] != "static":
         raise BadRequest(f"Segment '{sid}' is not a static segment")
-    _require_open(seg)
+    require_open(seg)
     return seg
 
 
-def _require_open(seg: dict[str, Any]) -> None:
+def require_open(seg: dict[str, Any]) -> None:
     if seg["status"] not in ("active", "draft"):
         raise BadRequest(
             f"Segment '{seg['id']}' is not active or draft and cannot accept new members"

@@ -21,7 +21,7 @@ from intently.kit.timefmt import format_us, now_us
 from intently.rules import compile_rule, custom_field_types, parse_rule
 from intently.segments import membership
 from intently.segments import repository as repo
-from intently.segments.definition import _require_open
+from intently.segments.definition import require_open
 from intently.segments.schemas import MembersChange, PreviewIn, SegmentIn, SegmentPatch
 
 
@@ -241,7 +241,7 @@ def _resolve(conn: Connection, ws: int, body: MembersChange) -> tuple[list[str],
 def require_static_open(conn: Connection, ws: int, sid: str) -> dict[str, Any]:
     """A static segment that can take members (active or draft), else 404/400."""
     seg = _static_segment(conn, ws, sid)
-    _require_open(seg)
+    require_open(seg)
     return seg
 
 
@@ -259,7 +259,7 @@ def add_accounts(engine: Engine, ws: int, sid: str, body: MembersChange) -> dict
     with write_tx(engine) as conn:
         clock = tick(conn, ws)  # holds the workspace until commit, like lock_workspace
         seg = _static_segment(conn, ws, sid)
-        _require_open(seg)
+        require_open(seg)
         found, missing = _resolve(conn, ws, body)
         added = repo.add_members(conn, ws, seg, found, clock)
     return {"added": added, "alreadyMembers": len(found) - added, "notFound": missing}

@@ -15,33 +15,18 @@ from intently.kit.db import read_tx, write_tx
 from intently.kit.errors import BadRequest, Conflict, NotFound
 from intently.kit.ids import check_aid, is_id
 from intently.kit.pagination import Cursor, CursorCodec, page
-from intently.kit.timefmt import US_PER_DAY, format_ms, format_us, now_us, parse_iso8601
+from intently.kit.timefmt import format_ms, format_us, now_us, parse_iso8601
 from intently.kit.validation import Strict, validate
 from intently.signals import repository as repo
 from intently.signals.schemas import SOURCE_SETTINGS, SignalsPush, default_settings
 from intently.signals.store import (
-    CREATED,
-    DUPLICATE,
-    UPDATED,
-    IngestRun,
-    RunReport,
     SignalIn,
     content_key,
-    day_of,
-    ingest_run,
-    iter_rejects,
     known_sources,
     read_source_config,
     source_config,
     store,
 )
-
-__all__ = [  # the store's names, for callers that came here for them
-    "CREATED", "DUPLICATE", "SIGNAL_TYPES", "UPDATED", "US_PER_DAY", "IngestRun",
-    "RunReport", "SignalIn", "content_key", "day_of", "ingest_run", "iter_rejects",
-    "read_source_config", "source_config", "store",
-]  # fmt: skip
-
 
 # ---- the API: generic push, an account's signals, sources, runs, rejects ------------------
 

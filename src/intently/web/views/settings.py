@@ -19,7 +19,7 @@ from intently.auth import service as auth_service
 from intently.auth import users as users_service
 from intently.custom_fields import service as fields_service
 from intently.custom_fields.schemas import LABEL_TYPES, SELECTION_TYPES, CustomFieldIn
-from intently.events.service import EVENT_TYPES
+from intently.events.schemas import EVENT_TYPES
 from intently.kit.errors import BadRequest, IntentlyError
 from intently.kit.validation import validate
 from intently.settings import Settings

@@ -27,7 +27,7 @@ from intently.kit.errors import BadRequest
 from intently.kit.pagination import CursorCodec
 from intently.settings import Settings
 from intently.signals import service as signals
-from intently.signals.service import RunReport
+from intently.signals.store import RunReport
 from intently.web.session import Admin, AdminWriter, PageError, engine_of, is_htmx
 from intently.web.templating import render
 from intently.webhooks.service import TargetRefused, check_target
