@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.api import Api, Workspace
 from tests.support.data import get_account
+from tests.support.segments import get_segment, patch
 
 ID_RE = re.compile(r"^[0-9a-f]{24}$")
 NOT_OPEN = "Segment '{}' is not active or draft and cannot accept new members"
@@ -36,12 +37,6 @@ def push_accounts(api: Api, *domains: str) -> list[str]:
     return [str(x["rtp_aid"]) for x in results]
 
 
-def get_segment(api: Api, sid: str) -> dict[str, Any]:
-    r = api.get(f"/segments/{sid}")
-    assert r.status_code == 200, r.text
-    return dict(r.json()["data"])
-
-
 def add(api: Api, sid: str, **body: Any) -> dict[str, Any]:
     r = api.post(f"/segments/{sid}/accounts", json=body)
     assert r.status_code == 200, r.text
@@ -50,12 +45,6 @@ def add(api: Api, sid: str, **body: Any) -> dict[str, Any]:
 
 def remove(api: Api, sid: str, **body: Any) -> dict[str, Any]:
     r = api.delete(f"/segments/{sid}/accounts", json=body)
-    assert r.status_code == 200, r.text
-    return dict(r.json()["data"])
-
-
-def patch(api: Api, sid: str, **body: Any) -> dict[str, Any]:
-    r = api.patch(f"/segments/{sid}", json=body)
     assert r.status_code == 200, r.text
     return dict(r.json()["data"])
 
