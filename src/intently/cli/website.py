@@ -16,7 +16,6 @@ from intently.cli.common import (
     out_console,
     workspace_id,
 )
-from intently.ingest.collector import purge_ips as purge
 from intently.ingest.writekeys import KEY_CACHE_SECONDS, get_write_key, rotate_write_key
 from intently.ingest.writekeys import snippet as make_snippet
 
@@ -68,7 +67,10 @@ def purge_ips(
 ) -> None:
     """Drop raw IP addresses older than the workspace's ipRetentionDays (the server does it
     every few minutes too)."""
+    # The collector (and its buffer) is loaded by this command only, off everyone's start-up.
+    from intently.ingest.collector import purge_ips
+
     eng = engine()
     ws = None if all_workspaces else workspace_id(eng, workspace)
-    n = purge(eng, ws)
+    n = purge_ips(eng, ws)
     out_console.print(f"{n:,} IP addresses dropped")
