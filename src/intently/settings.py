@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     # Seconds `serve` waits for in-flight requests after SIGTERM before closing them.
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
 
+    # ---- limits on imported files (issue 16; docs/deploy.md "Limits on uploaded files") ----
+    # Vendor files and IP ranges, uploaded or imported from the command line, are read
+    # as a stream; these bound what one file may cost. The most bytes a file may hold
+    # once decompressed (a plain file: its size); a .gz file that inflates to more than
+    # `import_max_compression_ratio` times the compressed bytes read so far is a
+    # decompression bomb (vendor CSVs inflate 5 to 40 times, a run of all-zero rows up to
+    # about 200; a bomb about 1,000); the longest row, in characters.
+    import_max_decompressed_bytes: int = Field(default=16 * 1024**3, ge=1024)
+    import_max_compression_ratio: float = Field(default=500.0, ge=2)
+    import_max_line_chars: int = Field(default=1024 * 1024, ge=256, le=1024 * 1024)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

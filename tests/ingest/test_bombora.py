@@ -203,8 +203,32 @@ def test_cli_without_a_week_says_to_pass_one(
     r = intently(database_url, "import", "bombora", str(path), "--workspace", workspace.name)
     assert r.returncode == 2
     message = " ".join(r.stderr.split())
-    assert "surge.csv has no Week column: pass --week YYYY-MM-DD" in message
+    assert "surge.csv has no Week or Date Stamp column: pass --week YYYY-MM-DD" in message
     assert workspace.api.get("/ingest/runs").json()["data"]["data"] == []
+
+
+def test_cli_takes_each_rows_week_from_its_date_stamp_without_week(
+    tmp_path: Path, database_url: str, workspace: Workspace
+) -> None:
+    # Company Surge files as Bombora delivers them stamp every row with its date.
+    rows = [
+        row("acme.com", "CRM", 75, **{"Date Stamp": "2026-11-25"}),  # a Wednesday
+        row("acme.com", "Cloud Computing", 80, **{"Date Stamp": "11/23/2026 12:00:00 AM"}),
+        row("acme.com", "AI", 90, **{"Date Stamp": "2026-11-30"}),  # the next week
+        row("globex.com", "CRM", 70, **{"Date Stamp": "soon"}),
+    ]
+    path = write(tmp_path / "surge.csv", rows, [*HEADER, "Date Stamp"])
+    r = intently(database_url, "import", "bombora", str(path), "--workspace", workspace.name)
+    assert r.returncode == 0, r.stderr
+    run = last_run(workspace.api)
+    assert (run["label"], run["accepted"], run["rejected"]) == ("surge.csv", 3, 1)
+    assert {
+        s["topic"]: s["occurredAt"][:10] for s in bombora_signals(workspace.api, "acme.com")
+    } == {"CRM": "2026-11-23", "Cloud Computing": "2026-11-23", "AI": "2026-11-30"}
+    [bad] = rejects(workspace.api, runId=run["runId"])
+    assert (bad["line"], bad["reason"], bad["detail"]) == (
+        5, "invalid_date", "Date Stamp 'soon' is not a date (YYYY-MM-DD)",
+    )  # fmt: skip
 
 
 # ---- the file importer ----------------------------------------------------------------

@@ -470,6 +470,24 @@ def test_a_file_of_another_format_fails_naming_the_columns(
     assert n == 0  # failed before a run started
 
 
+def test_cli_names_every_missing_column_at_once(
+    database_url: str, workspace: Workspace, tmp_path: Path
+) -> None:
+    # No count columns but Impressions, no organization column, no date or period: one
+    # error lists all of it, rather than one round of fixes per kind of column.
+    path = write_csv(tmp_path, [["Acme", "5"]], ["Company Name", "Impressions"])
+    r = intently(database_url, "import", "linkedin", str(path), "--workspace", workspace.name)
+    assert r.returncode == 2, r.stdout
+    message = " ".join(r.stderr.split())
+    assert (
+        f"{path.name} is not a LinkedIn company engagement export: missing column(s) Clicks; "
+        "Engagements; Organization URN or Company Page URL; Date, or Start Date and End Date; "
+        "expected Company Name, Impressions, Clicks, Engagements, an organization column and a "
+        "date or period; found Company Name, Impressions"
+    ) in message, message
+    assert workspace.api.get("/ingest/runs").json()["data"]["data"] == []
+
+
 # ---- periods, zeros, idempotency, revisions, late data --------------------------------------
 
 

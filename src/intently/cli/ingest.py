@@ -24,6 +24,7 @@ from intently.cli.common import (
 )
 from intently.cli.website import website_app
 from intently.ingest.connections import describe, set_connection
+from intently.ingest.files import FileLimits
 from intently.kit.csvout import CsvWriter
 from intently.kit.timefmt import format_ms
 from intently.kit.validation import validate
@@ -64,7 +65,8 @@ def _run_import(module: Any, label: str, path: Path, workspace: str | None, **op
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors(), file_progress(f"{label} {path.name}") as progress:
-        report = module.import_file(eng, ws, path, on_progress=progress, **options)
+        limits = FileLimits.of(get_settings())
+        report = module.import_file(eng, ws, path, on_progress=progress, limits=limits, **options)
     print_report(report)
     if report.status != "done":
         raise typer.Exit(1)
@@ -75,7 +77,9 @@ def import_bombora(
     file: Path = FileArg,
     workspace: str | None = Workspace,
     week: str | None = typer.Option(
-        None, help="The week the file is for (YYYY-MM-DD), when it has no week/date column."
+        None,
+        help="The week the file is for (YYYY-MM-DD): needed only when the file has no Week or "
+        "Date Stamp column, and used for its rows whose cell is empty.",
     ),
 ) -> None:
     """Import a Bombora Company Surge file; natural key (domain, topic, week)."""

@@ -42,7 +42,7 @@ from intently.ingest.connector import (
     record_refusal,
     run_pull,
 )
-from intently.ingest.files import CsvInput, FileFormatError
+from intently.ingest.files import CsvInput, FileFormatError, FileLimits
 from intently.ingest.http import GaveUp, Retryable, RetryPolicy, retry_after_seconds
 from intently.kit.domains import try_normalise_domain
 from intently.kit.errors import BadRequest
@@ -64,11 +64,17 @@ REQUIRED = {
 # Company Name, Size, Industry, Category, Bucket Code and the metro and country columns
 # are part of the format but carry nothing a signal keeps; like any other column they
 # are read past (and kept in a reject's record).
-OPTIONAL = {"week": ("Week", "Week Start", "Week Of", "Week Starting", "Week Start Date", "Date")}
+# Company Surge files as Bombora delivers them stamp each row (`Date Stamp`); any day
+# names its week, so each row counts on the Monday of its own stamp.
+OPTIONAL = {
+    "week": (
+        "Week", "Week Start", "Week Of", "Week Starting", "Week Start Date", "Date", "Date Stamp",
+    ),
+}  # fmt: skip
 
 NO_WEEK = (
-    "{name} has no Week column: pass --week YYYY-MM-DD (the week the file is for) "
-    "or add a Week column"
+    "{name} has no Week or Date Stamp column: pass --week YYYY-MM-DD (the week the file is "
+    "for) or add a Week column"
 )
 
 # Rows per store() transaction: large enough to amortise the per-batch statements,
@@ -251,9 +257,14 @@ def import_file(
     week: date | None = None,
     on_progress: Callable[[RunReport, int, int], None] | None = None,
     batch_size: int = BATCH,
+    limits: FileLimits | None = None,
 ) -> RunReport:
-    """Import a Company Surge file (CSV or .csv.gz); `week` for files without a week column."""
-    with CsvInput(path, what=WHAT) as inp:
+    """Import a Company Surge file (CSV or .csv.gz); `week` for rows without a week or date.
+
+    A file that breaks off (cut short, over a limit) ends the run `failed`, the rows before
+    the break stored.
+    """
+    with CsvInput(path, what=WHAT, limits=limits) as inp:
         cols = inp.columns(REQUIRED, OPTIONAL)
         if "week" not in cols and week is None:
             raise FileFormatError(NO_WEEK.format(name=inp.path.name))
@@ -264,6 +275,7 @@ def import_file(
         with ingest_run(
             engine, ws, SOURCE, "file", label,
             batch_size=batch_size, on_progress=_progress(inp, on_progress),
+            stop_on=FileFormatError,
         ) as run:  # fmt: skip
             _import_rows(run, inp, cols, monday_of(week) if week else None, settings)
     return run.report
@@ -564,7 +576,8 @@ def pull(
                 # The whole report is on disk before a row is stored: a pull that gives
                 # up while downloading writes nothing.
                 api.wait_for_report(report_id, sink, poll_seconds=poll_seconds, max_wait=max_wait)
-                with CsvInput(sink, what="Bombora Company Surge report") as inp:
+                limits = FileLimits.of(settings)
+                with CsvInput(sink, what="Bombora Company Surge report", limits=limits) as inp:
                     cols = inp.columns(REQUIRED, OPTIONAL)
                     _import_rows(run, inp, cols, monday, cfg)
             state.pop("pending", None)

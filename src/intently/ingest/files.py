@@ -3,6 +3,11 @@
 Every importer reads through `CsvInput`, so each accepts the same things (UTF-8 with or
 without a BOM, `.gz` by content not by name, any column order, extra columns ignored)
 and fails the same way on a file that is not what it expects.
+
+What one file may cost is bounded while it streams (`FileLimits`, the operator's
+`import_max_*` settings): its decompressed size, how much more than its compressed size
+a `.gz` inflates to (a decompression bomb), and the length of a row, read in bounded
+pieces so that a line that never ends is never held whole.
 """
 
 from __future__ import annotations
@@ -11,17 +16,55 @@ import csv
 import gzip
 import io
 import os
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any
 
 from intently.kit.errors import BadRequest
+from intently.settings import Settings
 
+# No field can be longer than its row, which `FileLimits.max_line_chars` bounds (at most
+# this much, the largest the setting allows).
 csv.field_size_limit(1 << 20)
+
+# The ratio guard looks only past this much output: a file's first block may inflate far
+# more than the whole file does (a header and a run of empty cells).
+RATIO_FLOOR = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+_UNREADABLE = (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error, csv.Error)
 
 
 class FileFormatError(BadRequest):
     """The file is not the expected format at all (not a single row can be read)."""
+
+
+class FileTooLarge(FileFormatError):
+    """The file is over a size limit: decompressed size, or compression ratio."""
+
+    status = 413
+
+
+@dataclass(frozen=True, slots=True)
+class FileLimits:
+    """What one imported file may cost: the operator's `import_max_*` settings."""
+
+    max_decompressed_bytes: int
+    max_compression_ratio: float
+    max_line_chars: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> FileLimits:
+        return cls(
+            max_decompressed_bytes=settings.import_max_decompressed_bytes,
+            max_compression_ratio=settings.import_max_compression_ratio,
+            max_line_chars=settings.import_max_line_chars,
+        )
+
+
+# The settings' defaults, for callers that were given no settings (the demo, library use).
+DEFAULT_LIMITS = FileLimits.of(Settings.model_construct())
 
 
 def header_key(name: str) -> str:
@@ -29,12 +72,59 @@ def header_key(name: str) -> str:
     return "".join(ch for ch in name.strip().lower() if ch.isalnum())
 
 
+def match_columns(header: Sequence[str], names: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Column index by canonical name, for the names whose spellings the header has."""
+    keys = [header_key(h) for h in header]
+    found: dict[str, int] = {}
+    for name, aliases in names.items():
+        for alias in aliases:
+            k = header_key(alias)
+            if k in keys:
+                found[name] = keys.index(k)
+                break
+    return found
+
+
+class _Exceeded(Exception):
+    """Raised inside the decompressing stream; CsvInput turns it into FileTooLarge."""
+
+    def __init__(self, limit: str) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+class _Inflated(io.RawIOBase):
+    """A gzip stream's decompressed bytes, counted against the limits as they come out."""
+
+    def __init__(self, gz: gzip.GzipFile, raw: IO[bytes], limits: FileLimits) -> None:
+        super().__init__()
+        self._gz, self._raw, self._limits = gz, raw, limits
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._gz.readinto(buffer)
+        self.size += n
+        limits = self._limits
+        if self.size > limits.max_decompressed_bytes:
+            raise _Exceeded("size")
+        # raw.tell(): the compressed bytes read so far (the decompressor reads ahead 8 KB).
+        if self.size > RATIO_FLOOR and self.size > limits.max_compression_ratio * self._raw.tell():
+            raise _Exceeded("ratio")
+        return n
+
+
 class CsvInput:
     """A CSV file read once, front to back, in constant memory."""
 
-    def __init__(self, path: str | Path, *, what: str = "CSV file") -> None:
+    def __init__(
+        self, path: str | Path, *, what: str = "CSV file", limits: FileLimits | None = None
+    ) -> None:
         self.path = Path(path)
         self.what = what
+        self.limits = limits or DEFAULT_LIMITS
         try:
             self._raw: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 (closed by close())
         except OSError as exc:
@@ -42,22 +132,81 @@ class CsvInput:
         self.total_bytes = os.fstat(self._raw.fileno()).st_size
         magic = self._raw.read(2)
         self._raw.seek(0)
-        stream = (
-            cast(IO[bytes], gzip.GzipFile(fileobj=self._raw)) if magic == b"\x1f\x8b" else self._raw
-        )
+        stream: IO[bytes]
+        if magic == _GZIP_MAGIC:
+            inflated = _Inflated(gzip.GzipFile(fileobj=self._raw), self._raw, self.limits)
+            stream = io.BufferedReader(inflated, 1 << 16)
+        else:
+            if self.total_bytes > self.limits.max_decompressed_bytes:
+                self.close()
+                limit = self.limits.max_decompressed_bytes
+                raise FileTooLarge(
+                    f"{self.path.name} is {self.total_bytes:,} bytes, more than the limit of "
+                    f"{limit:,} (INTENTLY_IMPORT_MAX_DECOMPRESSED_BYTES)"
+                )
+            stream = self._raw
         self._text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-        self._reader = csv.reader(self._text)
+        self._line = 0  # physical lines read
+        self._row_start = 1  # the line the row being read starts on
+        self._row_chars = 0  # its characters so far (a quoted cell may span lines)
+        self._reader = csv.reader(self._lines())
         try:
             self.header = next(self._reader)
         except StopIteration:
             self.close()
             raise FileFormatError(f"{self.path.name} is empty: expected a {what}") from None
-        except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+        except FileFormatError:
+            self.close()
+            raise
+        except _UNREADABLE as exc:
             self.close()
             raise FileFormatError(
                 f"{self.path.name} is not a UTF-8 {what} ({type(exc).__name__})"
             ) from None
-        self._keys = [header_key(h) for h in self.header]
+        self._next_row()
+
+    def _lines(self) -> Iterator[str]:
+        """The file's lines for the CSV reader, each read in a piece at most one longer
+        than the limit, so an over-long row fails before it is all in memory."""
+        limit = self.limits.max_line_chars
+        readline = self._text.readline
+        while True:
+            try:
+                line = readline(limit + 2)  # the longest row allowed and its \r\n
+            except _Exceeded as exc:
+                raise self._too_large(exc.limit) from None
+            if not line:
+                return
+            self._line += 1
+            n = len(line)
+            if line[-1] == "\n":
+                n -= 2 if n > 1 and line[-2] == "\r" else 1
+            elif line[-1] == "\r":
+                n -= 1
+            self._row_chars += n
+            if self._row_chars > limit:
+                raise FileFormatError(
+                    f"{self.path.name}: line {self._row_start} is longer than {limit:,} "
+                    "characters (the limit, INTENTLY_IMPORT_MAX_LINE_CHARS)"
+                )
+            yield line
+
+    def _next_row(self) -> None:
+        self._row_start, self._row_chars = self._line + 1, 0
+
+    def _too_large(self, limit: str) -> FileTooLarge:
+        name, limits = self.path.name, self.limits
+        where = f"stopped at line {self._line + 1}"
+        if limit == "size":
+            return FileTooLarge(
+                f"{name} holds more than {limits.max_decompressed_bytes:,} bytes once "
+                f"decompressed (the limit, INTENTLY_IMPORT_MAX_DECOMPRESSED_BYTES); {where}"
+            )
+        return FileTooLarge(
+            f"{name} decompresses to more than {limits.max_compression_ratio:g} times its "
+            "compressed size, as a decompression bomb does (the limit, "
+            f"INTENTLY_IMPORT_MAX_COMPRESSION_RATIO); {where}"
+        )
 
     def columns(
         self,
@@ -68,35 +217,35 @@ class CsvInput:
 
         Fails naming the expected and the found columns when a required one is missing.
         """
-        found: dict[str, int] = {}
-        missing: list[str] = []
-        for name, aliases in {**required, **(optional or {})}.items():
-            for alias in aliases:
-                k = header_key(alias)
-                if k in self._keys:
-                    found[name] = self._keys.index(k)
-                    break
-            else:
-                if name in required:
-                    missing.append(aliases[0])
+        found = match_columns(self.header, {**required, **(optional or {})})
+        missing = [aliases[0] for name, aliases in required.items() if name not in found]
         if missing:
-            expected = ", ".join(a[0] for a in required.values())
-            seen = ", ".join(h.strip() for h in self.header) or "(none)"
-            raise FileFormatError(
-                f"{self.path.name} is not a {self.what}: missing column(s) {', '.join(missing)}; "
-                f"expected {expected}; found {seen}"
-            )
+            raise self.missing_columns(missing, ", ".join(a[0] for a in required.values()))
         return found
 
+    def missing_columns(self, missing: Sequence[str], expected: str) -> FileFormatError:
+        """The error for a header that lacks `missing`: all of them at once, with what was
+        expected and what was found."""
+        seen = ", ".join(h.strip() for h in self.header) or "(none)"
+        sep = "; " if any("," in m for m in missing) else ", "
+        return FileFormatError(
+            f"{self.path.name} is not a {self.what}: missing column(s) {sep.join(missing)}; "
+            f"expected {expected}; found {seen}"
+        )
+
     def rows(self) -> Iterator[tuple[int, list[str]]]:
-        """(line number, cells) for each data row; the header is line 1. Blank lines skipped."""
+        """(line number, cells) for each data row; the header is line 1. Blank lines skipped.
+
+        A row over a limit, or a file that breaks off, raises FileFormatError naming the line.
+        """
         reader = self._reader
         try:
             for cells in reader:
+                self._next_row()
                 if not cells or (len(cells) == 1 and not cells[0].strip()):
                     continue
                 yield reader.line_num, cells
-        except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+        except _UNREADABLE as exc:
             raise FileFormatError(
                 f"{self.path.name}: unreadable after line {reader.line_num} ({type(exc).__name__}: "
                 f"{exc})"

@@ -36,7 +36,7 @@ from intently.ingest.connector import (
     run_pull,
     windows,
 )
-from intently.ingest.files import CsvInput
+from intently.ingest.files import CsvInput, FileFormatError, FileLimits
 from intently.ingest.http import GaveUp, Retryable, RetryPolicy, retry_after_seconds
 from intently.kit.domains import try_normalise_domain
 from intently.kit.errors import BadRequest
@@ -203,10 +203,15 @@ def import_file(
     path: str | Path,
     *,
     on_progress: Callable[[RunReport, int, int], None] | None = None,
+    limits: FileLimits | None = None,
 ) -> RunReport:
-    """Import a G2 Buyer Intent CSV export (optionally gzipped), streamed."""
+    """Import a G2 Buyer Intent CSV export (optionally gzipped), streamed.
+
+    A file that breaks off (cut short, over a limit) ends the run `failed`, the rows before
+    the break stored.
+    """
     tags = _tag_map(engine, ws)
-    with CsvInput(path, what="G2 Buyer Intent export") as inp:
+    with CsvInput(path, what="G2 Buyer Intent export", limits=limits) as inp:
         cols = inp.columns(REQUIRED_COLUMNS, OPTIONAL_COLUMNS)
         labels = {name: inp.header[i].strip() for name, i in cols.items()}
         progress = (
@@ -216,7 +221,10 @@ def import_file(
         )
         positions = [(name, cols.get(name)) for name in ("id", "time", "tag", "title", "url")]
         company_at, domain_at = cols["company"], cols["domain"]
-        with ingest_run(engine, ws, SOURCE, "file", inp.path.name, on_progress=progress) as run:
+        with ingest_run(
+            engine, ws, SOURCE, "file", inp.path.name, on_progress=progress,
+            stop_on=FileFormatError,
+        ) as run:  # fmt: skip
             for line, cells in inp.rows():
                 run.read()
                 n = len(cells)

@@ -323,11 +323,21 @@ def ingest_run(
     *,
     batch_size: int = 5000,
     on_progress: Callable[[RunReport], None] | None = None,
+    stop_on: type[Exception] | tuple[type[Exception], ...] = (),
 ) -> Iterator[IngestRun]:
-    """An IngestRun that finishes itself: `done` on success, `failed` with the error kept."""
+    """An IngestRun that finishes itself: `done` on success, `failed` with the error kept.
+
+    An exception of a `stop_on` type (the input broke off: a file cut short, over a limit)
+    is not raised: what was read before it is written, and the run ends `failed` with its
+    message, so the report says where the input stopped and counts exactly what is stored.
+    """
     run = IngestRun(engine, ws, source, kind, label, batch_size=batch_size, on_progress=on_progress)
     try:
         yield run
+    except stop_on as exc:
+        run.flush()
+        run.finish(error=str(exc))
+        return
     except BaseException as exc:
         run.finish(error=f"{type(exc).__name__}: {exc}")
         raise

@@ -14,15 +14,16 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection, Engine
 
-from intently.ingest.files import CsvInput
+from intently.ingest.files import CsvInput, FileFormatError, FileLimits, match_columns
 from intently.ingest.linkedin.orgs import Match, OrgHints, OrgResolver
 from intently.ingest.linkedin.rows import (
+    EXPECTED,
     OPTIONAL,
     REQUIRED,
     SOURCE,
     Row,
     RowError,
-    check_layout,
+    missing_columns,
     parse_file_row,
     parse_record,
 )
@@ -171,11 +172,18 @@ def import_file(
     path: str | Path,
     *,
     on_progress: Callable[[RunReport, int, int], None] | None = None,
+    limits: FileLimits | None = None,
 ) -> RunReport:
-    """Import a LinkedIn company engagement export (CSV or .csv.gz); see `ingest.linkedin`."""
-    with CsvInput(path, what="LinkedIn company engagement export") as inp:
-        cols = inp.columns(REQUIRED, OPTIONAL)
-        check_layout(cols, inp.header, inp.path.name)
+    """Import a LinkedIn company engagement export (CSV or .csv.gz); see `ingest.linkedin`.
+
+    A file that breaks off (cut short, over a limit) ends the run `failed`, the rows before
+    the break stored.
+    """
+    with CsvInput(path, what="LinkedIn company engagement export", limits=limits) as inp:
+        cols = match_columns(inp.header, {**REQUIRED, **OPTIONAL})
+        missing = missing_columns(cols)
+        if missing:
+            raise inp.missing_columns(missing, EXPECTED)
         progress = (
             None
             if on_progress is None
@@ -183,19 +191,27 @@ def import_file(
         )
         resolver = OrgResolver(engine, ws)
         open_rejects = OpenRejects(engine, ws)
-        with ingest_run(engine, ws, SOURCE, "file", inp.path.name, on_progress=progress) as run:
+        with ingest_run(
+            engine, ws, SOURCE, "file", inp.path.name, on_progress=progress,
+            stop_on=FileFormatError,
+        ) as run:  # fmt: skip
             pending: list[Pending] = []
-            for line, cells in inp.rows():
-                try:
-                    row = parse_file_row(cols, inp.header, cells)
-                except RowError as exc:
-                    run.read()
-                    run.reject(exc.reason, exc.detail, inp.record(cells), line=line)
-                    continue
-                pending.append(Pending(row, partial(inp.record, cells), line))
-                if len(pending) >= CHUNK_ROWS:
-                    apply_rows(engine, ws, run, resolver, pending, open_rejects=open_rejects)
-                    pending = []
+            try:
+                for line, cells in inp.rows():
+                    try:
+                        row = parse_file_row(cols, inp.header, cells)
+                    except RowError as exc:
+                        run.read()
+                        run.reject(exc.reason, exc.detail, inp.record(cells), line=line)
+                        continue
+                    pending.append(Pending(row, partial(inp.record, cells), line))
+                    if len(pending) >= CHUNK_ROWS:
+                        apply_rows(engine, ws, run, resolver, pending, open_rejects=open_rejects)
+                        pending = []
+            except FileFormatError:
+                # The file broke off: the rows before the break are applied like any other.
+                apply_rows(engine, ws, run, resolver, pending, open_rejects=open_rejects)
+                raise
             apply_rows(engine, ws, run, resolver, pending, open_rejects=open_rejects)
         return run.report
 

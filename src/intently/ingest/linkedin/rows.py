@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from intently.catalog import SIGNAL_TYPES
-from intently.ingest.files import FileFormatError, header_key
+from intently.ingest.files import match_columns
 from intently.ingest.linkedin.orgs import (
     InvalidOrganization,
     Match,
@@ -151,32 +151,23 @@ _COUNT_COLUMNS = (
 
 def _layout(headers: list[str]) -> dict[str, int]:
     """Column index by canonical name, as CsvInput.columns matches them (for stored records)."""
-    keys = [header_key(h) for h in headers]
-    found: dict[str, int] = {}
-    for name, aliases in {**REQUIRED, **OPTIONAL}.items():
-        for alias in aliases:
-            k = header_key(alias)
-            if k in keys:
-                found[name] = keys.index(k)
-                break
-    return found
+    return match_columns(headers, {**REQUIRED, **OPTIONAL})
 
 
-def check_layout(cols: dict[str, int], header: list[str], file_name: str) -> None:
-    """Beyond the required columns: an organization column, and a date or a period."""
-    missing = []
+# What the header must hold, as the error names it.
+EXPECTED = ", ".join(a[0] for a in REQUIRED.values()) + (
+    ", an organization column and a date or period"
+)
+
+
+def missing_columns(cols: dict[str, int]) -> list[str]:
+    """Every column (or choice of columns) the file lacks, in the order EXPECTED names them."""
+    missing = [aliases[0] for name, aliases in REQUIRED.items() if name not in cols]
     if "urn" not in cols and "page" not in cols:
         missing.append("Organization URN or Company Page URL")
     if "day" not in cols and not ("start" in cols and "end" in cols):
         missing.append("Date, or Start Date and End Date")
-    if missing:
-        seen = ", ".join(h.strip() for h in header) or "(none)"
-        expected = ", ".join(a[0] for a in REQUIRED.values())
-        raise FileFormatError(
-            f"{file_name} is not a LinkedIn company engagement export: missing column(s) "
-            f"{'; '.join(missing)}; expected {expected}, an organization column and a date "
-            f"or period; found {seen}"
-        )
+    return missing
 
 
 def parse_file_row(cols: dict[str, int], header: list[str], cells: list[str]) -> Row:

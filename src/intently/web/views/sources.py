@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from intently.catalog import BUILTIN_SOURCES, SIGNAL_TYPES
 from intently.ingest import bombora, connections, g2, linkedin, resolvers, writekeys
+from intently.ingest.files import FileLimits
 from intently.ingest.schedule import DEFAULT_INTERVAL_MINUTES
 from intently.kit.errors import BadRequest
 from intently.kit.pagination import CursorCodec
@@ -45,7 +46,8 @@ IMPORTERS: dict[str, Callable[..., RunReport]] = {
 }
 FILE_HELP = {
     "bombora": "The weekly Company Surge CSV (or .csv.gz): Company Name, Domain, Size, "
-    "Industry, Category, Topic, Composite Score, Bucket Code; a week column, or the week below.",
+    "Industry, Category, Topic, Composite Score, Bucket Code; a Week or Date Stamp column, or the "
+    "week below.",
     "g2": "A G2 Buyer Intent export (CSV or .csv.gz): Id, Time, Tag, Title, URL, Company Name, "
     "Company Domain.",
     "linkedin": "A LinkedIn company engagement export (CSV or .csv.gz): company name, "
@@ -404,6 +406,7 @@ def import_file(
             options["week"] = date.fromisoformat(week.strip())
         except ValueError:
             raise PageError(400, f"week: '{week.strip()}' is not a date (YYYY-MM-DD)") from None
+    options["limits"] = FileLimits.of(request.app.state.intently.settings)
     with _saved_upload(file) as path:
         report = IMPORTERS[source](engine_of(request), user.workspace_id, path, **options)
     return _report_response(request, user, source, report)
