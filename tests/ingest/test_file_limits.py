@@ -4,6 +4,7 @@ and the dashboard's upload; what came before the break is stored, and the run sa
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import zlib
@@ -14,13 +15,20 @@ from typing import Any
 import pytest
 
 from intently.app import create_app
+from intently.ingest import linkedin
 from intently.ingest.files import CsvInput, FileFormatError, FileLimits
 from intently.settings import Settings
 from tests.support.api import Workspace
 from tests.support.cli import intently
 from tests.support.dashboard import new_dashboard, upload
 from tests.support.data import push_account, signals_of
-from tests.support.vendor_files import SURGE_HEADER, bombora_csv, bombora_row
+from tests.support.vendor_files import (
+    LINKEDIN_HEADER,
+    SURGE_HEADER,
+    bombora_csv,
+    bombora_row,
+    linkedin_row,
+)
 
 MiB = 1 << 20
 WEEK = "2026-11-23"
@@ -215,3 +223,23 @@ def test_a_bomb_is_not_inflated_whole(tmp_path: Path) -> None:
             list(inp.rows())
         assert err.value.status == 413
         assert inp.bytes_read() < 64 * 1024
+
+
+def test_a_linkedin_export_that_breaks_off_applies_the_rows_before_the_break(
+    tmp_path: Path, database_url: str, engine: Any, workspace: Workspace
+) -> None:
+    linkedin.map_org(engine, workspace.id, "4242", "acme.com")
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(LINKEDIN_HEADER)
+    w.writerow(linkedin_row(4242, impressions=100, clicks=0, engagements=0, leads=0))
+    path = tmp_path / "ads.csv"
+    path.write_bytes(out.getvalue().encode() + b"Acme," + b"9" * 20_000)
+    r = intently(database_url, "import", "linkedin", str(path), "--workspace", workspace.name,
+                 INTENTLY_IMPORT_MAX_LINE_CHARS="5000")  # fmt: skip
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "ads.csv: line 3 is longer than 5,000 characters" in one_line(r.stderr)
+    [run] = runs(workspace, "linkedin")
+    assert (run["status"], run["accepted"]) == ("failed", 1)
+    got = signals_of(workspace.api, push_account(workspace.api, "acme.com"), "linkedin")
+    assert [(s["type"], s["value"]) for s in got] == [("ad_impression", 100)]
