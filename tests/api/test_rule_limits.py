@@ -176,6 +176,17 @@ def test_a_segment_rule_stored_before_the_limits_does_not_fail_scoring(
     r = api.post("/segments/refresh")
     assert r.status_code == 200, r.text
     assert [s["segmentId"] for s in r.json()["data"]["segments"]] == [kept["segmentId"]]
+    # Asked for by itself, it says why it is not refreshed.
+    r = api.post(f"/segments/{seg['id']}/refresh")
+    assert r.status_code == 400, r.text
+    assert one_error(r) == {
+        "property": "rules",
+        "path": "rules",
+        "constraints": {
+            "maxConditions": f"rules holds 1200 conditions; a rule may hold at most "
+            f"{MAX_CONDITIONS}"
+        },
+    }
 
 
 # ---- time limit and fairness --------------------------------------------------------------

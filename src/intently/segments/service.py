@@ -15,11 +15,11 @@ from intently.accounts.present import items_json
 from intently.custom_fields import repository as cf_repo
 from intently.events.repository import record as record_events
 from intently.kit.db import lock_workspace, read_clock, read_tx, tick, time_limit, write_tx
-from intently.kit.errors import BadRequest, NotFound, validation_error
+from intently.kit.errors import BadRequest, NotFound, ValidationFailed, validation_error
 from intently.kit.ids import check_id, is_id, new_id
 from intently.kit.pagination import Cursor, CursorCodec, page
 from intently.kit.timefmt import format_us, now_us
-from intently.rules import compile_rule, custom_field_types, parse_rule
+from intently.rules import compile_rule, custom_field_types, parse_rule, size_problems
 from intently.segments import membership
 from intently.segments import repository as repo
 from intently.segments.definition import require_open
@@ -181,6 +181,11 @@ def refresh(engine: Engine, ws: int, sid: str | None = None) -> dict[str, Any]:
             raise BadRequest(f"Segment '{sid}' is not a dynamic segment")
         if seg["status"] == "archived":
             raise BadRequest(f"Segment '{sid}' is archived and keeps no membership")
+        with read_tx(engine) as conn:
+            rule = membership.parse_stored(seg["rules"], custom_field_types(conn, ws))
+        too_big = size_problems(rule, "rules")
+        if too_big:  # saved before the limits on size: scoring skips it, and says why here
+            raise ValidationFailed(too_big)
     done = membership.refresh(engine, ws, segment_ids=None if sid is None else [sid])
     return {"segments": [{"segmentId": k, **v.as_dict()} for k, v in done.items()]}
 
