@@ -38,7 +38,7 @@ from intently.kit.metrics import observe_request
 from intently.kit.metrics import render as render_metrics
 from intently.kit.pagination import CursorCodec
 from intently.kit.secrets import get_or_create_secret
-from intently.kit.web import BODY_MODELS, AppState
+from intently.kit.web import BODY_MODELS, AppState, preview_slots
 from intently.scoring import endpoints as scoring_endpoints
 from intently.scoring import repository as scoring_repo
 from intently.segments import endpoints as segments_endpoints
@@ -85,7 +85,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         lifespan=_lifespan,
     )
-    app.state.intently = AppState(settings=settings, engine=engine, codec=CursorCodec(secret))
+    app.state.intently = AppState(
+        settings=settings,
+        engine=engine,
+        codec=CursorCodec(secret),
+        previews=preview_slots(settings),
+    )
     # Keys, rate limits and Idempotency-Key for /api/v1 (and the collector's rate limit).
     app.state.gate = Gate(settings, engine)
     app.add_middleware(GateMiddleware, gate=app.state.gate)
@@ -120,11 +125,18 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IntentlyError)
     async def on_intently_error(request: Request, exc: IntentlyError) -> Response:
         if request.url.path.startswith(web_router.PREFIX):
-            return feedback.error_page(request, exc.status, feedback.error_text(exc))
+            page = feedback.error_page(request, exc.status, feedback.error_text(exc))
+            page.headers.update(exc.headers or {})
+            return page
         if isinstance(exc, ValidationFailed):
             return envelope_response(request.url.path, exc.errors, 400, error=True)
         return envelope_response(
-            request.url.path, exc.data, exc.status, custom_message=exc.custom_message, error=True
+            request.url.path,
+            exc.data,
+            exc.status,
+            custom_message=exc.custom_message,
+            error=True,
+            headers=exc.headers,
         )
 
     @app.exception_handler(StarletteHTTPException)

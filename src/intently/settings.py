@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     import_max_compression_ratio: float = Field(default=500.0, ge=2)
     import_max_line_chars: int = Field(default=1024 * 1024, ge=256, le=1024 * 1024)
 
+    # ---- rule previews (issue 16; docs/deploy.md "Limits on rules") -------------------
+    # A segment preview over the API or the dashboard stops after this many seconds (422:
+    # narrow the rule). At most so many previews, dry runs and backtests run at once per
+    # workspace and in all, per process; one more is answered 429 with Retry-After, so one
+    # workspace cannot hold every server thread.
+    preview_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    preview_concurrency_per_workspace: int = Field(default=2, ge=1, le=1000)
+    preview_concurrency: int = Field(default=4, ge=1, le=1000)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -8,15 +8,20 @@ import pytest
 
 from intently.kit.errors import ValidationFailed
 from intently.rules import (
+    MAX_CONDITIONS,
+    MAX_RELATED_CONDITIONS,
+    MAX_VALUES,
     All,
     AnyOf,
     DealLeaf,
     FieldLeaf,
     Not,
     NumCmp,
+    Size,
     SurgeLeaf,
     parse_rule,
     rule_doc,
+    size_of,
 )
 
 TYPES = {
@@ -312,3 +317,53 @@ def test_nesting_is_limited_to_ten_levels() -> None:
     found = problems(deep)
     assert list(found) == ["rule.all.0" + ".not" * 9]
     assert "maxDepth" in found["rule.all.0" + ".not" * 9]
+
+
+def test_size_counts_conditions_related_ones_and_list_values_through_nesting() -> None:
+    doc = {
+        "all": [
+            {"field": "domain", "op": "in", "value": ["a.com", "b.com", "c.com"]},
+            {"not": {"field": "tags", "op": "not_in", "value": ["x", "y"]}},
+            {"any": [
+                {"signal": {"source": "g2"}, "window_days": 30, "op": "gte", "value": 1},
+                {"surge": {"source": "website"}},
+                {"not": {"deal": {"status": "won"}}},
+                {"activity": {"type": "call"}, "window_days": 7, "op": "gte", "value": 2},
+                {"field": "name", "op": "eq", "value": "Acme"},
+            ]},
+        ]
+    }  # fmt: skip
+    assert size_of(parse_rule(doc)) == Size(conditions=7, related=4, values=5, depth=4)
+
+
+def _limit_rule(conditions: int, related: int, values: int) -> dict[str, Any]:
+    items: list[dict[str, Any]] = [
+        {"signal": {"source": "web"}, "window_days": 1 + i, "op": "gte", "value": 1}
+        for i in range(related)
+    ]
+    for i in range(0, values, 1000):
+        vals = [f"v{i + j}" for j in range(min(1000, values - i))]
+        items.append({"field": "name", "op": "in", "value": vals})
+    items += [{"field": "rtp_account_score", "op": "gte", "value": i}
+              for i in range(conditions - len(items))]  # fmt: skip
+    return {"any": items}
+
+
+def test_rules_at_the_limits_parse_and_one_more_is_refused_naming_figure_and_limit() -> None:
+    at_limit = _limit_rule(MAX_CONDITIONS, MAX_RELATED_CONDITIONS, MAX_VALUES)
+    assert size_of(parse_rule(at_limit)) == Size(
+        MAX_CONDITIONS, MAX_RELATED_CONDITIONS, MAX_VALUES, 2
+    )
+    over = _limit_rule(MAX_CONDITIONS + 1, MAX_RELATED_CONDITIONS + 1, MAX_VALUES + 1)
+    assert problems(over, path="rules") == {
+        "rules": {
+            "maxConditions": f"rules holds {MAX_CONDITIONS + 1} conditions; a rule may hold "
+            f"at most {MAX_CONDITIONS}",
+            "maxRelatedConditions": f"rules holds {MAX_RELATED_CONDITIONS + 1} signal, surge, "
+            f"deal and activity conditions; a rule may hold at most {MAX_RELATED_CONDITIONS}",
+            "maxValues": f"rules lists {MAX_VALUES + 1} values in its in and not_in conditions; "
+            f"a rule may list at most {MAX_VALUES}",
+        }
+    }
+    # A rule stored before the limits is still read (scoring then skips it, with a reason).
+    assert size_of(parse_rule(over, bounded=False)).conditions == MAX_CONDITIONS + 1

@@ -4,6 +4,7 @@ and filling static segments by domain and CSV upload."""
 
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 from typing import Any
@@ -330,6 +331,25 @@ def test_the_preview_names_problems(admin: Dashboard) -> None:
     assert "(got 'abc')" in page
     static = admin.htmx("POST", "/app/segments/preview", data={"type": "static"})
     assert "Static segments take no rule" in static.text
+
+
+def test_the_preview_names_a_rule_too_big_and_a_workspace_with_too_many_previews(
+    admin: Dashboard,
+) -> None:
+    conditions = [{"field": "rtp_account_score", "op": "gte", "value": i} for i in range(1200)]
+    doc = json.dumps({"any": conditions})
+    r = admin.htmx("POST", "/app/segments/preview", data={"mode": "json", "rules_json": doc})
+    assert r.status_code == 200
+    assert "rules: rules holds 1200 conditions; a rule may hold at most 200" in text_of(r.text)
+    slots = admin.client.app.state.intently.previews
+    small = builder("all", ("tags", "contains", "x"))
+    with slots.hold(admin.ws.id), slots.hold(admin.ws.id):  # two previews running
+        r = admin.htmx("POST", "/app/segments/preview", data=small)
+        assert r.status_code == 200
+        assert "The rule cannot be used yet" in text_of(r.text)
+        assert "Too many rule previews, dry runs and backtests running" in text_of(r.text)
+    r = admin.htmx("POST", "/app/segments/preview", data=small)
+    assert "accounts match now" in r.text
 
 
 def test_the_preview_from_json_redraws_the_builder_rows(admin: Dashboard) -> None:

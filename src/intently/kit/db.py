@@ -8,6 +8,7 @@ lossless (spec section 5): see `tick`.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
+from intently.kit.errors import UnprocessableEntity
 from intently.kit.timefmt import now_us
 
 _json_encode = msgspec.json.Encoder().encode
@@ -191,6 +193,57 @@ def _before_commit(conn: Connection) -> None:
 def read_tx(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn, conn.begin():
         yield conn
+
+
+# SQLite calls the progress handler every this many virtual machine steps: often
+# enough to stop within milliseconds, rarely enough to cost nothing measurable.
+_PROGRESS_STEPS = 10_000
+_PG_QUERY_CANCELED = "57014"
+
+
+@contextmanager
+def time_limit(conn: Connection, seconds: float, message: str) -> Iterator[None]:
+    """Stop the statements run on `conn` in this block once `seconds` have passed since
+    it began, answering UnprocessableEntity(message). For read-only work inside a
+    transaction (read_tx), which the caller's exception then rolls back.
+
+    SQLite: a progress handler interrupts the running statement at the deadline.
+    PostgreSQL: `SET LOCAL statement_timeout` bounds each statement by the time left
+    (set again before each), and a statement due after the deadline is not run."""
+    deadline = time.monotonic() + seconds
+    if conn.dialect.name == "sqlite":
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_STEPS)
+        try:
+            yield
+        except DBAPIError as exc:
+            if "interrupted" in str(exc.orig):
+                raise UnprocessableEntity(message) from None
+            raise
+        finally:
+            raw.set_progress_handler(None, 0)
+        return
+
+    def timeout(left: float) -> str:
+        return f"SET LOCAL statement_timeout = {max(1, int(left * 1000))}"
+
+    def before(_conn: Connection, cursor: Any, *_: Any) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise UnprocessableEntity(message)
+        cursor.connection.execute(timeout(left))
+
+    conn.exec_driver_sql(timeout(seconds))
+    event.listen(conn, "before_cursor_execute", before)
+    try:
+        yield
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) == _PG_QUERY_CANCELED:
+            raise UnprocessableEntity(message) from None
+        raise
+    finally:
+        event.remove(conn, "before_cursor_execute", before)
 
 
 def tick(conn: Connection, workspace_id: int) -> int:

@@ -10,12 +10,20 @@ class IntentlyError(Exception):
 
     status: int = 400
 
-    def __init__(self, custom_message: str, *, status: int | None = None, data: Any = None):
+    def __init__(
+        self,
+        custom_message: str,
+        *,
+        status: int | None = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(custom_message)
         self.custom_message = custom_message
         if status is not None:
             self.status = status
         self.data = data
+        self.headers = headers  # sent with the error (e.g. Retry-After)
 
 
 class BadRequest(IntentlyError):

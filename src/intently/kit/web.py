@@ -15,6 +15,7 @@ from starlette.responses import Response
 from intently.kit.body import json_object
 from intently.kit.envelope import envelope_response
 from intently.kit.pagination import CursorCodec
+from intently.kit.slots import Slots
 from intently.settings import Settings
 
 T = TypeVar("T")
@@ -28,6 +29,7 @@ class AppState:
     settings: Settings
     engine: Engine
     codec: CursorCodec
+    previews: Slots  # rule previews, dry runs and backtests running now (kit/slots.py)
 
 
 async def state(request: Request) -> AppState:
@@ -50,6 +52,20 @@ async def run_read(st: AppState, fn: Callable[..., T], /, *args: Any, **kwargs: 
     if st.engine.dialect.name == "sqlite":
         return fn(*args, **kwargs)
     return await run_in_threadpool(fn, *args, **kwargs)
+
+
+# A preview takes a few seconds at most (settings.preview_timeout_s stops it).
+PREVIEW_RETRY_AFTER_S = 2
+
+
+def preview_slots(settings: Settings) -> Slots:
+    """The bound on rule previews, dry runs and backtests at once (settings.preview_*)."""
+    return Slots(
+        "rule previews, dry runs and backtests",
+        per_workspace=settings.preview_concurrency_per_workspace,
+        total=settings.preview_concurrency,
+        retry_after_s=PREVIEW_RETRY_AFTER_S,
+    )
 
 
 def body_doc(model: type[BaseModel]) -> dict[str, Any]:

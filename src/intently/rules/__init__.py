@@ -14,10 +14,15 @@ from intently.rules.facts import (
     load_facts,
 )
 from intently.rules.memory import evaluate
-from intently.rules.parse import parse_rule
+from intently.rules.parse import parse_rule, size_problems
 from intently.rules.sql import compile_rule, matching_ids
 from intently.rules.terms import (
     DEFAULT_DEAL_STAGES,
+    MAX_CONDITIONS,
+    MAX_DEPTH,
+    MAX_LIST,
+    MAX_RELATED_CONDITIONS,
+    MAX_VALUES,
     Context,
     DealStageMap,
     SurgeParams,
@@ -34,13 +39,20 @@ from intently.rules.tree import (
     NumCmp,
     Rule,
     SignalLeaf,
+    Size,
     SurgeLeaf,
     leaves,
     rule_doc,
+    size_of,
 )
 
 __all__ = [
     "DEFAULT_DEAL_STAGES",
+    "MAX_CONDITIONS",
+    "MAX_DEPTH",
+    "MAX_LIST",
+    "MAX_RELATED_CONDITIONS",
+    "MAX_VALUES",
     "AccountFacts",
     "ActivityFact",
     "ActivityLeaf",
@@ -56,6 +68,7 @@ __all__ = [
     "Rule",
     "SignalDay",
     "SignalLeaf",
+    "Size",
     "SurgeLeaf",
     "SurgeParams",
     "compile_rule",
@@ -68,4 +81,6 @@ __all__ = [
     "matching_ids",
     "parse_rule",
     "rule_doc",
+    "size_of",
+    "size_problems",
 ]

@@ -18,8 +18,11 @@ from intently.rules.terms import (
     CUSTOM_PREFIX,
     DEAL_STATUSES,
     LABEL_KINDS,
+    MAX_CONDITIONS,
     MAX_DEPTH,
     MAX_LIST,
+    MAX_RELATED_CONDITIONS,
+    MAX_VALUES,
     MAX_WINDOW_DAYS,
     MEASURES,
     NUMERIC_OPS,
@@ -37,6 +40,7 @@ from intently.rules.tree import (
     Rule,
     SignalLeaf,
     SurgeLeaf,
+    size_of,
 )
 
 # A value sent, as an error message quotes it: a string in quotes, anything else as Python
@@ -67,17 +71,49 @@ def _is_int(v: Any) -> bool:
 
 
 def parse_rule(
-    doc: Any, *, path: str = "rule", custom_fields: Mapping[str, str] | None = None
+    doc: Any,
+    *,
+    path: str = "rule",
+    custom_fields: Mapping[str, str] | None = None,
+    bounded: bool = True,
 ) -> Rule:
     """Check a rule document and build its tree, or raise ValidationFailed naming every
     problem. `custom_fields` (key -> labelType, e.g. from `custom_field_types`) types the
     `customFields.KEY` leaves and rejects unknown keys; without it a custom field's type
-    is inferred from the operator and value (see `_infer_kind`)."""
+    is inferred from the operator and value (see `_infer_kind`). `bounded=False` leaves
+    out the limits on size (`size_problems`): for reading a rule stored before them."""
     problems = _Problems()
     rule = _parse(doc, path, 1, problems, custom_fields)
     if problems.items or rule is None:
         raise ValidationFailed(problems.items or [_whole(path)])
+    if bounded:
+        too_big = size_problems(rule, path)
+        if too_big:
+            raise ValidationFailed(too_big)
     return rule
+
+
+def size_problems(rule: Rule, path: str = "rule") -> list[dict[str, Any]]:
+    """What in this rule is beyond the limits on its size (terms.MAX_*), each naming the
+    figure and the limit; empty when it is within them."""
+    size = size_of(rule)
+    prop = _prop(path)
+    constraints: dict[str, str] = {}
+    if size.conditions > MAX_CONDITIONS:
+        constraints["maxConditions"] = (
+            f"{prop} holds {size.conditions} conditions; a rule may hold at most {MAX_CONDITIONS}"
+        )
+    if size.related > MAX_RELATED_CONDITIONS:
+        constraints["maxRelatedConditions"] = (
+            f"{prop} holds {size.related} signal, surge, deal and activity conditions; a rule "
+            f"may hold at most {MAX_RELATED_CONDITIONS}"
+        )
+    if size.values > MAX_VALUES:
+        constraints["maxValues"] = (
+            f"{prop} lists {size.values} values in its in and not_in conditions; a rule may "
+            f"list at most {MAX_VALUES}"
+        )
+    return [{"property": prop, "path": path, "constraints": constraints}] if constraints else []
 
 
 def _whole(path: str) -> dict[str, Any]:

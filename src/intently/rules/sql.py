@@ -72,6 +72,7 @@ _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # backslash and the slash (which some encoders escape).
 _PLAIN_JSON = re.compile(r"[ !#-.0-\[\]-~]+")
 _ID_CHUNK = 5000
+_PREFILTER_UP_TO = 20
 
 
 def compile_rule(rule: Rule, ws: int, ctx: Context, dialect_name: str) -> ColumnElement[bool]:
@@ -217,9 +218,11 @@ class _Compiler:
             )
         e = func.json_each(arr).table_valued("value", "type").alias("e")
         held = exists(select(1).select_from(e).where(e.c.type == "text", e.c.value.in_(wants)))
-        if all(_PLAIN_JSON.fullmatch(w) for w in wants):
+        if len(wants) <= _PREFILTER_UP_TO and all(_PLAIN_JSON.fullmatch(w) for w in wants):
             # A string JSON writes as itself appears quoted in the array's text wherever
             # the array holds it: a substring test first spares json_each on most rows.
+            # Only for a few values: a chain of N ORs is an expression N deep, and SQLite
+            # refuses one deeper than 1000.
             quoted = or_(*(func.instr(arr, f'"{w}"') > 0 for w in wants))
             return and_(quoted, held)
         return held

@@ -18,10 +18,19 @@ from typing import Any
 from intently.catalog import ALL_SCORES
 from intently.kit.timefmt import US_PER_DAY
 
-# What one rule document may hold: levels of nesting, days in a window, values in a list.
-MAX_DEPTH = 10
-MAX_WINDOW_DAYS = 3650
-MAX_LIST = 1000
+# What one rule document may hold (docs/deploy.md "Limits on rules"). Every rule is one
+# SQL expression over every account: these keep it inside SQLite's limits (an expression
+# at most 1000 deep: a flat `all` of N conditions is N deep; at most 32766 parameters a
+# statement) with a wide margin, and its cost near a realistic rule's (the default stage
+# list holds 6 conditions in its largest rule). parse_rule refuses a rule beyond them.
+MAX_DEPTH = 10  # levels of nesting: all, any, not and the leaf
+MAX_WINDOW_DAYS = 3650  # days in one window
+MAX_LIST = 1000  # values in one `in` / `not_in` list
+MAX_VALUES = 5000  # values in all the rule's lists together
+MAX_CONDITIONS = 200  # leaves
+# Signal, surge, deal and activity leaves read related rows for every account (a
+# correlated subquery each): a preview with 500 of them ran 148 s. They count apart.
+MAX_RELATED_CONDITIONS = 50
 _EPOCH_DATE = date(1970, 1, 1)
 
 # Built-in account fields: rule name -> (accounts column, kind).

@@ -149,3 +149,29 @@ def leaves(rule: Rule) -> list[Rule]:
     if isinstance(rule, Not):
         return leaves(rule.item)
     return [rule]
+
+
+@dataclass(frozen=True)
+class Size:
+    """What a rule costs to evaluate, as its limits count it (terms.MAX_*)."""
+
+    conditions: int  # leaves
+    related: int  # signal, surge, deal and activity leaves
+    values: int  # values in all `in` / `not_in` lists
+    depth: int  # levels, the leaf included
+
+
+def size_of(rule: Rule) -> Size:
+    if isinstance(rule, All | AnyOf | Not):
+        items = rule.items if isinstance(rule, All | AnyOf) else (rule.item,)
+        parts = [size_of(r) for r in items]
+        return Size(
+            sum(p.conditions for p in parts),
+            sum(p.related for p in parts),
+            sum(p.values for p in parts),
+            1 + max((p.depth for p in parts), default=0),
+        )
+    if isinstance(rule, FieldLeaf):
+        values = len(rule.value) if rule.op in ("in", "not_in") else 0
+        return Size(1, 0, values, 1)
+    return Size(1, 1, 0, 1)

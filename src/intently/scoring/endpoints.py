@@ -52,8 +52,10 @@ def router() -> APIRouter:
 
     @r.post("/scoring/dry-run", openapi_extra=body_doc(DryRunIn))
     def dry_run(request: Request, st: State, caller: CallerDep, body: JsonBody) -> Response:
-        """What saving a proposed model and/or stage list would change; nothing is saved."""
-        return ok(request, whatif.dry_run(st.engine, caller.workspace_id, body))
+        """What saving a proposed model and/or stage list would change; nothing is saved.
+        A few at once per workspace (else 429), as rule previews."""
+        with st.previews.hold(caller.workspace_id):
+            return ok(request, whatif.dry_run(st.engine, caller.workspace_id, body))
 
     @r.get(
         "/scoring/backtest",
@@ -66,10 +68,11 @@ def router() -> APIRouter:
         """Scores and stages as of a past date against the deals created after it."""
         q = request.query_params
         as_of, horizon = _backtest_params(q.get("asOf"), q.get("horizonDays"))
-        return ok(
-            request,
-            whatif.backtest(st.engine, caller.workspace_id, as_of=as_of, horizon_days=horizon),
-        )
+        with st.previews.hold(caller.workspace_id):
+            report = whatif.backtest(
+                st.engine, caller.workspace_id, as_of=as_of, horizon_days=horizon
+            )
+        return ok(request, report)
 
     return r
 

@@ -29,11 +29,14 @@ from intently.kit.errors import BadRequest
 from intently.kit.timefmt import US_PER_DAY, now_us
 from intently.rules import (
     AccountFacts,
+    All,
     Context,
+    DealLeaf,
+    NumCmp,
+    Rule,
     custom_field_types,
     evaluate,
     load_facts,
-    parse_rule,
 )
 from intently.scoring import repository as repo
 from intently.scoring import service
@@ -73,14 +76,16 @@ def _scored_batches(
 
 
 def _stage_rules(definition: dict[str, Any]) -> list[tuple[str, Any]]:
-    return [(st["name"], parse_rule(st["rule"])) for st in definition["stages"][:-1]]
+    return [(name, rule) for name, _, rule in stages_definition.stage_rules(definition)]
 
 
 def _needs(definition: dict[str, Any], with_deals: bool) -> Any:
-    rules = [st["rule"] for st in definition["stages"][:-1]]
+    """What the stage rules (and, with deals, the outcome) read: one tree of them all,
+    built, not parsed, so it is not held to the limits on one rule's size."""
+    rules: list[Rule] = [rule for _, rule in _stage_rules(definition)]
     if with_deals:
-        rules.append({"deal": {"status": "any"}})
-    return parse_rule({"all": rules}) if rules else None
+        rules.append(DealLeaf("any", None, None, NumCmp("gte", 1.0)))
+    return All(tuple(rules)) if rules else None
 
 
 def _place(facts: AccountFacts, compiled: list[tuple[str, Any]], fallback: str,

@@ -98,10 +98,14 @@ def router() -> APIRouter:
 
     @r.post("/segments/preview", openapi_extra=body_doc(PreviewIn))
     def preview_segment(request: Request, st: State, caller: CallerDep, body: JsonBody) -> Response:
-        """Extension: how many accounts a rule matches now, and the first of them."""
-        return ok(
-            request, service.preview(st.engine, caller.workspace_id, validate(PreviewIn, body))
-        )
+        """Extension: how many accounts a rule matches now, and the first of them. Stopped
+        after settings.preview_timeout_s (422); a few at once per workspace (else 429)."""
+        ws = caller.workspace_id
+        with st.previews.hold(ws):
+            found = service.preview(
+                st.engine, ws, validate(PreviewIn, body), time_limit_s=st.settings.preview_timeout_s
+            )
+        return ok(request, found)
 
     @r.post("/segments/refresh")
     def refresh_all(request: Request, st: State, caller: CallerDep) -> Response:

@@ -16,11 +16,13 @@ segment when it is created, its rule changes or it comes back from the archive.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Collection, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import lru_cache
 from multiprocessing import get_context
 from typing import Any
 
@@ -31,7 +33,14 @@ from intently.events.repository import record as record_events
 from intently.kit.db import lock_workspace, make_engine, read_tx, tick, write_tx
 from intently.kit.errors import ValidationFailed
 from intently.kit.timefmt import now_us
-from intently.rules import Context, Rule, compile_rule, custom_field_types, parse_rule
+from intently.rules import (
+    Context,
+    Rule,
+    compile_rule,
+    custom_field_types,
+    parse_rule,
+    size_problems,
+)
 from intently.scoring.model import active_model, surge_params
 from intently.segments import repository as repo
 from intently.segments.repository import membership_events
@@ -46,6 +55,8 @@ WORKERS = max(1, min(2, os.cpu_count() or 1))
 PARALLEL_FROM = 50_000
 # Ids per IN list: under every driver's parameter limit.
 ID_CHUNK = 5_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,19 +90,39 @@ def rule_context(conn: Connection, ws: int, as_of: int | None = None) -> Context
 
 
 def live_segments(conn: Connection, ws: int) -> list[Live]:
-    """The workspace's draft and active dynamic segments with their rules parsed."""
+    """The workspace's draft and active dynamic segments with their rules parsed.
+
+    A rule saved before the limits on a rule's size existed and beyond them is left out
+    (its membership stays as it was), with a warning logged: one such rule must not fail
+    every scoring run of its workspace."""
     types = custom_field_types(conn, ws)
-    return [Live(seg, parse_stored(seg["rules"], types)) for seg in repo.live_dynamic(conn, ws)]
+    out = []
+    for seg in repo.live_dynamic(conn, ws):
+        rule = parse_stored(seg["rules"], types)
+        problems = size_problems(rule, "rules")
+        if problems:
+            text = "; ".join(problems[0]["constraints"].values())
+            _warn_skipped(ws, seg["id"], text)
+            continue
+        out.append(Live(seg, rule))
+    return out
+
+
+@lru_cache(maxsize=1024)
+def _warn_skipped(ws: int, sid: str, text: str) -> None:
+    # Cached: an incremental run reads the live segments every minute.
+    log.warning("workspace %s: segment %s not refreshed: %s; narrow its rule", ws, sid, text)
 
 
 def parse_stored(doc: dict[str, Any], custom_fields: dict[str, str]) -> Rule:
     """A saved rule, its custom fields typed by their definitions. A field deactivated
     since the rule was saved no longer parses typed; its type is then inferred, and an
-    account without the (hidden) value simply does not match, rather than failing the run."""
+    account without the (hidden) value simply does not match, rather than failing the run.
+    The limits on size are not applied here (see `live_segments`)."""
     try:
-        return parse_rule(doc, custom_fields=custom_fields)
+        return parse_rule(doc, custom_fields=custom_fields, bounded=False)
     except ValidationFailed:
-        return parse_rule(doc)
+        return parse_rule(doc, bounded=False)
 
 
 def _chunks(ids: Sequence[str]) -> list[list[str]]:

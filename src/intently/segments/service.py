@@ -5,6 +5,7 @@ every move into or out of active is an entry or exit for each member."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -13,12 +14,12 @@ from intently.accounts import repository as accounts_repo
 from intently.accounts.present import items_json
 from intently.custom_fields import repository as cf_repo
 from intently.events.repository import record as record_events
-from intently.kit.db import lock_workspace, read_clock, read_tx, tick, write_tx
-from intently.kit.errors import BadRequest, NotFound, validation_error
+from intently.kit.db import lock_workspace, read_clock, read_tx, tick, time_limit, write_tx
+from intently.kit.errors import BadRequest, NotFound, ValidationFailed, validation_error
 from intently.kit.ids import check_id, is_id, new_id
 from intently.kit.pagination import Cursor, CursorCodec, page
 from intently.kit.timefmt import format_us, now_us
-from intently.rules import compile_rule, custom_field_types, parse_rule
+from intently.rules import compile_rule, custom_field_types, parse_rule, size_problems
 from intently.segments import membership
 from intently.segments import repository as repo
 from intently.segments.definition import require_open
@@ -132,14 +133,28 @@ def patch(engine: Engine, ws: int, sid: str, body: SegmentPatch) -> dict[str, An
     return get(engine, ws, sid)
 
 
-def preview(engine: Engine, ws: int, body: PreviewIn) -> dict[str, Any]:
-    """What a rule would match now, before it is saved: the count and the first accounts."""
+PREVIEW_TOO_COSTLY = (
+    "The preview took longer than {seconds:g} s and was stopped; narrow the rule (fewer "
+    "signal, surge, deal or activity conditions, shorter windows) and try again"
+)
+
+
+def preview(
+    engine: Engine, ws: int, body: PreviewIn, *, time_limit_s: float | None = None
+) -> dict[str, Any]:
+    """What a rule would match now, before it is saved: the count and the first accounts.
+    With `time_limit_s`, a preview running longer is stopped (422, PREVIEW_TOO_COSTLY)."""
     with read_tx(engine) as conn:
         rule = parse_rule(body.rules, path="rules", custom_fields=custom_field_types(conn, ws))
         ctx = membership.rule_context(conn, ws)
-        count, sample_ids = repo.matching(
-            conn, ws, compile_rule(rule, ws, ctx, conn.dialect.name), body.sampleSize
+        cond = compile_rule(rule, ws, ctx, conn.dialect.name)
+        limit: AbstractContextManager[None] = (
+            nullcontext()
+            if time_limit_s is None
+            else time_limit(conn, time_limit_s, PREVIEW_TOO_COSTLY.format(seconds=time_limit_s))
         )
+        with limit:
+            count, sample_ids = repo.matching(conn, ws, cond, body.sampleSize)
         rows = (
             accounts_repo.page(
                 conn,
@@ -166,6 +181,11 @@ def refresh(engine: Engine, ws: int, sid: str | None = None) -> dict[str, Any]:
             raise BadRequest(f"Segment '{sid}' is not a dynamic segment")
         if seg["status"] == "archived":
             raise BadRequest(f"Segment '{sid}' is archived and keeps no membership")
+        with read_tx(engine) as conn:
+            rule = membership.parse_stored(seg["rules"], custom_field_types(conn, ws))
+        too_big = size_problems(rule, "rules")
+        if too_big:  # saved before the limits on size: scoring skips it, and says why here
+            raise ValidationFailed(too_big)
     done = membership.refresh(engine, ws, segment_ids=None if sid is None else [sid])
     return {"segments": [{"segmentId": k, **v.as_dict()} for k, v in done.items()]}
 

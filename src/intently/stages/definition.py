@@ -4,16 +4,29 @@ the rule context it implies, and the evaluation of its rules over a batch of acc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from intently.kit.timefmt import now_us
-from intently.rules import Context, DealStageMap, load_facts, matching_ids, parse_rule
+from intently.rules import (
+    All,
+    Context,
+    DealStageMap,
+    Rule,
+    load_facts,
+    matching_ids,
+    parse_rule,
+    size_problems,
+)
 from intently.rules import evaluate as memory_evaluate
 from intently.stages import repository as repo
 from intently.stages.schemas import default_definition
+
+log = logging.getLogger(__name__)
 
 
 def active_definition(conn: Connection, ws: int) -> tuple[int, dict[str, Any]]:
@@ -47,11 +60,11 @@ def evaluate(
     two agree: tests/rules/test_equivalence.py.
     """
     stages = definition["stages"]
-    rules = [(st["name"], st["rule"], parse_rule(st["rule"])) for st in stages[:-1]]
+    rules = stage_rules(definition, ws)
     fallback = stages[-1]["name"]
     placed: dict[str, tuple[str, dict[str, Any] | None]] = {}
     if conn.dialect.name == "postgresql":
-        needs = parse_rule({"all": [doc for _, doc, _ in rules]}) if rules else None
+        needs = All(tuple(rule for _, _, rule in rules)) if rules else None
         facts = load_facts(conn, ws, list(account_ids), ctx, needs=needs)
         for aid in account_ids:
             f = facts.get(aid)
@@ -72,3 +85,48 @@ def evaluate(
     for aid in remaining:
         placed[aid] = (fallback, None)
     return placed
+
+
+def _oversize(i: int, name: str, rule: Rule) -> dict[str, Any] | None:
+    path = f"stages.{i}.rule"
+    problems = size_problems(rule, path)
+    if not problems:
+        return None
+    text = "; ".join(problems[0]["constraints"].values())
+    message = f"{text}. Stage '{name}' places no account until its rule is narrowed"
+    return {"stage": name, "path": path, "message": message}
+
+
+def oversize_rules(definition: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stages whose rule is beyond the limits on a rule's size (saved before the
+    limits existed): {"stage", "path", "message"} each. Such a stage places no account."""
+    found = (
+        _oversize(i, st["name"], parse_rule(st["rule"], bounded=False))
+        for i, st in enumerate(definition["stages"][:-1])
+    )
+    return [p for p in found if p is not None]
+
+
+def stage_rules(
+    definition: dict[str, Any], ws: int | None = None
+) -> list[tuple[str, dict[str, Any], Rule]]:
+    """(name, rule document, rule) of each stage with a rule, nearest to purchase first.
+
+    A rule saved before the limits on size existed and beyond them is left out, with a
+    warning logged (once per workspace and stage) and its reason in GET /stages: one
+    such rule must not fail every scoring run of its workspace."""
+    out = []
+    for i, st in enumerate(definition["stages"][:-1]):
+        rule = parse_rule(st["rule"], bounded=False)
+        problem = _oversize(i, st["name"], rule)
+        if problem is not None:
+            _warn_skipped(ws, problem["stage"], problem["message"])
+            continue
+        out.append((st["name"], st["rule"], rule))
+    return out
+
+
+@lru_cache(maxsize=1024)
+def _warn_skipped(ws: int | None, stage: str, message: str) -> None:
+    # Cached: a run evaluates its stage list once per batch, and a worker runs every minute.
+    log.warning("workspace %s: stage rule skipped: %s", ws, message)

@@ -22,7 +22,7 @@ from intently.kit.ids import check_aid, new_id
 from intently.kit.timefmt import US_PER_DAY, US_PER_SECOND, format_ms, now_us
 from intently.rules import SurgeParams, custom_field_types
 from intently.stages import repository as repo
-from intently.stages.definition import active_definition, context, evaluate
+from intently.stages.definition import active_definition, context, evaluate, oversize_rules
 from intently.stages.schemas import check_definition
 
 
@@ -128,9 +128,12 @@ def format_day(day: int) -> str:
 
 
 def get_stages(engine: Engine, ws: int) -> dict[str, Any]:
+    """The active stage list; `problems` names any stage rule saved before the limits on a
+    rule's size and beyond them (scoring skips those stages)."""
     with read_tx(engine) as conn:
         version, definition = active_definition(conn, ws)
-    return {"version": version, **definition}
+    problems = oversize_rules(definition)
+    return {"version": version, **definition, **({"problems": problems} if problems else {})}
 
 
 def put_stages(engine: Engine, ws: int, doc: Any) -> dict[str, Any]:

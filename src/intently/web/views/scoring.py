@@ -298,7 +298,8 @@ def _dry_run(request: Request, user: Any, what: str, doc: Any, problems: list[An
     """The dry-run fragment for a proposed model or stage list, or its problems."""
     if not problems:
         try:
-            report = whatif.dry_run(engine_of(request), user.workspace_id, {what: doc})
+            with request.app.state.intently.previews.hold(user.workspace_id):
+                report = whatif.dry_run(engine_of(request), user.workspace_id, {what: doc})
         except ValidationFailed as exc:
             problems = _problems(exc, doc)
     if problems:
@@ -492,9 +493,10 @@ def backtest(
     if asOf is not None:
         day, days, errors = _backtest_input(asOf, horizonDays)
         if not errors and day is not None:
-            report = whatif.backtest(
-                engine_of(request), user.workspace_id, as_of=day, horizon_days=days
-            )
+            with request.app.state.intently.previews.hold(user.workspace_id):
+                report = whatif.backtest(
+                    engine_of(request), user.workspace_id, as_of=day, horizon_days=days
+                )
     return render(
         request,
         "scoring/backtest.html",

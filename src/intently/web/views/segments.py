@@ -19,7 +19,13 @@ from starlette.responses import Response
 
 from intently.kit.db import read_tx
 from intently.kit.domains import InvalidDomain, normalise_domain
-from intently.kit.errors import BadRequest, IntentlyError, ValidationFailed
+from intently.kit.errors import (
+    BadRequest,
+    IntentlyError,
+    TooManyRequests,
+    UnprocessableEntity,
+    ValidationFailed,
+)
 from intently.kit.validation import validate
 from intently.segments import repository as segments_repo
 from intently.segments import service, upload
@@ -209,10 +215,20 @@ def preview(
         try:
             doc, numbers = rule_of(form, fields)
             body = validate(PreviewIn, {"rules": doc, "sampleSize": SAMPLE_SIZE})
-            result = service.preview(engine_of(request), user.workspace_id, body)
+            state = request.app.state.intently
+            # As the API's preview: stopped after a while, a few at once per workspace.
+            with state.previews.hold(user.workspace_id):
+                result = service.preview(
+                    engine_of(request),
+                    user.workspace_id,
+                    body,
+                    time_limit_s=state.settings.preview_timeout_s,
+                )
             context |= {"count": result["count"], "sample": _decode(result["sample"])}
         except ValidationFailed as exc:
             context["problems"] = problem_lines(exc, doc, form, numbers, fields)
+        except (UnprocessableEntity, TooManyRequests) as exc:
+            context["problems"] = [exc.custom_message]
         if form.mode == "builder" and doc is not None:
             context["synced_json"] = json.dumps(doc, indent=2)
     if form.mode == "json" and type != "static":
