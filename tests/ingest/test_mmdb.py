@@ -194,6 +194,21 @@ def test_a_malformed_file_never_opens(bad: Path, engine: Any) -> None:
         IpResolver(engine, [str(bad)])
 
 
+@pytest.mark.parametrize(
+    "bad",
+    ["cyclic-data-structure.mmdb", "libmaxminddb-oversized-map.mmdb",
+     "libmaxminddb-separator-record-max-left.mmdb", "bad-unicode-in-map-key.mmdb"],
+)  # fmt: skip
+def test_the_service_refuses_to_start_on_a_malformed_file(bad: str, tmp_path: Path) -> None:
+    path = DATA / "bad-data" / bad
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    done = intently(url, "serve", "--port", "1", "--no-worker",
+                    INTENTLY_IP_DATABASES=f"{DOMAIN},{path}", timeout=60)  # fmt: skip
+    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert f"error: IP database {path}" in done.stderr, done.stderr
+
+
 def _corrupt_copy(tmp_path: Path, text: bytes) -> Path:
     """The Domain test database with one record's string made invalid UTF-8."""
     data = bytearray(Path(DOMAIN).read_bytes())

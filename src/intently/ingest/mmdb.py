@@ -434,6 +434,12 @@ class Mmdb:
         self.reader.close()
 
 
+def check_files(paths: list[str]) -> None:
+    """Open and close each database: BadRequest naming the first that cannot be used."""
+    for path in paths:
+        Mmdb(path).close()
+
+
 def _owner(record: dict[str, Any]) -> Owner | None:
     isp = text_of(record.get("isp"))
     organization = text_of(record.get("organization"))

@@ -70,6 +70,7 @@ from intently.ingest.mmdb import (
     Mmdb,
     Owner,
     Refusal,
+    check_files,
     names_network,
     owner_refusal,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "Match",
     "ProgressFn",
     "Refusal",
+    "check_ip_databases",
     "count_ranges",
     "database_paths",
     "delete_ranges",
@@ -138,6 +140,12 @@ _RANGES_SQL = "SELECT network, domain, company FROM ip_ranges WHERE workspace_id
 def database_paths(setting: str) -> list[str]:
     """`Settings.ip_databases` (comma separated) as a list of paths."""
     return [p.strip() for p in setting.split(",") if p.strip()]
+
+
+def check_ip_databases(setting: str) -> None:
+    """Every database of `Settings.ip_databases` opens and passes its checks; else
+    BadRequest naming the file (for `intently serve` to refuse to start)."""
+    check_files(database_paths(setting))
 
 
 class IpResolver:
