@@ -18,8 +18,10 @@ import typer
 import uvicorn
 from sqlalchemy.engine import make_url
 
-from intently.cli.guards import guard_serve, guard_worker
+from intently.cli.guards import guard_serve, guard_worker, refuse
+from intently.ingest.resolvers import check_ip_databases
 from intently.kit.db import make_engine
+from intently.kit.errors import IntentlyError
 from intently.kit.logs import configure_logging, logging_config
 from intently.kit.metrics import MULTIPROC_ENV
 from intently.kit.migrate import migrate
@@ -39,6 +41,10 @@ def serve(host: str, port: int, workers: int = 1, worker: bool = True) -> None:
     INTENTLY_SHUTDOWN_GRACE_S), writes the collector's buffer and the running jobs, then exits.
     """
     settings = get_settings()
+    try:  # a bad IP database is a clear error now, not a traceback from each server process
+        check_ip_databases(settings.ip_databases)
+    except IntentlyError as exc:
+        raise refuse(exc.custom_message) from None
     guard_serve(settings.database_url, workers=workers, worker=worker)
     configure_logging(settings)
     migrate(settings.database_url)

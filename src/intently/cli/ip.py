@@ -85,6 +85,8 @@ def lookup(
     out_console.print(
         f"{ip}: no match ({found.reason}: {found.detail})", highlight=False, soft_wrap=True
     )
+    if found.reason == "error":
+        raise typer.Exit(1)  # a database could not read its record: not a plain "no match"
 
 
 @ip_app.command("clear")

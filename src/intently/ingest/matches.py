@@ -71,14 +71,20 @@ def is_free_email_domain(domain: str) -> bool:
     return _listed(domain, free_email_domains())
 
 
+def is_infrastructure_domain(domain: str) -> bool:
+    """A name under the `.arpa` TLD (reverse DNS: in-addr.arpa, ip6.arpa): nobody's domain."""
+    d = domain.strip().lower().rstrip(".")
+    return d == "arpa" or d.endswith(".arpa")
+
+
 def is_network_domain(domain: str) -> bool:
-    """An ISP, hosting, CDN, VPN or mobile-carrier domain."""
-    return _listed(domain, network_domains())
+    """An ISP, hosting, CDN, VPN or mobile-carrier domain, or an infrastructure name."""
+    return is_infrastructure_domain(domain) or _listed(domain, network_domains())
 
 
 def is_company_domain(domain: str) -> bool:
     """Neither a free-mail domain nor a network's: a domain that can name an employer."""
-    return not (_listed(domain, free_email_domains()) or _listed(domain, network_domains()))
+    return not (_listed(domain, free_email_domains()) or is_network_domain(domain))
 
 
 # ---- email and group traits ------------------------------------------------------------------

@@ -65,7 +65,15 @@ from intently.ingest.matches import (
     match_group,
     network_domains,
 )
-from intently.ingest.mmdb import NETWORK_USER_TYPES, Mmdb, Refusal, names_network
+from intently.ingest.mmdb import (
+    NETWORK_USER_TYPES,
+    Mmdb,
+    Owner,
+    Refusal,
+    check_files,
+    names_network,
+    owner_refusal,
+)
 from intently.ingest.tables import ip_ranges
 from intently.kit.db import fetch_all, read_tx, write_tx
 from intently.kit.errors import BadRequest
@@ -89,6 +97,7 @@ __all__ = [
     "Match",
     "ProgressFn",
     "Refusal",
+    "check_ip_databases",
     "count_ranges",
     "database_paths",
     "delete_ranges",
@@ -133,11 +142,18 @@ def database_paths(setting: str) -> list[str]:
     return [p.strip() for p in setting.split(",") if p.strip()]
 
 
+def check_ip_databases(setting: str) -> None:
+    """Every database of `Settings.ip_databases` opens and passes its checks; else
+    BadRequest naming the file (for `intently serve` to refuse to start)."""
+    check_files(database_paths(setting))
+
+
 class IpResolver:
     """Per process; thread-safe; workspace ranges cached in memory and reloaded when they change.
 
     Lookups read an immutable snapshot of a workspace's ranges, so they take no lock;
-    loading swaps in a new snapshot. The `.mmdb` readers are memory-mapped and shared.
+    loading swaps in a new snapshot. The `.mmdb` readers map private copies of the files
+    (reopened when a file changes) and are shared.
     """
 
     def __init__(self, engine: Engine, mmdb_paths: list[str]) -> None:
@@ -211,19 +227,35 @@ class IpResolver:
             if i >= 0 and n <= table.ends[i]:
                 return table.values[i]
         # Every database is asked: one that knows the network as an ISP's, a host's or a
-        # carrier's vetoes the others' domain; otherwise the first domain in order wins.
+        # carrier's vetoes the others' domain; otherwise the first domain in order wins,
+        # unless what a database says of the network's ISP and user makes it the ISP's.
+        # A database that cannot read its record is passed over (and named if nothing
+        # else answers).
         found: Match | None = None
+        failed: Refusal | None = None
+        owners: list[tuple[str, Owner]] = []
         for db in self._dbs:
             if v6 and not db.ipv6:
                 continue
-            verdict = db.judge(ip)
+            verdict, owner = db.look(ip)
+            if owner is not None:
+                owners.append((db.name, owner))
             if verdict is None:
                 continue
             if type(verdict) is Refusal:
+                if verdict.reason == "error":
+                    failed = failed or verdict
+                    continue
                 return verdict
             if found is None:
                 found = verdict  # type: ignore[assignment]
-        return found if found is not None else _UNKNOWN
+        if found is None:
+            return failed or _UNKNOWN
+        for name, owner in owners:
+            why = owner_refusal(found.domain, owner.isp, owner.organization, owner.asn)
+            if why is not None:
+                return Refusal("network", f"{name}: {why}")
+        return found
 
     def _load(self, ws: int, stale: _WsRanges | None) -> _WsRanges:
         """Read the workspace's ranges, unless another thread did while this one waited
