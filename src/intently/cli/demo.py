@@ -92,7 +92,9 @@ def demo(
     )
     # The demo's own workspace: a key made for another name would push into a second,
     # empty workspace that this dashboard never shows.
-    keys = shlex.join(["intently", "keys", "generate", "--workspace", name, "--email", "YOU"])
+    keys = shlex.join(
+        ["intently", "keys", "generate", "--workspace", name, "--email", "you@example.com"]
+    )
     out_console.print(f"API key:   {keys}", markup=False, highlight=False)
     if built is not None:
         _history(eng, built, background=serve)

@@ -359,6 +359,10 @@ def _keep_pg(target: PgTarget, where: Path) -> Path:
     """A pg_dump of the live database before it is replaced, beside the backup."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     kept = where / f"{target.database}.replaced-{stamp}.dump"
+    n = 1
+    while kept.exists():
+        n += 1
+        kept = where / f"{target.database}.replaced-{stamp}-{n}.dump"
     args = [*target.args, "--format=custom", "--no-password", target.database]
     r = target.run("pg_dump", *args, f"--file={kept}")
     if r.returncode != 0:
