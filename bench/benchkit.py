@@ -613,7 +613,16 @@ class Server:
 
     def generate_key(self) -> str:
         done = subprocess.run(
-            [str(INTENTLY), "keys", "generate", "--workspace", WORKSPACE, "--email", EMAIL],
+            [
+                str(INTENTLY),
+                "keys",
+                "generate",
+                "--workspace",
+                WORKSPACE,
+                "--email",
+                EMAIL,
+                "--create-workspace",
+            ],
             env=self.env,
             capture_output=True,
             text=True,

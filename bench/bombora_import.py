@@ -121,7 +121,18 @@ def main(argv: list[str] | None = None) -> list[bk.Check]:
     db = bk.fresh_sqlite("bombora")
     env = {**os.environ, "INTENTLY_DATABASE_URL": db.url}
     try:
-        keys = run(["keys", "generate", "--workspace", bk.WORKSPACE, "--email", bk.EMAIL], env)
+        keys = run(
+            [
+                "keys",
+                "generate",
+                "--workspace",
+                bk.WORKSPACE,
+                "--email",
+                bk.EMAIL,
+                "--create-workspace",
+            ],
+            env,
+        )
         if keys.returncode != 0:
             raise SystemExit(f"keys generate failed: {keys.stderr.strip()}")
         meter = bk.CpuMeter([os.getpid()], postgres=False)

@@ -65,6 +65,7 @@ def serve(host: str, port: int, workers: int = 1, worker: bool = True) -> None:
             shutdown_timeout=settings.shutdown_grace_s,
         )
         consumer.start()
+        _reap_stopped_runs()
     dispatcher = _start_dispatcher() if worker else None
     try:
         uvicorn.run(
@@ -96,6 +97,7 @@ def run_worker(threads: int) -> None:
     configure_logging(settings)
     migrate(settings.database_url)
     huey = _job_queue()
+    _reap_stopped_runs()
     typer.echo(f"Intently worker ({threads} threads); SIGTERM or Ctrl-C stops it", err=True)
     dispatcher = _start_dispatcher()
     try:
@@ -119,6 +121,13 @@ def _job_queue() -> Any:
     from intently.worker import huey
 
     return huey
+
+
+def _reap_stopped_runs() -> None:
+    """Runs left `running` by a process that ended: marked failed now (then every minute)."""
+    from intently.worker import reap_stopped_runs  # see _job_queue()
+
+    reap_stopped_runs()
 
 
 def _start_dispatcher() -> Any:

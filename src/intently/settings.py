@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     metrics: bool = True
     # Seconds `serve` waits for in-flight requests after SIGTERM before closing them.
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
+    # An import or scoring run whose process has not stamped it for this long is marked
+    # failed ("stopped: the process running it ended"); a live run stamps it every quarter.
+    run_lease_s: float = Field(default=120.0, ge=1, le=24 * 3600)
 
     # ---- limits on imported files (issue 16; docs/deploy.md "Limits on uploaded files") ----
     # Vendor files and IP ranges, uploaded or imported from the command line, are read

@@ -32,7 +32,9 @@ from intently.kit.jobs import make_huey
 from intently.kit.timefmt import now_us
 from intently.pipeline import resume_parts, run_claimed, run_part
 from intently.scoring.repository import workspace_ids
+from intently.scoring.service import reap_stopped_runs as reap_stopped_scoring
 from intently.settings import get_settings
+from intently.signals.store import reap_stopped_runs as reap_stopped_imports
 
 log = logging.getLogger("intently.worker")
 
@@ -92,6 +94,22 @@ def resume_scoring_parts() -> list[dict[str, Any]]:
         log.warning("scoring part %s of run %s (workspace %s) resumed: %s",
                     r["part"], r["runId"], r["workspace"], r)  # fmt: skip
     return results
+
+
+def reap_stopped_runs() -> int:
+    """Mark failed the imports, pulls and scoring runs whose process ended mid-run (their
+    heartbeat lapsed: kit/heartbeat.py); on start-up and every minute."""
+    eng = engine()
+    n = reap_stopped_imports(eng) + reap_stopped_scoring(eng)
+    if n:
+        log.warning("%d run(s) whose process ended marked failed", n)
+    return n
+
+
+@huey.periodic_task(crontab(minute="*"))
+def reap_stopped_runs_task() -> int:
+    """Every minute: runs whose process ended are marked failed, not left running."""
+    return reap_stopped_runs()
 
 
 # The two tasks below return nothing: huey keeps a task's result until it is read, and

@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 
 from tests.support.cli import intently
 
+NEW = "--create-workspace"
+
 
 def run(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return intently(database_url, *args, timeout=60)
@@ -44,7 +46,16 @@ def test_keys_generate_prints_the_key_last_and_revokes_the_old_one(
     database_url: str, client: TestClient
 ) -> None:
     ws = f"cli-{uuid.uuid4().hex[:8]}"
-    first = run(database_url, "keys", "generate", "--workspace", ws, "--email", "Ops@Acme.com")
+    first = run(
+        database_url,
+        "keys",
+        "generate",
+        "--workspace",
+        ws,
+        "--email",
+        "Ops@Acme.com",
+        "--create-workspace",
+    )
     assert first.returncode == 0, first.stderr
     key1 = first.stdout.splitlines()[-1]
     assert first.stdout.endswith(key1 + "\n") and key1.startswith("itly_")
@@ -58,9 +69,29 @@ def test_keys_generate_prints_the_key_last_and_revokes_the_old_one(
     assert client.get("/api/v1/accounts", headers={"X-Api-Key": key2}).status_code == 200
 
 
+def test_keys_generate_refuses_a_workspace_that_does_not_exist(
+    database_url: str, client: TestClient
+) -> None:
+    # A guessed name would make a second, empty workspace that the dashboard never shows.
+    ws = f"cli-{uuid.uuid4().hex[:8]}"
+    first = run(database_url, "keys", "generate", "--workspace", ws, "--email", "a@b.co", NEW)
+    assert first.returncode == 0, first.stderr
+    missing = f"{ws}-typo"
+    r = run(database_url, "keys", "generate", "--workspace", missing, "--email", "a@b.co")
+    assert r.returncode == 2 and r.stdout == ""
+    assert f"workspace '{missing}' does not exist" in r.stderr
+    assert "--create-workspace" in r.stderr and "the workspaces are" in r.stderr
+    assert run(database_url, "rejects", "list", "--workspace", missing).returncode == 2
+
+    made = run(database_url, "keys", "generate", "--workspace", missing, "--email", "a@b.co", NEW)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.splitlines()[-1]
+    assert client.get("/api/v1/accounts", headers={"X-Api-Key": key}).status_code == 200
+
+
 def test_api_access_switch(database_url: str, client: TestClient) -> None:
     ws = f"cli-{uuid.uuid4().hex[:8]}"
-    key = run(database_url, "keys", "generate", "--workspace", ws, "--email", "a@b.co").stdout
+    key = run(database_url, "keys", "generate", "--workspace", ws, "--email", "a@b.co", NEW).stdout
     key = key.splitlines()[-1]
     assert run(database_url, "workspaces", "api-access", "--workspace", ws, "--off").returncode == 0
     r = client.get("/api/v1/accounts", headers={"X-Api-Key": key})
@@ -71,7 +102,7 @@ def test_api_access_switch(database_url: str, client: TestClient) -> None:
 
 
 def test_bad_input_names_the_value(database_url: str) -> None:
-    r = run(database_url, "keys", "generate", "--workspace", "x", "--email", "not-an-email")
+    r = run(database_url, "keys", "generate", "--workspace", "x", "--email", "not-an-email", NEW)
     assert r.returncode == 2
     assert "not-an-email" in r.stderr
     r = run(database_url, "workspaces", "api-access", "--workspace", "no-such-ws", "--on")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import statistics
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from intently.accounts.tables import accounts
 from intently.activities.tables import activities, contacts
+from intently.auth.tables import workspaces
 from intently.auth.users import list_users, verify_login
 from intently.cli.main import app
 from intently.deals.tables import deal_accounts, deals
@@ -282,6 +284,20 @@ def test_demo_command_builds_prints_the_login_and_it_signs_in(engine: Any, cli: 
     first = password_of(done.stdout)
     assert signs_in(engine, first, name)
     assert "accounts" in done.output and "200" in done.output  # the summary
+
+    # The key command it prints is for the demo workspace: no second, empty one is made.
+    command = next(line for line in done.stdout.splitlines() if line.startswith("API key:"))
+    args_shown = shlex.split(command.removeprefix("API key:"))
+    assert args_shown[:3] == ["intently", "keys", "generate"]
+    email_at = args_shown.index("--email") + 1
+    args_shown[email_at] = "newcomer@demo.example.com"
+    keyed = cli.invoke(app, args_shown[1:])
+    assert keyed.exit_code == 0, keyed.output
+    key = keyed.stdout.strip().splitlines()[-1]
+    with read_tx(engine) as conn:
+        ws_id = conn.execute(select(workspaces.c.id).where(workspaces.c.name == name)).scalar()
+    assert {u.email for u in list_users(engine, ws_id)} >= {"newcomer@demo.example.com"}
+    assert key.startswith("itly_")
 
     # Again: the demo is left as it is, and the admin gets a new password.
     done = cli.invoke(app, [*args, "--port", "8123"])

@@ -229,7 +229,16 @@ class Cluster:
         """`intently keys generate` for each workspace, all at once; the keys in order."""
         runs = [
             subprocess.Popen(
-                [*INTENTLY, "keys", "generate", "--workspace", ws, "--email", email],
+                [
+                    *INTENTLY,
+                    "keys",
+                    "generate",
+                    "--workspace",
+                    ws,
+                    "--email",
+                    email,
+                    "--create-workspace",
+                ],
                 env=self.env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -78,6 +78,13 @@ def workspace_id(eng: Engine, name: str | None) -> int:
     fail("there are several workspaces: pass --workspace NAME")
 
 
+def workspace_names(eng: Engine, limit: int = 20) -> list[str]:
+    """The first `limit` workspace names, in name order (for messages that list them)."""
+    with read_tx(eng) as conn:
+        rows = conn.execute(select(workspaces.c.name).order_by(workspaces.c.name).limit(limit))
+        return [str(r[0]) for r in rows]
+
+
 @contextmanager
 def intently_errors() -> Iterator[None]:
     """IntentlyError (bad file, bad setting, unknown id) as a one-line error and exit 2."""

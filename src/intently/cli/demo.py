@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import threading
 from typing import TYPE_CHECKING
 
@@ -89,6 +90,12 @@ def demo(
         markup=False,
         highlight=False,
     )
+    # The demo's own workspace: a key made for another name would push into a second,
+    # empty workspace that this dashboard never shows.
+    keys = shlex.join(
+        ["intently", "keys", "generate", "--workspace", name, "--email", "you@example.com"]
+    )
+    out_console.print(f"API key:   {keys}", markup=False, highlight=False)
     if built is not None:
         _history(eng, built, background=serve)
     if serve:

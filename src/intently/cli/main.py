@@ -7,10 +7,12 @@ import sys
 import typer
 from sqlalchemy.engine import Engine
 
+from intently.auth import repository as auth_repo
 from intently.auth.service import generate_key, set_api_access, set_rate_limit
 from intently.cli import demo, ingest, ops, scoring, segments, sync, users, webhooks
+from intently.cli.common import workspace_names
 from intently.cli.ip import ip_app
-from intently.kit.db import make_engine
+from intently.kit.db import make_engine, read_tx
 from intently.kit.errors import IntentlyError
 from intently.kit.migrate import migrate as run_migrations
 from intently.settings import get_settings
@@ -37,6 +39,11 @@ ops.register(app)
 
 def _engine() -> Engine:
     return make_engine(get_settings().database_url)
+
+
+def workspace_id_by_name(eng: Engine, name: str) -> int | None:
+    with read_tx(eng) as conn:
+        return auth_repo.workspace_id_by_name(conn, name)
 
 
 @app.command()
@@ -82,13 +89,33 @@ def worker_command(
 
 @keys_app.command("generate")
 def keys_generate(
-    workspace: str = typer.Option(..., help="Workspace name; created when missing."),
+    workspace: str = typer.Option(
+        ..., help="Workspace name; created when it is the first, else with --create-workspace."
+    ),
     email: str = typer.Option(..., help="User email; created when missing."),
+    create_workspace: bool = typer.Option(
+        False, "--create-workspace", help="Create the workspace when it does not exist."
+    ),
 ) -> None:
     """Generate a user's API key (revoking the old one). The key is the last line printed."""
     run_migrations(get_settings().database_url)
+    eng = _engine()
+    name = workspace.strip()
+    existing = workspace_names(eng)
+    # A key for a misspelt or guessed name would make a second, empty workspace whose
+    # pushes never show in the one the dashboard shows (the demo's, say): only the very
+    # first workspace is made unasked.
+    if existing and name and not create_workspace and workspace_id_by_name(eng, name) is None:
+        shown = ", ".join(f"'{n}'" for n in existing)
+        more = " (and more)" if len(existing) == 20 else ""
+        typer.echo(
+            f"error: workspace '{name}' does not exist; the workspaces are {shown}{more}. "
+            "Pass --create-workspace to make a new, empty one (its data is separate).",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
-        key = generate_key(_engine(), workspace, email)
+        key = generate_key(eng, workspace, email)
     except IntentlyError as exc:
         typer.echo(f"error: {exc.custom_message}", err=True)
         raise typer.Exit(2) from None

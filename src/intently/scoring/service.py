@@ -25,10 +25,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
 from intently.catalog import ACCOUNT_SCORE, ALL_SCORES, SCORE_COLUMNS
 from intently.kit.db import read_tx, tick, write_tx
+from intently.kit.heartbeat import Heartbeat, reap
 from intently.kit.ids import new_id
 from intently.kit.timefmt import US_PER_DAY, format_ms, now_us
 from intently.rules import SurgeParams
@@ -36,6 +38,8 @@ from intently.scoring import decay
 from intently.scoring import repository as repo
 from intently.scoring.model import active_model, surge_params
 from intently.scoring.schemas import default_model, validate_model
+from intently.scoring.tables import scoring_parts, scoring_runs
+from intently.settings import get_settings
 
 BATCH_SIZE = 10_000
 # On PostgreSQL a batch is written in transactions of this many accounts. A scoring write
@@ -235,10 +239,12 @@ def run_scoring(
             {
                 "workspace_id": ws, "id": run_id, "kind": kind, "status": "running",
                 "started_at": started, "scored": 0, "changed": 0, "model_version": version,
-                "watermark": started,
+                "watermark": started, "heartbeat_at": started,
             },
         )  # fmt: skip
     scored = changed = segment_moves = 0
+    # Until the run's end is written: a run whose process dies is then seen as stopped.
+    beat = Heartbeat(engine, scoring_runs, ws, run_id, get_settings().run_lease_s)
     try:
         with read_tx(engine) as conn:
             if account_ids is not None:
@@ -277,6 +283,8 @@ def run_scoring(
                 },
             )  # fmt: skip
         raise
+    finally:
+        beat.stop()
     with write_tx(engine) as conn:
         repo.finish_run(
             conn,
@@ -430,7 +438,22 @@ def _write_batch(
     return len(present), len(changed), moved
 
 
+def reap_stopped_runs(engine: Engine, ws: int | None = None) -> int:
+    """Mark failed the runs (of `ws`, or all) whose process ended mid-run. A sharded run
+    has no heartbeat: its parts' holds recover it (shards.resume_parts)."""
+    sharded = (
+        select(scoring_parts.c.run_id)
+        .where(
+            scoring_parts.c.workspace_id == scoring_runs.c.workspace_id,
+            scoring_parts.c.run_id == scoring_runs.c.id,
+        )
+        .exists()
+    )
+    return reap(engine, scoring_runs, get_settings().run_lease_s, ws=ws, where=[~sharded])
+
+
 def list_runs(engine: Engine, ws: int, limit: int = 20) -> list[dict[str, Any]]:
+    reap_stopped_runs(engine, ws)
     with read_tx(engine) as conn:
         rows = repo.recent_runs(conn, ws, limit)
     return [

@@ -29,6 +29,9 @@ scoring_runs = Table(
     # the next incremental run looks after it (the newest done run's watermark).
     Column("watermark", BigInteger, nullable=False),
     Column("error", Text, nullable=True),
+    # Stamped by the process running it while it runs (kit/heartbeat.py): a run whose
+    # stamp is older than the lease is stopped (its process ended) and marked failed.
+    Column("heartbeat_at", BigInteger, nullable=True),
 )
 Index(
     "ix_scoring_runs_workspace_id_started_at",

@@ -24,6 +24,7 @@ from intently.signals.store import (
     content_key,
     known_sources,
     read_source_config,
+    reap_stopped_runs,
     source_config,
     store,
 )
@@ -217,6 +218,7 @@ def list_runs(
     if cursor is not None:
         c = codec.decode(cursor, "ingest-runs", ws)
         before, sync_us, source = c.after, c.sync_us, c.filters.get("source")
+    reap_stopped_runs(engine, ws)
     with read_tx(engine) as conn:
         rows = repo.runs_page(conn, ws, before=before, limit=limit, source=source)
     more = len(rows) > limit
@@ -231,6 +233,7 @@ def list_runs(
 def get_run(engine: Engine, ws: int, run_id: str) -> dict[str, Any]:
     if not is_id(run_id):
         raise BadRequest("Invalid runId format")
+    reap_stopped_runs(engine, ws)
     with read_tx(engine) as conn:
         row = repo.get_run(conn, ws, run_id)
     if row is None:

@@ -23,9 +23,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from intently.catalog import BUILTIN_SOURCES
 from intently.kit.db import read_tx, write_tx
+from intently.kit.heartbeat import Heartbeat, reap
 from intently.kit.ids import new_id
 from intently.kit.timefmt import US_PER_DAY, now_us
+from intently.settings import get_settings
 from intently.signals import repository as repo
+from intently.signals.tables import ingest_runs
 
 CREATED, UPDATED, DUPLICATE = "created", "updated", "duplicate"
 
@@ -215,7 +218,13 @@ class IngestRun:
         self._rejects: list[dict[str, Any]] = []
         self._started = now_us()
         with write_tx(engine) as conn:
-            repo.insert_run(conn, self._run_row() | {"started_at": self._started})
+            repo.insert_run(
+                conn, self._run_row() | {"started_at": self._started, "heartbeat_at": self._started}
+            )
+        # Until finish(): a run whose process dies is then seen as stopped (kit/heartbeat.py).
+        self._heartbeat = Heartbeat(
+            engine, ingest_runs, ws, self.run_id, get_settings().run_lease_s, owner=self
+        )
 
     @property
     def run_id(self) -> str:
@@ -282,12 +291,17 @@ class IngestRun:
             self.on_progress(self.report)
 
     def finish(self, error: str | None = None) -> RunReport:
-        if error is None:
-            self.flush()
-        self.report.status = "failed" if error else "done"
-        self.report.error = error
-        with write_tx(self.engine) as conn:
-            repo.update_run(conn, self.ws, self.run_id, self._run_row() | {"finished_at": now_us()})
+        try:
+            if error is None:
+                self.flush()
+            self.report.status = "failed" if error else "done"
+            self.report.error = error
+            with write_tx(self.engine) as conn:
+                repo.update_run(
+                    conn, self.ws, self.run_id, self._run_row() | {"finished_at": now_us()}
+                )
+        finally:
+            self._heartbeat.stop()
         return self.report
 
     def _run_row(self) -> dict[str, Any]:
@@ -342,6 +356,11 @@ def ingest_run(
         run.finish(error=f"{type(exc).__name__}: {exc}")
         raise
     run.finish()
+
+
+def reap_stopped_runs(engine: Engine, ws: int | None = None) -> int:
+    """Mark failed the imports and pulls (of `ws`, or all) whose process ended mid-run."""
+    return reap(engine, ingest_runs, get_settings().run_lease_s, ws=ws)
 
 
 # ---- reading -----------------------------------------------------------------------------

@@ -86,6 +86,9 @@ ingest_runs = Table(
     # {"rejected": {reason: n}, "skipped": {reason: n}}
     Column("reasons", JSONDoc, nullable=False),
     Column("error", Text, nullable=True),
+    # Stamped by the process running it while it runs (kit/heartbeat.py): a run whose
+    # stamp is older than the lease is stopped (its process ended) and marked failed.
+    Column("heartbeat_at", BigInteger, nullable=True),
 )
 Index(
     "ix_ingest_runs_workspace_id_source_started_at",
