@@ -134,6 +134,25 @@ class TestLimit:
         assert c.get("/api/v1/accounts", headers={"X-Api-Key": a}).status_code == 429
         assert c.get("/api/v1/accounts", headers={"X-Api-Key": b}).status_code == 200
 
+    def test_more_keys_do_not_multiply_the_workspaces_limit(
+        self, limited: Callable[..., TestClient]
+    ) -> None:
+        """Keys of one workspace draw from its bucket too (rate_limit_workspace_keys keys'
+        worth): minting keys, one per user, does not buy more requests."""
+        c = limited(rate_limit_per_minute=1, rate_limit_burst=2, rate_limit_workspace_keys=2)
+        name = f"rl-{uuid.uuid4().hex[:12]}"
+        keys = [new_key(c, name) for _ in range(5)]
+        answers = [c.get("/api/v1/accounts", headers={"X-Api-Key": k}) for k in keys * 2]
+        assert sum(r.status_code == 200 for r in answers) == 4  # 2 keys' worth of 2, not 10
+        refused = next(r for r in answers if r.status_code == 429)
+        assert (
+            "this workspace's API keys together: 2 requests a minute, bursts of 4"
+            in (refused.json()["customMessage"])
+        )
+        assert rate(refused)[:2] == (4, 0)
+        # Another workspace is not held back.
+        assert c.get("/api/v1/accounts", headers={"X-Api-Key": new_key(c)}).status_code == 200
+
     def test_a_workspace_sets_its_own(
         self, limited: Callable[..., TestClient], database_url: str
     ) -> None:

@@ -22,7 +22,7 @@ from starlette.requests import Request
 
 from intently.auth.service import Caller, authenticate
 from intently.gate import idempotency
-from intently.gate.ratelimit import ANONYMOUS_WORKSPACE, Quota, make_limiter
+from intently.gate.ratelimit import ANONYMOUS_WORKSPACE, Quota, Take, make_limiter
 from intently.kit.body import read_limited
 from intently.kit.db import before_commit, database_unavailable
 from intently.kit.envelope import envelope_response
@@ -87,7 +87,14 @@ class Gate:
             )
             raise
         quota = Quota(*caller.rate_limit) if caller.rate_limit is not None else self.api
-        self._take(state, caller.workspace_id, f"key:{caller.key_id}", quota, "this API key")
+        times = self.settings.rate_limit_workspace_keys
+        together = Quota(quota.per_minute * times, quota.burst * times)
+        self._take_all(
+            state,
+            caller.workspace_id,
+            [(f"key:{caller.key_id}", quota), ("workspace", together)],
+            ["this API key", "this workspace's API keys together"],
+        )
         state[CALLER] = caller
         return caller
 
@@ -96,15 +103,25 @@ class Gate:
         self._take(state, workspace_id, "collector", self.collector, "this write key")
 
     def _take(self, state: dict[str, Any], ws: int, bucket: str, quota: Quota, what: str) -> None:
-        if quota.off:
+        self._take_all(state, ws, [(bucket, quota)], [what])
+
+    def _take_all(
+        self, state: dict[str, Any], ws: int, takes: list[Take], whats: list[str]
+    ) -> None:
+        """A token from each bucket (`whats` names them), or 429 naming the one that
+        refused; the headers describe the bucket with the fewest requests left."""
+        if takes[0][1].off:
             return
-        decision = self.limiter.take(ws, bucket, quota)
-        state[DECISION] = decision
-        if not decision.allowed:
+        decisions = self.limiter.take_all(ws, takes)
+        last = decisions[-1]
+        if not last.allowed:
+            state[DECISION] = last
+            quota, what = takes[len(decisions) - 1][1], whats[len(decisions) - 1]
             raise TooManyRequests(
                 f"Rate limit exceeded for {what}: {quota.per_minute} requests a minute, "
-                f"bursts of {quota.burst}; retry in {decision.retry_after_s} s"
+                f"bursts of {quota.burst}; retry in {last.retry_after_s} s"
             )
+        state[DECISION] = min(decisions, key=lambda d: d.remaining)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

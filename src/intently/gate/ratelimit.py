@@ -1,4 +1,5 @@
-"""Token buckets: one per API key, per collector write key, and per address without a key.
+"""Token buckets: one per API key and one per workspace (which all its keys draw from),
+per collector write key, and per address without a key.
 
 A bucket holds at most `burst` tokens and refills at `per_minute / 60` a second; a request
 takes one token or is refused with the seconds until one is back. On SQLite (one serving
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -65,8 +66,16 @@ def decide(quota: Quota, tokens: float, allowed: bool) -> Decision:
     return Decision(allowed, quota.burst, math.floor(tokens), reset, retry)
 
 
+Take = tuple[str, Quota]  # a bucket of the workspace and its quota
+
+
 class Limiter(Protocol):
     def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision: ...
+
+    def take_all(self, workspace_id: int, takes: Sequence[Take]) -> list[Decision]:
+        """A token from each bucket in turn, stopping at the first that refuses: the
+        decisions so far, the last one the refusal if any."""
+        ...
 
 
 class MemoryLimiter:
@@ -82,18 +91,26 @@ class MemoryLimiter:
         self._swept = self._clock()
 
     def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision:
+        return self.take_all(workspace_id, [(bucket, quota)])[0]
+
+    def take_all(self, workspace_id: int, takes: Sequence[Take]) -> list[Decision]:
         now = self._clock()
-        key = (workspace_id, bucket)
+        out = []
         with self._lock:
-            tokens, at = self._buckets.get(key, (float(quota.burst), now))
-            tokens = min(float(quota.burst), tokens + (now - at) * quota.rate)
-            allowed = tokens >= 1.0
-            if allowed:
-                tokens -= 1.0
-            self._buckets[key] = (tokens, now)
+            for bucket, quota in takes:
+                key = (workspace_id, bucket)
+                tokens, at = self._buckets.get(key, (float(quota.burst), now))
+                tokens = min(float(quota.burst), tokens + (now - at) * quota.rate)
+                allowed = tokens >= 1.0
+                if allowed:
+                    tokens -= 1.0
+                self._buckets[key] = (tokens, now)
+                out.append(decide(quota, tokens, allowed))
+                if not allowed:
+                    break
             if now - self._swept > self._IDLE_S:
                 self._sweep(now)
-        return decide(quota, tokens, allowed)
+        return out
 
     def _sweep(self, now: float) -> None:
         self._swept = now
@@ -132,20 +149,30 @@ class DatabaseLimiter:
         self.engine = engine
 
     def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision:
-        params = {
-            "ws": workspace_id,
-            "bucket": bucket,
-            "burst": float(quota.burst),
-            "rate": quota.rate,
-        }
+        return self.take_all(workspace_id, [(bucket, quota)])[0]
+
+    def take_all(self, workspace_id: int, takes: Sequence[Take]) -> list[Decision]:
+        # One connection and one transaction for all of them. Every request takes its
+        # key's bucket before its workspace's, so two transactions never wait on each
+        # other's rows crosswise.
+        out = []
         with self.engine.connect() as conn:
-            row = conn.execute(_TAKE, params).first()
-            if row is not None:
-                conn.commit()
-                return decide(quota, float(row[0]), True)
-            peek = conn.execute(_PEEK, params).first()
+            for bucket, quota in takes:
+                params = {
+                    "ws": workspace_id,
+                    "bucket": bucket,
+                    "burst": float(quota.burst),
+                    "rate": quota.rate,
+                }
+                row = conn.execute(_TAKE, params).first()
+                if row is not None:
+                    out.append(decide(quota, float(row[0]), True))
+                    continue
+                peek = conn.execute(_PEEK, params).first()
+                out.append(decide(quota, float(peek[0]) if peek is not None else 0.0, False))
+                break
             conn.commit()
-        return decide(quota, float(peek[0]) if peek is not None else 0.0, False)
+        return out
 
 
 def make_limiter(engine: Engine) -> Limiter:
