@@ -17,10 +17,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import text
+from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.engine import Engine
 
+from intently.gate.tables import rate_buckets
+from intently.kit.db import write_tx
+
 ANONYMOUS_WORKSPACE = 0  # the buckets of requests without a valid key
+# Buckets untouched this long are deleted (`sweep_buckets`, and the memory limiter's own
+# sweep). Every default bucket refills within a minute, so an idle one is full and its
+# row says nothing; a bucket set to refill slower than this starts full again.
+IDLE_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +88,7 @@ class Limiter(Protocol):
 class MemoryLimiter:
     """Buckets in this process: right for SQLite, where one process serves."""
 
-    # Buckets untouched this long are full again and may be forgotten.
-    _IDLE_S = 3600.0
+    _IDLE_S = IDLE_S
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -179,3 +185,21 @@ def make_limiter(engine: Engine) -> Limiter:
     if engine.dialect.name == "sqlite":
         return MemoryLimiter()
     return DatabaseLimiter(engine)
+
+
+def sweep_buckets(engine: Engine, *, now: float, idle_s: float = IDLE_S, batch: int = 5000) -> int:
+    """Delete the buckets of `rate_buckets` idle for `idle_s` (seconds since the epoch,
+    `now`), `batch` rows a transaction so that no sweep holds many locks; how many."""
+    stale = (
+        select(rate_buckets.c.workspace_id, rate_buckets.c.bucket)
+        .where(rate_buckets.c.updated_at < now - idle_s)
+        .limit(batch)
+    )
+    key = tuple_(rate_buckets.c.workspace_id, rate_buckets.c.bucket)
+    removed = 0
+    while True:
+        with write_tx(engine) as conn:
+            done = int(conn.execute(delete(rate_buckets).where(key.in_(stale))).rowcount or 0)
+        removed += done
+        if done < batch:
+            return removed
