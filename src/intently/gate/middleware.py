@@ -352,5 +352,8 @@ def document_gate(method: str, operation: dict[str, Any]) -> None:
                 "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.KEY_MAX},
             }
         )
-        responses["409"] = {"description": "A request with this Idempotency-Key still runs."}
+        responses["409"] = {
+            "description": "A request with this Idempotency-Key still runs (with Retry-After: "
+            "try again), or ran and its answer was not stored (read its changes back)."
+        }
         responses["422"] = {"description": "This Idempotency-Key was used with another request."}
