@@ -321,7 +321,41 @@ def test_a_failure_after_the_work_committed_is_not_run_again(
     assert push(api, key, d).status_code == 500
     monkeypatch.setattr(endpoints, "ok", real_ok)
     r = push(api, key, d)
-    assert r.status_code == 409 and "was carried out" in r.json()["customMessage"]
+    assert r.status_code == 409 and "retry-after" not in r.headers
+    # Said as it happened: no server stopped, the request failed after saving changes.
+    message = r.json()["customMessage"]
+    assert "was carried out" in message and "then failed with a server error" in message
+    assert "stopped" not in message
+    again = push(api, key, d)
+    assert again.status_code == 409 and again.json()["customMessage"] == message
+
+
+def test_a_scoring_run_that_failed_midway_runs_again_on_retry(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scoring run recomputes, so it may be done again: a retry after it failed (here a
+    deadlock, 503, after its first commits) runs it again instead of being told it was
+    carried out."""
+    from sqlalchemy.exc import OperationalError
+
+    from intently import pipeline
+
+    real = pipeline.run_scoring
+
+    def deadlocked(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(pipeline, "run_scoring", real)
+        real(*args, **kwargs)  # its writes commit, then a later statement fails
+        raise OperationalError("UPDATE account_scores ...", {}, Exception("deadlock detected"))
+
+    monkeypatch.setattr(pipeline, "run_scoring", deadlocked)
+    key = str(uuid.uuid4())
+    first = api.post("/scoring/runs", json={"full": True}, headers={"Idempotency-Key": key})
+    assert first.status_code == 503, first.text
+    retry = api.post("/scoring/runs", json={"full": True}, headers={"Idempotency-Key": key})
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["data"]["kind"] == "full"
+    again = api.post("/scoring/runs", json={"full": True}, headers={"Idempotency-Key": key})
+    assert again.content == retry.content and again.headers["idempotent-replayed"] == "true"
 
 
 def test_a_starved_server_keeps_its_claim(

@@ -19,7 +19,10 @@ just before they commit (`kit.db.before_commit`), in the same transaction as the
 and only while they still hold the claim: a request whose claim was taken over (its
 process froze past `stale`) has its work refused, so the work is done once. And if a
 request stops after its work committed but before its answer was stored, a retry is
-told so (409, "carried out, answer not stored") instead of doing the work again.
+told so (409, "carried out, answer not stored") instead of doing the work again; if it
+ended with a server error after some of its work committed, the retry is told that
+(409, FAILED). Work that may be done again (a scoring run recomputes) runs inside
+`redoable()`: its commits do not mark the key, so a retry after a failure runs it again.
 
 Responses that say nothing about the work (5xx, 401, 429) are not stored: the claim is
 dropped, unless the work committed, and a retry with the key runs the request.
@@ -31,7 +34,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,15 +44,18 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from intently.gate.tables import idempotency_keys as t
-from intently.kit.db import write_tx
+from intently.kit.db import before_commit, write_tx
 from intently.kit.errors import Conflict
 from intently.kit.timefmt import now_us
 
 log = logging.getLogger("intently.gate")
 
 KEY_MAX = 255
-COMMITTED = 0  # the status of a claim whose work committed and whose answer is not stored yet
-Verdict = Literal["run", "replay", "mismatch", "busy", "lost"]
+# Statuses that are not HTTP statuses: a claim whose work committed and whose answer is
+# not stored yet; and one whose request then ended with a server error (not stored).
+COMMITTED = 0
+FAILED = 1
+Verdict = Literal["run", "replay", "mismatch", "busy", "lost", "failed"]
 Held = Callable[[int, str, int], bool]  # whether (workspace, key, token) runs here now
 
 
@@ -139,6 +146,8 @@ def _claim(
             return Claim("run", token=now)
         if old_fp != fp:
             return Claim("mismatch")
+        if status == FAILED:
+            return Claim("failed")
         if status is not None and status != COMMITTED:
             return Claim("replay", Stored(int(status), ctype, bytes(body or b"")))
         if claimed_until > now or (held is not None and held(ws, key, int(created))):
@@ -228,12 +237,27 @@ def renew(engine: Engine, claims: list[tuple[int, str, int]], until: int) -> Non
 
 
 def release(engine: Engine, ws: int, key: str, token: int) -> None:
-    """Drop an unanswered claim, so that a retry runs the request; but a claim whose work
-    committed stays, lapsed at once, so that a retry is told the work was done."""
+    """After a request ended without an answer to store: drop its claim, so that a retry
+    runs the request; but a claim whose work committed stays, FAILED, so that a retry is
+    told the work was done (and how it ended) rather than do it again."""
     with write_tx(engine) as conn:
         mine = _mine(ws, key, token)
         conn.execute(delete(t).where(mine, t.c.status.is_(None)))
-        conn.execute(update(t).where(mine, t.c.status == COMMITTED).values(claimed_until=0))
+        conn.execute(
+            update(t).where(mine, t.c.status == COMMITTED).values(status=FAILED, claimed_until=0)
+        )
+
+
+@contextmanager
+def redoable() -> Iterator[None]:
+    """Around work that may safely be done again (it recomputes, like a scoring run): its
+    commits do not mark the request's Idempotency-Key, so after a failure or a dead
+    process a retry with the key runs it again instead of being told it was done."""
+    hook = before_commit.set(None)
+    try:
+        yield
+    finally:
+        before_commit.reset(hook)
 
 
 class Heartbeat:

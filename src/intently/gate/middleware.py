@@ -207,6 +207,13 @@ class GateMiddleware:
                     "are saved, but its answer was not stored (it stopped before answering); "
                     "read the changes back instead of sending it again"
                 )
+            if claim.verdict == "failed":
+                raise Conflict(
+                    f"The request with Idempotency-Key '{key}' was carried out in part: it "
+                    "saved changes, then failed with a server error, so it is not run again "
+                    "with this key; read the changes back, and send it with a new key if it "
+                    "still needs doing"
+                )
             if claim.verdict == "busy":
                 raise StillRunning(
                     f"A request with Idempotency-Key '{key}' is still being processed; "
