@@ -292,7 +292,7 @@ class Heartbeat:
         while True:
             time.sleep(self.stale_us / 3_000_000)
             with self._lock:
-                held = sorted(self._held)  # one order: two processes' renewals never cross
+                held = sorted(self._held)  # rows locked in one order, as everywhere
                 if not held:
                     self._beating = False
                     return
