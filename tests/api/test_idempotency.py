@@ -233,6 +233,14 @@ def test_another_process_replays_the_answer(
     assert again.headers["idempotent-replayed"] == "true"
 
 
+def _claimed(engine: Any, key: str) -> bool:
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT 1 FROM idempotency_keys WHERE key = :key"), {"key": key}
+        ).first()
+    return found is not None
+
+
 def _json_bytes(body: dict[str, Any]) -> bytes:
     import json
 
@@ -388,7 +396,10 @@ def test_a_starved_server_keeps_its_claim(
             target=lambda: answers.append(push(Api(first_server, key_), key, d))
         )
         first.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while not _claimed(engine, key):  # the first has claimed the key and runs
+            assert time.monotonic() < deadline, "the first request never claimed its key"
+            time.sleep(0.05)
         assert first_server.portal is not None
         starve = threading.Thread(target=first_server.portal.call, args=(time.sleep, 3.0))
         starve.start()
