@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # no valid key are limited per client address, which slows down key guessing.
     rate_limit_per_minute: int = Field(default=6000, ge=0)
     rate_limit_burst: int = Field(default=1000, ge=1)
+    # A workspace's keys together draw from one more bucket, this many keys' worth of the
+    # per-key figures, so minting a key per user does not multiply the workspace's rate.
+    rate_limit_workspace_keys: int = Field(default=2, ge=1)
     rate_limit_collector_per_minute: int = Field(default=60_000, ge=0)
     rate_limit_collector_burst: int = Field(default=10_000, ge=1)
     rate_limit_anonymous_per_minute: int = Field(default=120, ge=0)

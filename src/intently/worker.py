@@ -19,6 +19,7 @@ worker` runs one alone. Any number may run, on any hosts when the database is Po
 from __future__ import annotations
 
 import logging
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +27,7 @@ from huey import crontab
 from sqlalchemy.engine import Engine
 
 from intently.gate.idempotency import sweep
+from intently.gate.ratelimit import sweep_buckets
 from intently.ingest.schedule import pull_due
 from intently.kit.db import make_engine, read_tx
 from intently.kit.jobs import make_huey
@@ -145,4 +147,14 @@ def sweep_idempotency_keys() -> int:
     removed = sweep(engine(), now=now_us(), ttl_us=settings.idempotency_ttl_s * 1_000_000)
     if removed:
         log.info("idempotency keys expired: %d", removed)
+    return removed
+
+
+@huey.periodic_task(crontab(minute="23"))
+def sweep_rate_buckets() -> int:
+    """Every hour: delete the rate-limit buckets idle an hour (full again: no loss), which
+    otherwise pile up, one per key and guessing address ever seen."""
+    removed = sweep_buckets(engine(), now=time.time())
+    if removed:
+        log.info("idle rate-limit buckets deleted: %d", removed)
     return removed

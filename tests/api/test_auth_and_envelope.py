@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 from intently.app import create_app
-from intently.auth.service import generate_key, set_api_access
+from intently.auth.service import generate_key, issue_key, set_api_access
 from intently.settings import Settings
 from tests.support.api import Api, Workspace
 
@@ -194,6 +196,43 @@ def test_each_user_holds_their_own_key(engine: Any, workspace: Workspace) -> Non
     push(api2, "shared-by-users.com")
     r = workspace.api.get("/accounts")
     assert [a["domain"] for a in r.json()["data"]["data"]] == ["shared-by-users.com"]
+
+
+def test_keys_issued_at_once_leave_one_active_key(engine: Any, workspace: Workspace) -> None:
+    """Spec section 2: a user holds at most one active key, however many requests issue
+    one at the same time (two transactions on PostgreSQL each revoked the keys they saw
+    and each inserted theirs)."""
+    emails = [workspace.email, f"new-{uuid.uuid4().hex[:8]}@example.com"]
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def issue(n: int) -> None:
+        try:
+            barrier.wait()
+            if n % 2:
+                generate_key(engine, workspace.name, emails[n % 4 // 2])
+            else:
+                issue_key(engine, workspace.id, emails[n % 4 // 2])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    for _ in range(3):
+        threads = [threading.Thread(target=issue, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        with engine.connect() as conn:
+            active = conn.execute(
+                text(
+                    "SELECT u.email, count(*) FROM api_keys k JOIN users u "
+                    "ON u.workspace_id = k.workspace_id AND u.id = k.user_id "
+                    "WHERE k.workspace_id = :ws AND k.revoked_at IS NULL GROUP BY u.email"
+                ),
+                {"ws": workspace.id},
+            ).all()
+        assert sorted(active) == sorted((e, 1) for e in emails)
 
 
 def test_key_is_shown_once_and_differs_each_time(engine: Any, workspace: Workspace) -> None:

@@ -233,6 +233,14 @@ def test_another_process_replays_the_answer(
     assert again.headers["idempotent-replayed"] == "true"
 
 
+def _claimed(engine: Any, key: str) -> bool:
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT 1 FROM idempotency_keys WHERE key = :key"), {"key": key}
+        ).first()
+    return found is not None
+
+
 def _json_bytes(body: dict[str, Any]) -> bytes:
     import json
 
@@ -321,4 +329,136 @@ def test_a_failure_after_the_work_committed_is_not_run_again(
     assert push(api, key, d).status_code == 500
     monkeypatch.setattr(endpoints, "ok", real_ok)
     r = push(api, key, d)
-    assert r.status_code == 409 and "was carried out" in r.json()["customMessage"]
+    assert r.status_code == 409 and "retry-after" not in r.headers
+    # Said as it happened: no server stopped, the request failed after saving changes.
+    message = r.json()["customMessage"]
+    assert "was carried out" in message and "then failed with a server error" in message
+    assert "stopped" not in message
+    again = push(api, key, d)
+    assert again.status_code == 409 and again.json()["customMessage"] == message
+
+
+def test_a_scoring_run_that_failed_midway_runs_again_on_retry(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scoring run recomputes, so it may be done again: a retry after it failed (here a
+    deadlock, 503, after its first commits) runs it again instead of being told it was
+    carried out."""
+    from sqlalchemy.exc import OperationalError
+
+    from intently import pipeline
+
+    real = pipeline.run_scoring
+
+    def deadlocked(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(pipeline, "run_scoring", real)
+        real(*args, **kwargs)  # its writes commit, then a later statement fails
+        raise OperationalError("UPDATE account_scores ...", {}, Exception("deadlock detected"))
+
+    monkeypatch.setattr(pipeline, "run_scoring", deadlocked)
+    key = str(uuid.uuid4())
+    first = api.post("/scoring/runs", json={"full": True}, headers={"Idempotency-Key": key})
+    assert first.status_code == 503, first.text
+    retry = api.post("/scoring/runs", json={"full": True}, headers={"Idempotency-Key": key})
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["data"]["kind"] == "full"
+    again = api.post("/scoring/runs", json={"full": True}, headers={"Idempotency-Key": key})
+    assert again.content == retry.content and again.headers["idempotent-replayed"] == "true"
+
+
+def test_a_starved_server_keeps_its_claim(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first server's event loop is starved (blocked) past the claim's hold while its
+    request still runs: the claim is renewed all the same, so a retry on another process
+    is told to wait (409, Retry-After), not run a second time or told the server stopped."""
+    import threading
+
+    from intently.accounts import service
+    from intently.auth.service import generate_key
+
+    real = service.push_accounts
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(4.0)
+        return real(*args, **kwargs)
+
+    settings = Settings(database_url=database_url, idempotency_stale_s=2)
+    first_server = TestClient(create_app(settings), raise_server_exceptions=False)
+    other_server = TestClient(create_app(settings), raise_server_exceptions=False)
+    with first_server:
+        engine = first_server.app.state.intently.engine  # type: ignore[attr-defined]
+        key_ = generate_key(engine, f"idem-{uuid.uuid4().hex[:10]}", "a@example.com")
+        key, d = str(uuid.uuid4()), domain()
+        monkeypatch.setattr(service, "push_accounts", slow)
+        answers: list[Any] = []
+        first = threading.Thread(
+            target=lambda: answers.append(push(Api(first_server, key_), key, d))
+        )
+        first.start()
+        deadline = time.monotonic() + 30
+        while not _claimed(engine, key):  # the first has claimed the key and runs
+            assert time.monotonic() < deadline, "the first request never claimed its key"
+            time.sleep(0.05)
+        assert first_server.portal is not None
+        starve = threading.Thread(target=first_server.portal.call, args=(time.sleep, 3.0))
+        starve.start()
+        time.sleep(2.6)  # past the 2 s hold the claim started with
+        monkeypatch.setattr(service, "push_accounts", real)
+        meanwhile = push(Api(other_server, key_), key, d)
+        starve.join()
+        first.join()
+    other_server.close()
+    assert meanwhile.status_code == 409, meanwhile.text
+    assert meanwhile.headers["retry-after"] == "1"
+    assert "still being processed" in meanwhile.json()["customMessage"]
+    assert answers[0].status_code == 200
+    assert answers[0].json()["data"]["results"][0]["status"] == "created"
+
+
+def test_a_request_whose_claim_was_taken_over_saves_nothing(
+    api: Api,
+    workspace: Workspace,
+    engine: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    second_process: Callable[[str], Api],
+) -> None:
+    """Should a claim lapse anyway (a frozen process), the retry that takes it over owns
+    it: the first request's work is refused at its commit, so the push runs once."""
+    import threading
+
+    from intently.accounts import service
+
+    real = service.push_accounts
+    key, d = str(uuid.uuid4()), domain()
+    retried: list[Any] = []
+
+    def taken_over_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(service, "push_accounts", real)
+        # The claim lapses and a retry on another process takes it over and answers, all
+        # while this runs.
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE idempotency_keys SET claimed_until = 0 WHERE workspace_id = :ws"),
+                {"ws": workspace.id},
+            )
+        # From a thread of its own: a thread starts with none of this request's context.
+        retry = threading.Thread(
+            target=lambda: retried.append(push(second_process(workspace.key), key, d))
+        )
+        retry.start()
+        retry.join()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "push_accounts", taken_over_meanwhile)
+    first = push(api, key, d)
+    assert retried[0].status_code == 200, retried[0].text
+    assert retried[0].json()["data"]["results"][0]["status"] == "created"
+    assert first.status_code == 409, first.text
+    assert "a retry with the key took it over" in first.json()["customMessage"]
+    assert "not saved" in first.json()["customMessage"]
+    # The key's answer is the retry's, and the account exists once.
+    again = push(api, key, d)
+    assert again.content == retried[0].content and again.headers["idempotent-replayed"] == "true"
+    listed = api.get("/accounts", params={"domains": d}).json()["data"]["data"]
+    assert len(listed) == 1

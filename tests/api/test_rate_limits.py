@@ -134,6 +134,25 @@ class TestLimit:
         assert c.get("/api/v1/accounts", headers={"X-Api-Key": a}).status_code == 429
         assert c.get("/api/v1/accounts", headers={"X-Api-Key": b}).status_code == 200
 
+    def test_more_keys_do_not_multiply_the_workspaces_limit(
+        self, limited: Callable[..., TestClient]
+    ) -> None:
+        """Keys of one workspace draw from its bucket too (rate_limit_workspace_keys keys'
+        worth): minting keys, one per user, does not buy more requests."""
+        c = limited(rate_limit_per_minute=1, rate_limit_burst=2, rate_limit_workspace_keys=2)
+        name = f"rl-{uuid.uuid4().hex[:12]}"
+        keys = [new_key(c, name) for _ in range(5)]
+        answers = [c.get("/api/v1/accounts", headers={"X-Api-Key": k}) for k in keys * 2]
+        assert sum(r.status_code == 200 for r in answers) == 4  # 2 keys' worth of 2, not 10
+        refused = next(r for r in answers if r.status_code == 429)
+        assert (
+            "this workspace's API keys together: 2 requests a minute, bursts of 4"
+            in (refused.json()["customMessage"])
+        )
+        assert rate(refused)[:2] == (4, 0)
+        # Another workspace is not held back.
+        assert c.get("/api/v1/accounts", headers={"X-Api-Key": new_key(c)}).status_code == 200
+
     def test_a_workspace_sets_its_own(
         self, limited: Callable[..., TestClient], database_url: str
     ) -> None:
@@ -246,3 +265,42 @@ class TestBucketArithmetic:
             b"retry-after",
         ]
         assert b"retry-after" not in [n for n, _ in decide(q, 5.0, True).headers()]
+
+
+def test_idle_buckets_are_deleted_in_batches(engine: Any, is_postgres: bool) -> None:
+    """rate_buckets holds a row per key, workspace and guessing address ever seen: the
+    worker's hourly sweep deletes those idle an hour (full again, so nothing is lost)."""
+    from sqlalchemy import text
+
+    from intently.gate.ratelimit import DatabaseLimiter, sweep_buckets
+    from intently.worker import huey, sweep_rate_buckets
+
+    ws = 900_000 + uuid.uuid4().int % 100_000
+    now = time.time()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO rate_buckets (workspace_id, bucket, tokens, updated_at) "
+                "VALUES (:ws, :bucket, 1, :at)"
+            ),
+            [{"ws": ws, "bucket": f"addr:10.0.0.{n}", "at": now - 7200} for n in range(25)],
+        )
+    if is_postgres:  # a bucket in use, taken through the limiter itself
+        DatabaseLimiter(engine).take(ws, "key:live", Quota(60, 5))
+    else:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO rate_buckets (workspace_id, bucket, tokens, updated_at) "
+                    "VALUES (:ws, 'key:live', 4, :at)"
+                ),
+                {"ws": ws, "at": now},
+            )
+    assert sweep_buckets(engine, now=now, idle_s=3600, batch=10) >= 25
+    with engine.connect() as conn:
+        left = conn.execute(
+            text("SELECT bucket FROM rate_buckets WHERE workspace_id = :ws"), {"ws": ws}
+        ).scalars()
+        assert list(left) == ["key:live"]
+    task = sweep_rate_buckets.task_class()
+    assert task.name in {t.name for t in huey._registry.periodic_tasks}

@@ -16,6 +16,7 @@ from intently.client import (
     AsyncClient,
     AuthError,
     Client,
+    Conflict,
     ConnectionFailed,
     NotFound,
     RateLimited,
@@ -157,7 +158,7 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
             body |= {"message": "Too Many Requests" if step == 429 else "Error", "data": None}
         raw = json.dumps(body).encode()
         self.send_response(step)
-        if step == 429:
+        if step in (429, 409):  # 409 with Retry-After: an earlier try still runs
             self.send_header("Retry-After", "0")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
@@ -194,6 +195,18 @@ def test_writes_are_retried_with_one_idempotency_key(flaky: str) -> None:
         assert c.push_accounts([{"domain": "a.com", "name": "A"}])[0].status == "error"
     keys = {key for _, key in _Flaky.seen}
     assert len(_Flaky.seen) == 3 and len(keys) == 1 and None not in keys
+
+
+def test_a_write_still_running_on_the_server_is_waited_out(flaky: str) -> None:
+    """An earlier try of a long write (a scoring run) still runs: its 409s with
+    Retry-After are waited out by time, not counted against max_retries."""
+    _Flaky.script = [503, *[409] * 8, 200]
+    with Client(flaky, "k", backoff_s=0.01, max_retries=2) as c:
+        assert c.request("POST", "accounts", json={"accounts": []})["results"] == []
+    assert len(_Flaky.seen) == 10 and len({key for _, key in _Flaky.seen}) == 1
+    _Flaky.script = [409] * 50
+    with Client(flaky, "k", busy_timeout_s=0.2) as c, pytest.raises(Conflict):
+        c.request("POST", "accounts", json={"accounts": []})
 
 
 class _LosesFirstAnswer(httpx.BaseTransport):

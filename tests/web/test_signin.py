@@ -232,6 +232,44 @@ def test_the_throttle_forgets_after_its_window() -> None:
     time.sleep(0.25)
     assert t.retry_after("a@x.io", "1.2.3.4") == 0
     t.failed("b@x.io", "5.6.7.8")
-    t.succeeded("b@x.io")
+    t.succeeded("b@x.io", "5.6.7.8")
     t.failed("b@x.io", "5.6.7.8")
     assert t.retry_after("b@x.io", "5.6.7.8") == 0  # a success clears the email's count
+
+
+def test_failures_from_one_address_do_not_lock_the_user_out_of_another(
+    app: Any, engine: Any, make_workspace: Any
+) -> None:
+    """Ten wrong passwords from an attacker's address lock that address out of the account;
+    the user, from an address that has not failed, still signs in."""
+    ws = make_workspace()
+    create_user(engine, ws.name, f"joy@{D}", password="a long password")
+    attacker = TestClient(app, raise_server_exceptions=False, client=("203.0.113.9", 4000))
+    user = TestClient(app, raise_server_exceptions=False, client=("198.51.100.7", 4000))
+    for _ in range(10):
+        assert sign_in(attacker, f"joy@{D}", "a wrong guess").status_code == 401
+    assert sign_in(attacker, f"joy@{D}", "a long password").status_code == 429
+    assert sign_in(user, f"joy@{D}", "a long password").status_code == 303
+
+
+def test_an_address_guessing_many_accounts_is_slowed() -> None:
+    from intently.web.throttle import LoginThrottle
+
+    t = LoginThrottle(per_email=10, per_address=5)
+    for n in range(5):
+        t.failed(f"u{n}@x.io", "1.2.3.4")
+    assert t.retry_after("fresh@x.io", "1.2.3.4") > 0  # spraying: the address waits
+    assert t.retry_after("fresh@x.io", "5.6.7.8") == 0
+
+
+def test_an_account_under_attack_from_many_addresses_locks_the_guessers_only() -> None:
+    from intently.web.throttle import LoginThrottle
+
+    t = LoginThrottle(per_email=3, per_address=100)
+    for n in range(3):
+        t.failed("a@x.io", f"10.0.0.{n}")
+    # Each guessing address has failed for this account: the account's lock holds them.
+    assert all(t.retry_after("a@x.io", f"10.0.0.{n}") > 0 for n in range(3))
+    assert t.retry_after("a@x.io", "10.0.0.99") == 0  # a clean address is not held
+    t.failed("a@x.io", "10.0.0.99")
+    assert t.retry_after("a@x.io", "10.0.0.99") > 0  # until it fails too

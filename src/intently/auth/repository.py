@@ -49,6 +49,16 @@ def create_user(conn: Connection, workspace_id: int, email: str) -> str:
     return uid
 
 
+def lock_user(conn: Connection, workspace_id: int, user_id: str) -> None:
+    """Hold the user's row until the transaction ends (PostgreSQL; SQLite's writes are
+    serial already), so two key issues for one user run one after the other."""
+    conn.execute(
+        select(users.c.id)
+        .where(users.c.workspace_id == workspace_id, users.c.id == user_id)
+        .with_for_update()
+    )
+
+
 def revoke_user_keys(conn: Connection, workspace_id: int, user_id: str) -> None:
     conn.execute(
         update(api_keys)

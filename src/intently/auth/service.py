@@ -60,6 +60,10 @@ def _issue(conn: Connection, ws: int, email: str, key: str) -> str:
     uid = repo.user_id_by_email(conn, ws, email)
     if uid is None:
         uid = repo.create_user(conn, ws, email)
+    # Without the lock, two issues at once each revoke the keys they see and each insert
+    # theirs: two active keys. Locked, the second (its statements read afresh after the
+    # wait, READ COMMITTED) revokes the first's key.
+    repo.lock_user(conn, ws, uid)
     repo.revoke_user_keys(conn, ws, uid)
     prefix = key[: len(KEY_PREFIX) + 6]
     repo.insert_key(conn, ws, uid, hash_key(key), prefix)

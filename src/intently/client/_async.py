@@ -65,7 +65,7 @@ class AsyncClient(_Base):
     ) -> Any:
         """The envelope's `data` of a successful answer; else the error, raised."""
         headers = self._headers(method)
-        attempt = 0
+        attempt, busy_s = 0, 0.0
         while True:
             try:
                 response = await self._http.request(
@@ -75,11 +75,14 @@ class AsyncClient(_Base):
                 await asyncio.sleep(self._after_failure(exc, attempt, path))
                 attempt += 1
                 continue
-            data, wait = self._judge(response, attempt, path)
+            data, wait, busy = self._judge(response, attempt, path, busy_s)
             if wait < 0:
                 return data
             await asyncio.sleep(wait)
-            attempt += 1
+            if busy:
+                busy_s += wait
+            else:
+                attempt += 1
 
     async def list_accounts(
         self,

@@ -77,11 +77,15 @@ class _Base:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         concurrency: int = 1,
+        busy_timeout_s: float = 600.0,
     ):
         if concurrency < 1:
             raise ValueError(f"concurrency should be 1 or more; got {concurrency}")
         self.concurrency = concurrency
         self.max_retries = max_retries
+        # How long a write is waited for while an earlier try of it still runs on the
+        # server (409 with Retry-After): such answers do not use up max_retries.
+        self.busy_timeout_s = busy_timeout_s
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._http_options: dict[str, Any] = {
@@ -107,17 +111,24 @@ class _Base:
             raise ConnectionFailed(0, type(exc).__name__, str(exc), path) from exc
         return self._delay(attempt, None)
 
-    def _judge(self, response: httpx.Response, attempt: int, path: str) -> tuple[Any, float]:
-        """(data, -1) for a success; (None, wait) to try again; else the error, raised."""
+    def _judge(
+        self, response: httpx.Response, attempt: int, path: str, busy_s: float
+    ) -> tuple[Any, float, bool]:
+        """(data, -1, _) for a success; (None, wait, busy) to try again, busy when an
+        earlier try still runs; else the error, raised. `busy_s`: waited on busy so far."""
         if response.status_code < 400:
-            return response.json().get("data"), -1.0
+            return response.json().get("data"), -1.0, False
         retry_after = _retry_after(response)
         error = error_for(response.status_code, _json(response), path, retry_after)
         # A 409 with Retry-After: an earlier try of this write still runs on the server
-        # (its Idempotency-Key is taken); the next try gets its answer.
-        busy = response.status_code == 409 and retry_after is not None
-        if (busy or isinstance(error, RateLimited | ServerError)) and attempt < self.max_retries:
-            return None, self._delay(attempt, retry_after)
+        # (its Idempotency-Key is taken); a later try gets its answer. It may run for
+        # minutes (a scoring run), so it is waited out by time, not by tries.
+        if response.status_code == 409 and retry_after is not None:
+            if busy_s < self.busy_timeout_s:
+                return None, min(max(retry_after, 0.05), self.max_backoff_s), True
+            raise error
+        if isinstance(error, RateLimited | ServerError) and attempt < self.max_retries:
+            return None, self._delay(attempt, retry_after), False
         raise error
 
 
@@ -128,8 +139,8 @@ class Client(_Base):
     Retries connection failures, 429 (after Retry-After) and 5xx with exponential
     backoff and jitter, for GETs and for writes, which carry an Idempotency-Key set here
     (the same key on every try of one request, so a write runs once; a 409 saying an
-    earlier try still runs is waited out). Bulk helpers send `concurrency`
-    batches at once."""
+    earlier try still runs is waited out, up to `busy_timeout_s`). Bulk helpers send
+    `concurrency` batches at once."""
 
     def __init__(
         self,
@@ -163,7 +174,7 @@ class Client(_Base):
     ) -> Any:
         """The envelope's `data` of a successful answer; else the error, raised."""
         headers = self._headers(method)
-        attempt = 0
+        attempt, busy_s = 0, 0.0
         while True:
             try:
                 response = self._http.request(
@@ -173,11 +184,14 @@ class Client(_Base):
                 time.sleep(self._after_failure(exc, attempt, path))
                 attempt += 1
                 continue
-            data, wait = self._judge(response, attempt, path)
+            data, wait, busy = self._judge(response, attempt, path, busy_s)
             if wait < 0:
                 return data
             time.sleep(wait)
-            attempt += 1
+            if busy:
+                busy_s += wait
+            else:
+                attempt += 1
 
     # ---- accounts --------------------------------------------------------------------
 

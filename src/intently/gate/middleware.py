@@ -10,7 +10,6 @@ their response stored for replay (`gate.idempotency`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -22,7 +21,7 @@ from starlette.requests import Request
 
 from intently.auth.service import Caller, authenticate
 from intently.gate import idempotency
-from intently.gate.ratelimit import ANONYMOUS_WORKSPACE, Quota, make_limiter
+from intently.gate.ratelimit import ANONYMOUS_WORKSPACE, Quota, Take, make_limiter
 from intently.kit.body import read_limited
 from intently.kit.db import before_commit, database_unavailable
 from intently.kit.envelope import envelope_response
@@ -68,6 +67,7 @@ class Gate:
         self.collector = Quota(
             settings.rate_limit_collector_per_minute, settings.rate_limit_collector_burst
         )
+        self.heartbeat = idempotency.Heartbeat(engine, settings.idempotency_stale_s * 1_000_000)
 
     def admit(self, state: dict[str, Any], key: str | None, address: str) -> Caller:
         """The caller of this request (once per request), or 401/429."""
@@ -87,7 +87,14 @@ class Gate:
             )
             raise
         quota = Quota(*caller.rate_limit) if caller.rate_limit is not None else self.api
-        self._take(state, caller.workspace_id, f"key:{caller.key_id}", quota, "this API key")
+        times = self.settings.rate_limit_workspace_keys
+        together = Quota(quota.per_minute * times, quota.burst * times)
+        self._take_all(
+            state,
+            caller.workspace_id,
+            [(f"key:{caller.key_id}", quota), ("workspace", together)],
+            ["this API key", "this workspace's API keys together"],
+        )
         state[CALLER] = caller
         return caller
 
@@ -96,15 +103,25 @@ class Gate:
         self._take(state, workspace_id, "collector", self.collector, "this write key")
 
     def _take(self, state: dict[str, Any], ws: int, bucket: str, quota: Quota, what: str) -> None:
-        if quota.off:
+        self._take_all(state, ws, [(bucket, quota)], [what])
+
+    def _take_all(
+        self, state: dict[str, Any], ws: int, takes: list[Take], whats: list[str]
+    ) -> None:
+        """A token from each bucket (`whats` names them), or 429 naming the one that
+        refused; the headers describe the bucket with the fewest requests left."""
+        if takes[0][1].off:
             return
-        decision = self.limiter.take(ws, bucket, quota)
-        state[DECISION] = decision
-        if not decision.allowed:
+        decisions = self.limiter.take_all(ws, takes)
+        last = decisions[-1]
+        if not last.allowed:
+            state[DECISION] = last
+            quota, what = takes[len(decisions) - 1][1], whats[len(decisions) - 1]
             raise TooManyRequests(
                 f"Rate limit exceeded for {what}: {quota.per_minute} requests a minute, "
-                f"bursts of {quota.burst}; retry in {decision.retry_after_s} s"
+                f"bursts of {quota.burst}; retry in {last.retry_after_s} s"
             )
+        state[DECISION] = min(decisions, key=lambda d: d.remaining)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -175,6 +192,7 @@ class GateMiddleware:
                 now=now_us(),
                 ttl_us=settings.idempotency_ttl_s * 1_000_000,
                 stale_us=settings.idempotency_stale_s * 1_000_000,
+                held=gate.heartbeat.holds,
             )
             if claim.verdict == "mismatch":
                 raise UnprocessableEntity(
@@ -182,15 +200,24 @@ class GateMiddleware:
                     "send a new key with a new request"
                 )
             if claim.verdict == "lost":
+                # Its claim lapsed after its work committed: the request stopped (its
+                # process, or its connection to the database) before storing its answer.
                 raise Conflict(
-                    f"The request with Idempotency-Key '{key}' was carried out, but the server "
-                    "stopped before its answer was stored; its changes are saved: read them "
-                    "back instead of sending it again"
+                    f"The request with Idempotency-Key '{key}' was carried out and its changes "
+                    "are saved, but its answer was not stored (it stopped before answering); "
+                    "read the changes back instead of sending it again"
+                )
+            if claim.verdict == "failed":
+                raise Conflict(
+                    f"The request with Idempotency-Key '{key}' was carried out in part: it "
+                    "saved changes, then failed with a server error, so it is not run again "
+                    "with this key; read the changes back, and send it with a new key if it "
+                    "still needs doing"
                 )
             if claim.verdict == "busy":
                 raise StillRunning(
                     f"A request with Idempotency-Key '{key}' is still being processed; "
-                    "retry it shortly"
+                    "retry it shortly (Retry-After) to get its answer"
                 )
         except IntentlyError as exc:
             await _answer_error(scope, send, exc)
@@ -203,11 +230,17 @@ class GateMiddleware:
         if claim.verdict == "replay" and claim.stored is not None:
             await _replay(send, claim.stored)
             return
-        await self._run_once(scope, receive, send, body, ws, key, fp)
+        heartbeat = gate.heartbeat
+        heartbeat.hold(ws, key, claim.token)
+        try:
+            await self._run_once(scope, receive, send, body, ws, key, claim.token)
+        finally:
+            heartbeat.drop(ws, key, claim.token)
 
     async def _run_once(
-        self, scope: Scope, receive: Receive, send: Send, body: bytes, ws: int, key: str, fp: str
+        self, scope: Scope, receive: Receive, send: Send, body: bytes, ws: int, key: str, token: int
     ) -> None:
+        """Run the request that holds claim `token`, and store its answer or drop the claim."""
         engine = self.gate.engine
         given = False
 
@@ -235,39 +268,26 @@ class GateMiddleware:
                 finished = not message.get("more_body", False)
             await send(message)
 
-        # Created before the hook is set: the renewals' own writes must not mark the work.
-        renewing = asyncio.create_task(self._renew(ws, key, fp))
-        hook = before_commit.set(lambda conn: idempotency.mark_committed(conn, ws, key, fp))
+        hook = before_commit.set(lambda conn: idempotency.mark_committed(conn, ws, key, token))
         try:
             await self.app(scope, replay_receive, capture)
         except BaseException:
-            await run_in_threadpool(_release_quietly, engine, ws, key, fp)
+            before_commit.reset(hook)  # the release's own write must not mark the work
+            await run_in_threadpool(_release_quietly, engine, ws, key, token)
             raise
-        finally:
-            before_commit.reset(hook)
-            renewing.cancel()
+        before_commit.reset(hook)
         if finished and idempotency.storable(status):
             await run_in_threadpool(
-                idempotency.complete, engine, ws, key, fp, status, ctype, b"".join(chunks)
+                idempotency.complete, engine, ws, key, token, status, ctype, b"".join(chunks)
             )
         else:
-            await run_in_threadpool(_release_quietly, engine, ws, key, fp)
-
-    async def _renew(self, ws: int, key: str, fp: str) -> None:
-        """Keep the claim alive while the request runs (a dead process stops renewing)."""
-        stale_us = self.gate.settings.idempotency_stale_s * 1_000_000
-        while True:
-            await asyncio.sleep(stale_us / 3_000_000)
-            with contextlib.suppress(DBAPIError):
-                await run_in_threadpool(
-                    idempotency.renew, self.gate.engine, ws, key, fp, now_us() + stale_us
-                )
+            await run_in_threadpool(_release_quietly, engine, ws, key, token)
 
 
-def _release_quietly(engine: Engine, ws: int, key: str, fp: str) -> None:
+def _release_quietly(engine: Engine, ws: int, key: str, token: int) -> None:
     # With the database down the claim stays; it lapses after idempotency_stale_s.
     with contextlib.suppress(DBAPIError):
-        idempotency.release(engine, ws, key, fp)
+        idempotency.release(engine, ws, key, token)
 
 
 async def _answer_error(scope: Scope, send: Send, exc: IntentlyError) -> None:
@@ -339,5 +359,8 @@ def document_gate(method: str, operation: dict[str, Any]) -> None:
                 "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.KEY_MAX},
             }
         )
-        responses["409"] = {"description": "A request with this Idempotency-Key still runs."}
+        responses["409"] = {
+            "description": "A request with this Idempotency-Key still runs (with Retry-After: "
+            "try again), or ran and its answer was not stored (read its changes back)."
+        }
         responses["422"] = {"description": "This Idempotency-Key was used with another request."}

@@ -1,4 +1,5 @@
-"""Token buckets: one per API key, per collector write key, and per address without a key.
+"""Token buckets: one per API key and one per workspace (which all its keys draw from),
+per collector write key, and per address without a key.
 
 A bucket holds at most `burst` tokens and refills at `per_minute / 60` a second; a request
 takes one token or is refused with the seconds until one is back. On SQLite (one serving
@@ -12,14 +13,21 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import text
+from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.engine import Engine
 
+from intently.gate.tables import rate_buckets
+from intently.kit.db import write_tx
+
 ANONYMOUS_WORKSPACE = 0  # the buckets of requests without a valid key
+# Buckets untouched this long are deleted (`sweep_buckets`, and the memory limiter's own
+# sweep). Every default bucket refills within a minute, so an idle one is full and its
+# row says nothing; a bucket set to refill slower than this starts full again.
+IDLE_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +73,22 @@ def decide(quota: Quota, tokens: float, allowed: bool) -> Decision:
     return Decision(allowed, quota.burst, math.floor(tokens), reset, retry)
 
 
+Take = tuple[str, Quota]  # a bucket of the workspace and its quota
+
+
 class Limiter(Protocol):
     def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision: ...
+
+    def take_all(self, workspace_id: int, takes: Sequence[Take]) -> list[Decision]:
+        """A token from each bucket in turn, stopping at the first that refuses: the
+        decisions so far, the last one the refusal if any."""
+        ...
 
 
 class MemoryLimiter:
     """Buckets in this process: right for SQLite, where one process serves."""
 
-    # Buckets untouched this long are full again and may be forgotten.
-    _IDLE_S = 3600.0
+    _IDLE_S = IDLE_S
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -82,18 +97,26 @@ class MemoryLimiter:
         self._swept = self._clock()
 
     def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision:
+        return self.take_all(workspace_id, [(bucket, quota)])[0]
+
+    def take_all(self, workspace_id: int, takes: Sequence[Take]) -> list[Decision]:
         now = self._clock()
-        key = (workspace_id, bucket)
+        out = []
         with self._lock:
-            tokens, at = self._buckets.get(key, (float(quota.burst), now))
-            tokens = min(float(quota.burst), tokens + (now - at) * quota.rate)
-            allowed = tokens >= 1.0
-            if allowed:
-                tokens -= 1.0
-            self._buckets[key] = (tokens, now)
+            for bucket, quota in takes:
+                key = (workspace_id, bucket)
+                tokens, at = self._buckets.get(key, (float(quota.burst), now))
+                tokens = min(float(quota.burst), tokens + (now - at) * quota.rate)
+                allowed = tokens >= 1.0
+                if allowed:
+                    tokens -= 1.0
+                self._buckets[key] = (tokens, now)
+                out.append(decide(quota, tokens, allowed))
+                if not allowed:
+                    break
             if now - self._swept > self._IDLE_S:
                 self._sweep(now)
-        return decide(quota, tokens, allowed)
+        return out
 
     def _sweep(self, now: float) -> None:
         self._swept = now
@@ -132,23 +155,51 @@ class DatabaseLimiter:
         self.engine = engine
 
     def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision:
-        params = {
-            "ws": workspace_id,
-            "bucket": bucket,
-            "burst": float(quota.burst),
-            "rate": quota.rate,
-        }
+        return self.take_all(workspace_id, [(bucket, quota)])[0]
+
+    def take_all(self, workspace_id: int, takes: Sequence[Take]) -> list[Decision]:
+        # One connection and one transaction for all of them. Every request takes its
+        # key's bucket before its workspace's, so two transactions never wait on each
+        # other's rows crosswise.
+        out = []
         with self.engine.connect() as conn:
-            row = conn.execute(_TAKE, params).first()
-            if row is not None:
-                conn.commit()
-                return decide(quota, float(row[0]), True)
-            peek = conn.execute(_PEEK, params).first()
+            for bucket, quota in takes:
+                params = {
+                    "ws": workspace_id,
+                    "bucket": bucket,
+                    "burst": float(quota.burst),
+                    "rate": quota.rate,
+                }
+                row = conn.execute(_TAKE, params).first()
+                if row is not None:
+                    out.append(decide(quota, float(row[0]), True))
+                    continue
+                peek = conn.execute(_PEEK, params).first()
+                out.append(decide(quota, float(peek[0]) if peek is not None else 0.0, False))
+                break
             conn.commit()
-        return decide(quota, float(peek[0]) if peek is not None else 0.0, False)
+        return out
 
 
 def make_limiter(engine: Engine) -> Limiter:
     if engine.dialect.name == "sqlite":
         return MemoryLimiter()
     return DatabaseLimiter(engine)
+
+
+def sweep_buckets(engine: Engine, *, now: float, idle_s: float = IDLE_S, batch: int = 5000) -> int:
+    """Delete the buckets of `rate_buckets` idle for `idle_s` (seconds since the epoch,
+    `now`), `batch` rows a transaction so that no sweep holds many locks; how many."""
+    stale = (
+        select(rate_buckets.c.workspace_id, rate_buckets.c.bucket)
+        .where(rate_buckets.c.updated_at < now - idle_s)
+        .limit(batch)
+    )
+    key = tuple_(rate_buckets.c.workspace_id, rate_buckets.c.bucket)
+    removed = 0
+    while True:
+        with write_tx(engine) as conn:
+            done = int(conn.execute(delete(rate_buckets).where(key.in_(stale))).rowcount or 0)
+        removed += done
+        if done < batch:
+            return removed

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from intently import pipeline
 from intently.auth.endpoints import CallerDep
+from intently.gate.idempotency import redoable
 from intently.kit.errors import validation_error
 from intently.kit.pagination import parse_limit
 from intently.kit.validation import validate
@@ -33,7 +34,9 @@ def router() -> APIRouter:
     def start_run(request: Request, st: State, caller: CallerDep, body: JsonBody) -> Response:
         """Score now: every account (`full`) or those touched since the last run."""
         full = validate(RunIn, body).full
-        summary = pipeline.run_scoring(st.engine, caller.workspace_id, full=full)
+        # A run recomputes scores: a retry of a run that failed or died runs it again.
+        with redoable():
+            summary = pipeline.run_scoring(st.engine, caller.workspace_id, full=full)
         return ok(request, summary.as_dict())
 
     @r.get("/scoring/runs", openapi_extra=query_doc(LIMIT_DOC))

@@ -117,7 +117,7 @@ def login(
             error="That email and password do not match a user.",
             status_code=401,
         )
-    throttle.succeeded(email)
+    throttle.succeeded(email, address)
     if len(matches) > 1:
         return _login_page(
             request,
