@@ -114,22 +114,45 @@ def fetch_all(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[
         cur.execute(sql, params)
         return list(cur.fetchall())
     except conn.dialect.loaded_dbapi.Error as exc:
-        # The driver's own error, as SQLAlchemy's would be: a connection lost to a database
-        # restart is invalidated (not handed out again) and the request answers 503.
-        gone = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cur)
-        if gone:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            sql,
-            params,
-            exc,
-            conn.dialect.loaded_dbapi.Error,
-            hide_parameters=True,
-            connection_invalidated=gone,
-            dialect=conn.dialect,
-        ) from exc
+        raise _driver_error(conn, cur, sql, params, exc) from exc
     finally:
         cur.close()
+
+
+def iter_rows(
+    conn: Connection, sql: str, params: tuple[Any, ...] = (), *, chunk: int = 16
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of a hand-written query, `chunk` at a time from the driver's cursor, for a
+    reader that may stop early: rows it does not take are never made (SQLite) or never
+    turned into Python objects (PostgreSQL, where the driver holds the whole result)."""
+    cur = conn.connection.cursor()
+    try:
+        cur.execute(sql, params)
+        while rows := cur.fetchmany(chunk):
+            yield from rows
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _driver_error(conn, cur, sql, params, exc) from exc
+    finally:
+        cur.close()
+
+
+def _driver_error(
+    conn: Connection, cur: Any, sql: str, params: tuple[Any, ...], exc: Any
+) -> Exception:
+    """The driver's own error, as SQLAlchemy's would be: a connection lost to a database
+    restart is invalidated (not handed out again) and the request answers 503."""
+    gone = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cur)
+    if gone:
+        conn.invalidate(exc)
+    return DBAPIError.instance(
+        sql,
+        params,
+        exc,
+        conn.dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=gone,
+        dialect=conn.dialect,
+    )
 
 
 def json_param(value: Any) -> str:

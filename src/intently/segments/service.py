@@ -140,7 +140,7 @@ def preview(engine: Engine, ws: int, body: PreviewIn) -> dict[str, Any]:
         count, sample_ids = repo.matching(
             conn, ws, compile_rule(rule, ws, ctx, conn.dialect.name), body.sampleSize
         )
-        rows = (
+        rows, _ = (
             accounts_repo.page(
                 conn,
                 ws,
@@ -150,12 +150,9 @@ def preview(engine: Engine, ws: int, body: PreviewIn) -> dict[str, Any]:
                 keys=cf_repo.active_keys(conn, ws),
             )
             if sample_ids
-            else []
+            else ([], False)
         )
-    return {
-        "count": count,
-        "sample": items_json(rows[: len(sample_ids)]),
-    }
+    return {"count": count, "sample": items_json(rows)}
 
 
 def refresh(engine: Engine, ws: int, sid: str | None = None) -> dict[str, Any]:
@@ -292,11 +289,9 @@ def members_page(
             after, sync_us = c.after, c.sync_us
         else:
             after, sync_us = "", read_clock(conn, ws)
-        rows = accounts_repo.page(
+        rows, more = accounts_repo.page(
             conn, ws, after=after, limit=limit, segment_id=sid, keys=cf_repo.active_keys(conn, ws)
         )
-    more = len(rows) > limit
-    rows = rows[:limit]
     data = items_json(rows)
     next_cursor = (
         codec.encode(Cursor("segment-members:" + sid, ws, rows[-1][0], sync_us)) if more else None
