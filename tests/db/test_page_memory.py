@@ -7,7 +7,8 @@ from __future__ import annotations
 import tracemalloc
 from typing import Any
 
-from intently.accounts import service
+from intently.accounts import repository, service
+from intently.kit.db import read_tx
 from intently.kit.envelope import envelope_response
 from intently.kit.pagination import PAGE_BYTES
 from tests.api.test_large_pages import NOTE, seed_large_accounts
@@ -43,3 +44,17 @@ def test_a_page_of_large_accounts_holds_few_copies_of_its_items(
     peak, size = peak_of_page(app, workspace)
     assert size <= PAGE_BYTES + 2 * NOTE
     assert peak <= MOST_COPIES * size, f"peak {peak:,} B for a body of {size:,} B"
+
+
+def test_a_page_stopped_by_its_budget_leaves_the_transaction_usable(
+    engine: Any, workspace: Workspace
+) -> None:
+    # The rows past the budget are left unread; on PostgreSQL a cancelled query would
+    # abort the transaction the page was read in.
+    seed_large_accounts(workspace.api, n=200, note=10)
+    with read_tx(engine) as conn:
+        rows, more = repository.page(conn, workspace.id, after="", limit=1000, keys=[], budget=1)
+        assert len(rows) == 1 and more
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        rows, more = repository.page(conn, workspace.id, after="", limit=1000, keys=[])
+        assert len(rows) == 200 and not more

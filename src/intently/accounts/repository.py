@@ -304,13 +304,19 @@ def page(
     )
     rows: list[tuple[str, str]] = []
     size = 0
-    # limit + 1 rows are asked for: reading the one past the page tells that more follow.
+    more = False
     for aid, item in iter_rows(conn, sql, (keys_param, *params)):
-        if len(rows) == limit or size >= budget:
-            return rows, True
-        rows.append((aid, item))
-        size += len(item)
-    return rows, False
+        if len(rows) == limit:
+            # The query's last row (limit + 1 are asked for) tells that more follow; it
+            # is read to the end, as stopping a query early costs PostgreSQL a cancel.
+            more = True
+        elif size >= budget:
+            more = True
+            break  # the rest of the rows are never read
+        else:
+            rows.append((aid, item))
+            size += len(item)
+    return rows, more
 
 
 def missing_external_ids(conn: Connection, ws: int, limit: int) -> list[Any]:

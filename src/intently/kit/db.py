@@ -122,14 +122,28 @@ def fetch_all(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[
 def iter_rows(
     conn: Connection, sql: str, params: tuple[Any, ...] = (), *, chunk: int = 16
 ) -> Iterator[tuple[Any, ...]]:
-    """Rows of a hand-written query, `chunk` at a time from the driver's cursor, for a
-    reader that may stop early: rows it does not take are never made (SQLite) or never
-    turned into Python objects (PostgreSQL, where the driver holds the whole result)."""
+    """Rows of a hand-written query, `chunk` at a time from the driver, for a reader that
+    may stop early and must not hold the whole result: on SQLite the rows it does not
+    take are never made; on PostgreSQL they arrive and are dropped a chunk at a time."""
     cur = conn.connection.cursor()
     try:
-        cur.execute(sql, params)
-        while rows := cur.fetchmany(chunk):
-            yield from rows
+        # psycopg's chunked mode needs libpq 17 (psycopg[binary] ships a newer one).
+        chunked = conn.dialect.name != "sqlite" and conn.dialect.loaded_dbapi.pq.version() >= 170000
+        if not chunked:
+            cur.execute(sql, params)
+            while rows := cur.fetchmany(chunk):
+                yield from rows
+        else:
+            stream = cur.stream(sql, params, size=chunk)
+            try:
+                # Not `yield from`: closing this generator would close psycopg's too.
+                for row in stream:  # noqa: UP028
+                    yield row
+            finally:
+                # A reader that stopped early: read the rest rather than let psycopg
+                # cancel the query, which would abort the caller's transaction.
+                for _ in stream:
+                    pass
     except conn.dialect.loaded_dbapi.Error as exc:
         raise _driver_error(conn, cur, sql, params, exc) from exc
     finally:
