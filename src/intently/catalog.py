@@ -38,3 +38,8 @@ SCORE_LABELS: dict[str, str] = {
     "rtp_g2_intent_score": "G2 intent score",
     "rtp_advertising_activity_score": "Advertising activity score",
 }
+
+# The largest value one signal may carry (POST /signals; importers stay within it too: a
+# Bombora score is 0 to 100, a G2 event 1, a LinkedIn day's count far below). Values are
+# never negative: a score adds up points per unit of value and caps only from above.
+MAX_SIGNAL_VALUE = 1_000_000

@@ -4,6 +4,7 @@ and the `customFields` object of account items (spec sections 9 and 10)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -274,6 +275,28 @@ def test_delete_deactivates_the_field(api: Api) -> None:
     assert body["data"]["key"] == "REVENUE_(USD)_C"
     assert body["data"]["status"] == "inactive"
     assert list_fields(api) == []
+
+
+@pytest.mark.parametrize(
+    ("label", "key"),
+    [("Cost/Revenue", "COST/REVENUE_C"), ("a/../b", "A/../B_C"), ("50% off? #1", "50%_OFF?_#1_C")],
+)
+def test_a_key_with_slashes_or_reserved_characters_can_be_deleted(
+    api: Api, label: str, key: str
+) -> None:
+    # Keys keep the label's characters (spec E8); a key with `/` must still be removable.
+    assert create_field(api, label=label, labelType="number")["key"] == key
+    r = api.delete("/accounts/custom-fields/" + quote(key, safe=""))
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["key"] == key and r.json()["data"]["status"] == "inactive"
+    assert list_fields(api) == []
+
+
+def test_a_key_with_a_slash_can_be_deleted_unencoded(api: Api) -> None:
+    create_field(api, label="In/Out", labelType="number")
+    assert api.delete("/accounts/custom-fields/IN/OUT_C").status_code == 200
+    again = api.delete("/accounts/custom-fields/IN/OUT_C")
+    assert again.json()["customMessage"] == "Custom field 'IN/OUT_C' not found"
 
 
 def test_delete_unknown_or_inactive_key_is_404(api: Api) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from intently.catalog import MAX_SIGNAL_VALUE
 from intently.signals.store import ingest_run
 from tests.support.api import Api, Workspace
 from tests.support.data import push_account
@@ -117,6 +118,22 @@ def test_a_shape_error_rejects_the_whole_batch(api: Api, prop: str, value: Any) 
     assert err["property"] == prop and err["path"] == f"signals.1.{prop}"
     # Nothing of the batch was written: the valid first item is still new.
     assert push(api, signal(id="ok"))[0]["status"] == "created"
+
+
+@pytest.mark.parametrize("value", [-1.7e308, -1.0, 1.7e308, MAX_SIGNAL_VALUE * 2.0])
+def test_a_value_out_of_range_is_refused_naming_it(api: Api, value: float) -> None:
+    # A negative or huge value would drive the account score far outside 0 to 100.
+    r = api.post("/signals", json={"signals": [signal(id="ok"), signal(value=value)]})
+    [err] = validation_data(r)
+    assert err["property"] == "value" and err["path"] == "signals.1.value"
+    [text] = err["constraints"].values()
+    assert text.startswith("value must be a number from 0 to 1000000") and repr(value) in text
+    assert push(api, signal(id="ok"))[0]["status"] == "created"
+
+
+def test_values_at_the_bounds_are_accepted(api: Api) -> None:
+    got = push(api, signal(id="low", value=0), signal(id="high", value=MAX_SIGNAL_VALUE))
+    assert [r["status"] for r in got] == ["created", "created"]
 
 
 @pytest.mark.parametrize("prop", ["domain", "source", "type", "occurredAt"])

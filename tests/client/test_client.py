@@ -339,6 +339,10 @@ def test_extension_methods(api: Client) -> None:
     assert [f["key"] for f in api.list_custom_fields()] == ["TIER_C"]
     api.delete_custom_field("TIER_C")
     assert api.list_custom_fields() == []
+    # A key keeps the label's characters, `/`, `?` and `#` included.
+    odd = api.create_custom_field("a/../b?c#d", "number")["key"]
+    api.delete_custom_field(odd)
+    assert api.list_custom_fields() == []
 
 
 def test_async_extension_methods(app: Any, workspace: Workspace) -> None:
@@ -363,6 +367,9 @@ def test_async_extension_methods(app: Any, workspace: Workspace) -> None:
             assert (await api.account_score(acme))["rtp_aid"] == acme
             assert (await api.create_custom_field("Tier", "number"))["key"] == "TIER_C"
             await api.delete_custom_field("TIER_C")
+            assert await api.list_custom_fields() == []
+            odd = (await api.create_custom_field("a/../b?c#d", "number"))["key"]
+            await api.delete_custom_field(odd)
             assert await api.list_custom_fields() == []
 
     _run(scenario)

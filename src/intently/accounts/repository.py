@@ -10,7 +10,8 @@ from sqlalchemy.engine import Connection
 
 from intently.accounts.tables import accounts as a
 from intently.catalog import SCORE_COLUMNS
-from intently.kit.db import fetch_all, in_values, json_param, json_value, param_marker
+from intently.kit.db import fetch_all, in_values, iter_rows, json_param, json_value, param_marker
+from intently.kit.pagination import PAGE_BYTES
 from intently.segments.tables import segment_members as sm
 
 # The fields both databases render the same way, as JSON object arguments.
@@ -268,11 +269,13 @@ def page(
     segment_id: str | None = None,
     ids: list[str] | None = None,
     keys: list[str],
-) -> list[tuple[str, str]]:
-    """One keyset page of (rtp_aid, E1 JSON item) in rtp_aid order; limit + 1 rows tells
-    whether a next page exists.
+    budget: int = PAGE_BYTES,
+) -> tuple[list[tuple[str, str]], bool]:
+    """One keyset page of (rtp_aid, E1 JSON item) in rtp_aid order, and whether more follow.
 
-    Hand-written SQL through the driver: this is the API's hottest read.
+    The page ends early once its items reach `budget` characters (custom fields can make
+    one account megabytes); it always holds at least one. Hand-written SQL through the
+    driver: this is the API's hottest read.
     """
     m = param_marker(conn)
     where = [f"workspace_id = {m}", f"id > {m}"]
@@ -299,7 +302,21 @@ def page(
         f"SELECT id, {item} FROM accounts WHERE {' AND '.join(where)} "
         f"ORDER BY id LIMIT {int(limit) + 1}"
     )
-    return [(r[0], r[1]) for r in fetch_all(conn, sql, (keys_param, *params))]
+    rows: list[tuple[str, str]] = []
+    size = 0
+    more = False
+    for aid, item in iter_rows(conn, sql, (keys_param, *params)):
+        if len(rows) == limit:
+            # The query's last row (limit + 1 are asked for) tells that more follow; it
+            # is read to the end, as stopping a query early costs PostgreSQL a cancel.
+            more = True
+        elif size >= budget:
+            more = True
+            break  # the rest of the rows are never read
+        else:
+            rows.append((aid, item))
+            size += len(item)
+    return rows, more
 
 
 def missing_external_ids(conn: Connection, ws: int, limit: int) -> list[Any]:

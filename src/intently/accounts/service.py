@@ -46,7 +46,7 @@ def list_accounts(
             domains = c.filters.get("domains")
         else:
             after, sync_us = "", read_clock(conn, ws)
-        rows = repo.page(
+        rows, more = repo.page(
             conn,
             ws,
             after=after,
@@ -55,8 +55,6 @@ def list_accounts(
             domains=domains,
             keys=cf_repo.active_keys(conn, ws),
         )
-    more = len(rows) > limit
-    rows = rows[:limit]
     next_cursor = None
     if more:
         filters: dict[str, Any] = {}

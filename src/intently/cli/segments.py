@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import msgspec
 import typer
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -147,7 +148,9 @@ def preview(
         data = segments_service.preview(
             eng, workspace_id(eng, workspace), validate(PreviewIn, body)
         )
-    print_json({"count": data["count"], "sample": json.loads(bytes(data["sample"]))})
+    print_json(
+        {"count": data["count"], "sample": msgspec.json.decode(msgspec.json.encode(data["sample"]))}
+    )
 
 
 @segments_app.command("refresh")

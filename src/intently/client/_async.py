@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -163,7 +164,7 @@ class AsyncClient(_Base):
         return dict(data[0] if isinstance(data, list) else data)
 
     async def delete_custom_field(self, key: str) -> Any:
-        return await self.request("DELETE", f"accounts/custom-fields/{key}")
+        return await self.request("DELETE", f"accounts/custom-fields/{quote(key, safe='')}")
 
     async def list_segments(self) -> list[dict[str, Any]]:
         data = await self.request("GET", "segments")

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -292,7 +293,7 @@ class Client(_Base):
 
     def delete_custom_field(self, key: str) -> Any:
         """Deactivate a custom field (its values are kept, hidden)."""
-        return self.request("DELETE", f"accounts/custom-fields/{key}")
+        return self.request("DELETE", f"accounts/custom-fields/{quote(key, safe='')}")
 
     # ---- extensions: one account ---------------------------------------------------------
 

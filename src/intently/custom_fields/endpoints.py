@@ -26,7 +26,9 @@ def router() -> APIRouter:
         """E9: the workspace's active account custom fields."""
         return ok(request, await run_read(st, service.list_active, st.engine, caller.workspace_id))
 
-    @r.delete("/accounts/custom-fields/{key}")
+    # `:path`: a key keeps its label's characters, `/` included, and a client may send the
+    # slash as it is or encoded (the server decodes %2F before routing).
+    @r.delete("/accounts/custom-fields/{key:path}")
     def delete_custom_field(request: Request, key: str, st: State, caller: CallerDep) -> Response:
         """Deactivate a custom field; its values are kept, hidden, until it is re-created."""
         return ok(request, service.deactivate(st.engine, caller.workspace_id, key))

@@ -116,22 +116,59 @@ def fetch_all(conn: Connection, sql: str, params: tuple[Any, ...] = ()) -> list[
         cur.execute(sql, params)
         return list(cur.fetchall())
     except conn.dialect.loaded_dbapi.Error as exc:
-        # The driver's own error, as SQLAlchemy's would be: a connection lost to a database
-        # restart is invalidated (not handed out again) and the request answers 503.
-        gone = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cur)
-        if gone:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            sql,
-            params,
-            exc,
-            conn.dialect.loaded_dbapi.Error,
-            hide_parameters=True,
-            connection_invalidated=gone,
-            dialect=conn.dialect,
-        ) from exc
+        raise _driver_error(conn, cur, sql, params, exc) from exc
     finally:
         cur.close()
+
+
+def iter_rows(
+    conn: Connection, sql: str, params: tuple[Any, ...] = (), *, chunk: int = 16
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of a hand-written query, `chunk` at a time from the driver, for a reader that
+    may stop early and must not hold the whole result: on SQLite the rows it does not
+    take are never made; on PostgreSQL they arrive and are dropped a chunk at a time."""
+    cur = conn.connection.cursor()
+    try:
+        # psycopg's chunked mode needs libpq 17 (psycopg[binary] ships a newer one).
+        chunked = conn.dialect.name != "sqlite" and conn.dialect.loaded_dbapi.pq.version() >= 170000
+        if not chunked:
+            cur.execute(sql, params)
+            while rows := cur.fetchmany(chunk):
+                yield from rows
+        else:
+            stream = cur.stream(sql, params, size=chunk)
+            try:
+                # Not `yield from`: closing this generator would close psycopg's too.
+                for row in stream:  # noqa: UP028
+                    yield row
+            finally:
+                # A reader that stopped early: read the rest rather than let psycopg
+                # cancel the query, which would abort the caller's transaction.
+                for _ in stream:
+                    pass
+    except conn.dialect.loaded_dbapi.Error as exc:
+        raise _driver_error(conn, cur, sql, params, exc) from exc
+    finally:
+        cur.close()
+
+
+def _driver_error(
+    conn: Connection, cur: Any, sql: str, params: tuple[Any, ...], exc: Any
+) -> Exception:
+    """The driver's own error, as SQLAlchemy's would be: a connection lost to a database
+    restart is invalidated (not handed out again) and the request answers 503."""
+    gone = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cur)
+    if gone:
+        conn.invalidate(exc)
+    return DBAPIError.instance(
+        sql,
+        params,
+        exc,
+        conn.dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=gone,
+        dialect=conn.dialect,
+    )
 
 
 def json_param(value: Any) -> str:

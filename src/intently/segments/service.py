@@ -155,7 +155,7 @@ def preview(
         )
         with limit:
             count, sample_ids = repo.matching(conn, ws, cond, body.sampleSize)
-        rows = (
+        rows, _ = (
             accounts_repo.page(
                 conn,
                 ws,
@@ -165,12 +165,9 @@ def preview(
                 keys=cf_repo.active_keys(conn, ws),
             )
             if sample_ids
-            else []
+            else ([], False)
         )
-    return {
-        "count": count,
-        "sample": items_json(rows[: len(sample_ids)]),
-    }
+    return {"count": count, "sample": items_json(rows)}
 
 
 def refresh(engine: Engine, ws: int, sid: str | None = None) -> dict[str, Any]:
@@ -312,11 +309,9 @@ def members_page(
             after, sync_us = c.after, c.sync_us
         else:
             after, sync_us = "", read_clock(conn, ws)
-        rows = accounts_repo.page(
+        rows, more = accounts_repo.page(
             conn, ws, after=after, limit=limit, segment_id=sid, keys=cf_repo.active_keys(conn, ws)
         )
-    more = len(rows) > limit
-    rows = rows[:limit]
     data = items_json(rows)
     next_cursor = (
         codec.encode(Cursor("segment-members:" + sid, ws, rows[-1][0], sync_us)) if more else None

@@ -273,8 +273,12 @@ def custom_source_names(conn: Connection, ws: int) -> list[str]:
 
 
 def add_custom_source(conn: Connection, ws: int, name: str, now: int) -> bool:
-    """True when it was new."""
-    if name in custom_source_names(conn, ws):
-        return False
-    conn.execute(insert(custom_sources), {"workspace_id": ws, "name": name, "created_at": now})
-    return True
+    """True when it was new. Concurrent registrations of one name: one inserts, the others
+    find it there (no unique violation)."""
+    m = param_marker(conn)
+    result = conn.exec_driver_sql(
+        f"INSERT INTO custom_sources (workspace_id, name, created_at) VALUES ({m}, {m}, {m}) "
+        "ON CONFLICT (workspace_id, name) DO NOTHING",
+        (ws, name, now),
+    )
+    return result.rowcount == 1

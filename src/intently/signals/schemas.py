@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, RootModel, field_validator
 
+from intently.catalog import MAX_SIGNAL_VALUE
 from intently.kit.validation import DomainStr, IsoDateStr, NonEmptyStr, Strict
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
@@ -19,8 +20,23 @@ class SignalPushItem(Strict):
     type: Annotated[NonEmptyStr, Field(max_length=48)]
     occurredAt: IsoDateStr
     topic: str | None = None
-    value: Annotated[float, Field(allow_inf_nan=False)] = 1.0
+    # The bound is checked by _value (its message names the value) and stated in the OpenAPI.
+    value: Annotated[
+        float,
+        Field(
+            allow_inf_nan=False,
+            json_schema_extra={"minimum": 0, "maximum": MAX_SIGNAL_VALUE},
+        ),
+    ] = 1.0
     id: str | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, v: float) -> float:
+        # The importers' bound: finite, never negative, and at most MAX_SIGNAL_VALUE.
+        if not 0.0 <= v <= MAX_SIGNAL_VALUE:
+            raise ValueError(f"value must be a number from 0 to {MAX_SIGNAL_VALUE}, not {v!r}")
+        return v
 
 
 class SignalsPush(Strict):

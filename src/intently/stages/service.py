@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from intently.events.repository import record as record_events
 from intently.events.schemas import Event
-from intently.kit.db import json_param, read_tx, tick, write_tx
+from intently.kit.db import json_param, lock_workspace, read_tx, tick, write_tx
 from intently.kit.errors import NotFound
 from intently.kit.ids import check_aid, new_id
 from intently.kit.timefmt import US_PER_DAY, US_PER_SECOND, format_ms, now_us
@@ -142,6 +142,9 @@ def put_stages(engine: Engine, ws: int, doc: Any) -> dict[str, Any]:
         fields = custom_field_types(conn, ws)
     definition = check_definition(doc, custom_fields=fields)
     with write_tx(engine) as conn:
+        # Concurrent saves would read the same version and the later insert would fail on
+        # the key (PostgreSQL): they take turns, and each makes a version of its own.
+        lock_workspace(conn, ws)
         version, _ = active_definition(conn, ws)
         repo.insert_stage_set(conn, ws, version + 1, definition, now_us())
     return {"version": version + 1, **definition}

@@ -72,8 +72,9 @@ SHOW = {
 }
 
 
-def _decode(raw: Any) -> list[dict[str, Any]]:
-    return list(msgspec.json.decode(bytes(raw)))
+def _decode(items: Any) -> list[dict[str, Any]]:
+    """Account items as the API sends them (a list of pre-rendered JSON) as dicts."""
+    return list(msgspec.json.decode(msgspec.json.encode(items)))
 
 
 @router.get("/segments/rule-row")
