@@ -38,6 +38,7 @@ from tests.support.api import Api, Workspace
 from tests.support.cli import intently
 from tests.support.data import push_account, signals_of
 from tests.support.fake_g2 import COMPANIES, Event, FakeG2, Script
+from tests.support.outbound import LOCAL, guarded
 
 HEADER = "Id,Time,Tag,Title,URL,Company Name,Company Domain"
 KEY = "g2-test-credentials-key-" + "x" * 16
@@ -419,7 +420,7 @@ def fake() -> Iterator[FakeG2]:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, credentials_key=KEY)
+    return Settings(database_url=database_url, credentials_key=KEY, outbound_allow=LOCAL)
 
 
 def connect(engine: Any, ws: int, base_url: str, token: str = TOKEN, **config: Any) -> None:
@@ -614,7 +615,7 @@ def test_a_timeout_is_retried(
     fake.script(Script(path="/api/v1/ahoy/remote-event-streams", status=200, delay=0.6))
     connect(engine, workspace.id, fake.url, initial_days=1)
     sleeps = Sleeps()
-    with httpx.Client(timeout=0.2) as client:
+    with guarded(settings, 0.2) as client:
         report = g2.pull(
             engine, workspace.id, settings=settings, client=client, sleep=sleeps, now=NOW
         )

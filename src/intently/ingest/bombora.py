@@ -287,6 +287,7 @@ MAX_WAIT_SECONDS = 3600.0
 # anew (it counts against the account's report quota) while it is younger than this.
 PENDING_MAX_AGE_US = US_PER_DAY
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+DEADLINE_S = 1800.0  # one request, the report download included
 
 
 class PullError(ConnectorError):
@@ -532,7 +533,7 @@ def pull(
     week_iso = monday.isoformat()
     state = dict(connection.state)
 
-    with http_client(client, TIMEOUT) as http:
+    with http_client(client, settings, TIMEOUT, DEADLINE_S) as http:
         api = BomboraApi(
             http, base_url, username, password, sleep=sleep, clock=clock, jitter=jitter
         )

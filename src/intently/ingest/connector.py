@@ -7,7 +7,8 @@ and how a record becomes a `SignalIn`. What they all do the same way lives here:
 - `read_connection`: the connection's credentials, config and resume point, and
   `record_refusal` for a connection that cannot be used as it is set;
 - `VendorApi`: one HTTP client with the retry policy of `http.py`, the credentials kept
-  out of every message; `http_client` gives it the caller's client or one of its own;
+  out of every message; `http_client` gives it the caller's client or one of its own on
+  the guarded path (`kit/outbound.py`), so a base URL is checked at every connection;
 - `windows`: the span from the resume point to now, cut into windows;
 - `run_pull`: the ingest run and its report around a pull, the resume point moved after
   each stored window, and the outcome recorded on the connection.
@@ -29,6 +30,7 @@ from sqlalchemy.engine import Engine
 from intently.ingest.connections import get_connection, save_state
 from intently.ingest.files import FileFormatError
 from intently.ingest.http import GaveUp, RetryPolicy
+from intently.kit import outbound
 from intently.kit.errors import BadRequest, IntentlyError
 from intently.settings import Settings
 from intently.signals.store import IngestRun, RunReport
@@ -92,15 +94,26 @@ def record_refusal(engine: Engine, ws: int, provider: str) -> Iterator[None]:
 # ---- the vendor's API ----------------------------------------------------------------------
 
 
+# The longest one request to a vendor may take, from connecting to its answer's last byte
+# (a report download included); a connector may ask for another.
+DEADLINE_S = 600.0
+
+
 @contextmanager
 def http_client(
-    client: httpx.Client | None, timeout: httpx.Timeout | float
+    client: httpx.Client | None,
+    settings: Settings,
+    timeout: httpx.Timeout | float,
+    deadline_s: float = DEADLINE_S,
 ) -> Iterator[httpx.Client]:
-    """The caller's client (tests pass one), or one of the connector's own, closed after."""
+    """The caller's client (tests pass one), or one of the connector's own on the guarded
+    path (`kit/outbound.py`: each connection's address checked and pinned, so the
+    credentials never go to an address the operator has not allowed), closed after."""
     if client is not None:
         yield client
         return
-    with httpx.Client(timeout=timeout) as own:
+    policy = outbound.Policy.of(settings)
+    with outbound.client(policy, deadline_s=deadline_s, timeout=timeout) as own:
         yield own
 
 
@@ -147,6 +160,8 @@ class VendorApi:
             return self.retries.call(once, self.sleep, on_retry)
         except GaveUp as exc:
             raise self.error(self.scrub(gave_up(exc))) from None
+        except outbound.TargetRefused as exc:  # not worth another try: refused before sending
+            raise self.error(self.scrub(f"the connection's base_url is refused: {exc}")) from None
 
 
 # ---- the pull -------------------------------------------------------------------------------

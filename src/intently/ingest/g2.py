@@ -527,7 +527,7 @@ def pull(
         start_us = end_us - cfg.initial_days * US_PER_DAY
     label = f"events {_iso(start_us)} to {_iso(end_us)}"
 
-    with http_client(client, cfg.timeout) as http:
+    with http_client(client, settings, cfg.timeout) as http:
         api = G2Api(http, cfg, token, sleep)
 
         def read(run: IngestRun) -> Checkpoints:

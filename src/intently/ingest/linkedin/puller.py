@@ -309,7 +309,7 @@ def pull(
     end = yesterday
     label = f"adAnalytics {start}..{end}" if start <= end else f"adAnalytics up to date ({last})"
 
-    with http_client(client, TIMEOUT) as http:
+    with http_client(client, settings, TIMEOUT) as http:
         api = LinkedinApi(http, config, token, sleep)
         lookups = _Lookups(api, config.website_lookups)
         resolver = OrgResolver(engine, ws)
