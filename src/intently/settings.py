@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     webhook_backoff_base_s: float = Field(default=30.0, gt=0)
     webhook_backoff_max_s: float = Field(default=6 * 3600.0, gt=0)
     webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    # Sends to one webhook at once (per dispatcher process): a slow or dead receiver holds
+    # at most this many of the `webhook_concurrency` slots, the rest go to the others.
+    webhook_concurrency_per_webhook: int = Field(default=4, ge=1, le=256)
     # Whether `intently serve` and `intently worker` run the webhook dispatcher.
     webhook_dispatch: bool = True
 

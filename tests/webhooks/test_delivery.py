@@ -114,13 +114,14 @@ def test_a_slow_receiver_times_out_and_is_retried(
     ws: Workspace, receiver: Receiver, engine: Any, wh_settings: Settings
 ) -> None:
     receiver.script.append("slow")
+    receiver.slow_s = 3.0
     hook = register(ws.api, receiver.url)
     [eid] = make_events(engine, ws.id)
     t0 = time.monotonic()
     assert deliver_due(engine, wh_settings, workspace_id=ws.id) == 1
     assert time.monotonic() - t0 < receiver.slow_s  # the timeout, not the receiver, ended it
     [d] = deliveries(ws.api, hook["webhookId"])
-    assert d["status"] == "pending" and "no complete answer within 0.5 s" in d["lastError"]
+    assert d["status"] == "pending" and "no complete answer within 1 s" in d["lastError"]
     drain(engine, wh_settings, ws.id, lambda: len(receiver.received) >= 2)
     drain(
         engine,

@@ -1,5 +1,6 @@
 """Webhooks on the guarded outbound path: a target rebound inward after it was checked is
-never reached, a failed answer shows only its status, a request ends by its deadline."""
+never reached, a failed answer shows only its status, a request ends by its deadline,
+and a receiver that does not answer holds only its share of the send slots."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from fastapi.testclient import TestClient
 
 from intently.app import create_app
 from intently.settings import Settings
-from intently.webhooks.dispatcher import deliver_due
+from intently.webhooks.dispatcher import Dispatcher, deliver_due
 from tests.support.api import Workspace, new_workspace
-from tests.support.outbound import Rebinding, Trickle
+from tests.support.outbound import Rebinding, Trickle, wait_until
 from tests.support.webhook_receiver import Receiver
 from tests.support.webhooks import deliveries, make_events, register
 
@@ -86,7 +87,7 @@ def test_a_failed_answer_shows_only_its_status(
 def test_the_test_ping_ends_by_the_deadline_though_the_receiver_keeps_sending(
     ws: Workspace, wh_settings: Settings
 ) -> None:
-    slow = Trickle(for_s=4.0, every_s=0.05)  # each read gets a byte well within 0.5 s
+    slow = Trickle(for_s=4.0, every_s=0.05)  # each read gets a byte well within the timeout
     try:
         hook = register(ws.api, slow.url)
         result = ws.api.post(f"/webhooks/{hook['webhookId']}/test").json()["data"]
@@ -98,3 +99,36 @@ def test_the_test_ping_ends_by_the_deadline_though_the_receiver_keeps_sending(
     )
     assert result["durationMs"] < 3000
 
+
+def test_a_receiver_that_never_finishes_holds_only_its_share_of_the_send_slots(
+    ws: Workspace, receiver: Receiver, engine: Any, wh_settings: Settings
+) -> None:
+    settings = wh_settings.model_copy(
+        update={
+            "webhook_concurrency": 4,
+            "webhook_concurrency_per_webhook": 2,
+            "webhook_timeout_s": 3.0,
+        }
+    )
+    hole = Trickle(for_s=8.0, every_s=0.05)
+    try:
+        slow = register(ws.api, hole.url, ["segment.entered"])
+        fine = register(ws.api, receiver.url, ["account.created"])
+        make_events(engine, ws.id, 6, "segment.entered")  # due first, they are claimed first
+        make_events(engine, ws.id, 1, "account.created")
+        dispatcher = Dispatcher(engine, settings, workspace_id=ws.id).start()
+        try:
+            delivered = wait_until(lambda: len(receiver.received) == 1, 2.5)
+            # Sent while the slow receiver's first sends are still in flight.
+            waiting = deliveries(ws.api, slow["webhookId"])
+        finally:
+            dispatcher.stop()
+        assert delivered, "the other webhook's delivery waited for the slow receiver"
+        assert all(d["attempts"] == [] for d in waiting)
+        assert hole.requests <= 2
+        [d] = deliveries(ws.api, fine["webhookId"])
+        assert d["status"] == "delivered"
+        tried = [a for d in deliveries(ws.api, slow["webhookId"]) for a in d["attempts"]]
+        assert tried and all(a["error"].startswith("no complete answer within 3 s") for a in tried)
+    finally:
+        hole.stop()
