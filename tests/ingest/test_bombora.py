@@ -30,7 +30,7 @@ from tests.support.api import Api, Workspace
 from tests.support.cli import intently
 from tests.support.data import push_account, signals_of
 from tests.support.fake_bombora import FakeBombora, Fault, SurgeRow
-from tests.support.outbound import LOCAL, guarded
+from tests.support.outbound import LOCAL, Rebinding, guarded
 from tests.support.vendor_files import BOMBORA_HEADER as HEADER
 from tests.support.vendor_files import bombora_row as row
 
@@ -713,9 +713,13 @@ def test_pull_with_wrong_credentials_fails_at_once(
 
 def test_credentials_never_appear_in_reports_logs_or_errors(
     engine: Any, workspace: Workspace, settings: Settings, fake: FakeBombora, clock: FakeClock,
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    connect(engine, workspace.id, fake)
+    # On Bombora's own host (here the fake), whose error bodies are shown, scrubbed.
+    Rebinding("sentry.bombora.com", [["127.0.0.1"]]).install(monkeypatch)
+    connect(
+        engine, workspace.id, fake, base_url=fake.url.replace("127.0.0.1", "sentry.bombora.com")
+    )
     follow(workspace.api, "CRM")
     fake.topics = {202: "CRM"}
     fake.echo_auth_on_400 = True  # a server that echoes the Authorization header back
@@ -733,7 +737,8 @@ def test_credentials_never_appear_in_reports_logs_or_errors(
     with caplog.at_level(logging.DEBUG):
         report = do_pull(engine, workspace.id, settings, clock)
     assert report.status == "failed"
-    assert "Bombora answered HTTP 400 to POST /v4/Surge/Create" in (report.error or "")
+    assert "Bombora answered HTTP 400 to POST /v4/Surge/Create: " in (report.error or "")
+    assert "***" in (report.error or "")  # the echoed credentials, masked
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     texts = [
         str(report.as_dict()),

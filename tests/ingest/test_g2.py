@@ -38,7 +38,7 @@ from tests.support.api import Api, Workspace
 from tests.support.cli import intently
 from tests.support.data import push_account, signals_of
 from tests.support.fake_g2 import COMPANIES, Event, FakeG2, Script
-from tests.support.outbound import LOCAL, guarded
+from tests.support.outbound import LOCAL, Rebinding, guarded
 
 HEADER = "Id,Time,Tag,Title,URL,Company Name,Company Domain"
 KEY = "g2-test-credentials-key-" + "x" * 16
@@ -711,12 +711,16 @@ def test_a_refused_token_fails_at_once(
 
 
 def test_the_token_never_shows(
-    engine: Any, database_url: str, workspace: Workspace, fake: FakeG2, settings: Settings
-) -> None:
+    engine: Any, database_url: str, workspace: Workspace, fake: FakeG2, settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     fake.company("c1", "Acme", "acme.com")
     fake.add(Event("e1", at(2), "products.pricing", "c1"), Event("e2", at(1), "x.y", None))
     connect(engine, workspace.id, fake.url, initial_days=1)
     assert g2.pull(engine, workspace.id, settings=settings, sleep=Sleeps(), now=NOW).rejected == 1
+    # On G2's own host (here the fake), whose error sentences are shown, scrubbed.
+    Rebinding("data.g2.com", [["127.0.0.1"]]).install(monkeypatch)
+    connect(engine, workspace.id, fake.url.replace("127.0.0.1", "data.g2.com"), initial_days=1)
     # A server that echoes the request's Authorization header in its error body.
     echo = {"errors": [{"detail": f"bad request: Token token={TOKEN}"}]}
     fake.script(Script(path="/api/v1/ahoy/remote-event-streams", status=400, body=echo))

@@ -346,7 +346,10 @@ class BomboraApi(VendorApi):
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         # No max_retry_after: a 429's wait is checked against MAX_RETRY_AFTER in send().
         retries = RetryPolicy(max_tries, BACKOFF_BASE, BACKOFF_CAP, jitter=jitter)
-        super().__init__(client, retries, sleep, (token, username, password))
+        super().__init__(
+            client, retries, sleep, (token, username, password),
+            base_url=base_url, vendor_url=DEFAULT_BASE_URL,
+        )  # fmt: skip
         self.base_url = base_url.rstrip("/")
         self._auth = httpx.BasicAuth(username, password)
         self.clock = clock
@@ -391,9 +394,9 @@ class BomboraApi(VendorApi):
                             "check the bombora connection's username and password"
                         )
                     elif code >= 400:
-                        # Scrubbed before it is cut short, so no secret survives in part.
-                        body = self.scrub(resp.read()[:4096].decode("utf-8", "replace"))[:300]
-                        raise PullError(f"Bombora answered HTTP {code} to {what}: {body}")
+                        body = self.answer(resp.read()[:4096].decode("utf-8", "replace"), 300)
+                        said = f": {body}" if body else ""
+                        raise PullError(f"Bombora answered HTTP {code} to {what}{said}")
                     else:
                         ctype = resp.headers.get("content-type", "")
                         if sink is not None and code == 200 and "json" not in ctype:

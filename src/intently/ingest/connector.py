@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -136,17 +137,29 @@ class VendorApi:
         secrets: Iterable[str],
         *,
         mask: str = "***",
+        base_url: str = "",
+        vendor_url: str = "",
     ) -> None:
         self.client, self.retries, self.sleep = client, retries, sleep
         # Longest first, so that no secret is left half-replaced inside another.
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         self._mask = mask
+        # The vendor's error sentences are shown only from the vendor's own host: from a
+        # base URL elsewhere (an operator-allowed internal host, say) a body could be
+        # another server's reply, and only its status is shown.
+        host = urlsplit(base_url).hostname
+        self._shows_answers = bool(host) and host == urlsplit(vendor_url).hostname
 
     def scrub(self, text: str) -> str:
         """`text` with every secret masked, in case a server or a library echoed one."""
         for secret in self._secrets:
             text = text.replace(secret, self._mask)
         return text
+
+    def answer(self, text: str, limit: int) -> str:
+        """Part of what the vendor answered, for a message: scrubbed, then cut to `limit`
+        (so no secret survives in part); '' unless the base URL is on the vendor's host."""
+        return self.scrub(text)[:limit] if self._shows_answers else ""
 
     def call(
         self,
