@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> list[bk.Check]:
             database_url=db.url,
             webhook_allow_private=True,
             webhook_concurrency=args.concurrency,
+            # One webhook here: let it use every slot, as the figures always measured.
+            webhook_concurrency_per_webhook=args.concurrency,
             webhook_timeout_s=10,
         )
         engine = make_engine(db.url, pool_size=max(10, args.concurrency))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,15 +35,22 @@ class Settings(BaseSettings):
     # can lose), and how many events it writes at once.
     collector_flush_ms: int = Field(default=500, ge=10, le=60_000)
     collector_batch: int = Field(default=2000, ge=1, le=100_000)
-    # Webhooks. Private, loopback and link-local targets are refused unless allowed (a
-    # webhook URL must not reach into the operator's own network).
+    # Outbound calls (webhooks, vendor pulls). Private, loopback and link-local targets
+    # are refused (a URL a workspace sets must not reach into the operator's own
+    # network), except the addresses and networks listed here, comma separated
+    # ("10.1.2.0/24, 127.0.0.1"). webhook_allow_private=true allows every address.
+    outbound_allow: str = ""
     webhook_allow_private: bool = False
+    # The most one webhook request may take, from connecting to the answer's last byte.
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=300)
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
     # Retry n waits min(max, base * 2**(n-1)) seconds, less up to a quarter of jitter.
     webhook_backoff_base_s: float = Field(default=30.0, gt=0)
     webhook_backoff_max_s: float = Field(default=6 * 3600.0, gt=0)
     webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    # Sends to one webhook at once (per dispatcher process): a slow or dead receiver holds
+    # at most this many of the `webhook_concurrency` slots, the rest go to the others.
+    webhook_concurrency_per_webhook: int = Field(default=4, ge=1, le=256)
     # Whether `intently serve` and `intently worker` run the webhook dispatcher.
     webhook_dispatch: bool = True
 
@@ -108,6 +116,21 @@ class Settings(BaseSettings):
     preview_timeout_s: float = Field(default=10.0, gt=0, le=3600)
     preview_concurrency_per_workspace: int = Field(default=2, ge=1, le=1000)
     preview_concurrency: int = Field(default=4, ge=1, le=1000)
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in value.split(","):
+            entry = part.strip()
+            try:
+                if entry:
+                    ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"INTENTLY_OUTBOUND_ALLOW: '{entry}' is not an IP address or network "
+                    "(like 10.1.2.0/24 or 127.0.0.1)"
+                ) from None
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -15,7 +15,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import text
 
@@ -31,6 +30,7 @@ from tests.support.api import Api, Workspace
 from tests.support.cli import intently
 from tests.support.data import push_account, signals_of
 from tests.support.fake_bombora import FakeBombora, Fault, SurgeRow
+from tests.support.outbound import LOCAL, Rebinding, guarded
 from tests.support.vendor_files import BOMBORA_HEADER as HEADER
 from tests.support.vendor_files import bombora_row as row
 
@@ -491,7 +491,7 @@ class FakeClock:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, credentials_key=KEY)
+    return Settings(database_url=database_url, credentials_key=KEY, outbound_allow=LOCAL)
 
 
 @pytest.fixture
@@ -611,7 +611,7 @@ def test_pull_retries_5xx_drops_and_timeouts_with_backoff(
     fake.ready_after = 1
     fake.fail(TOPIC_LIST, Fault("delay", delay=1.2))
     fake.fail(RESULT, Fault("status", 503), Fault("drop"), Fault("status", 502))
-    with httpx.Client(timeout=0.6) as client:
+    with guarded(settings, 0.6) as client:
         report = do_pull(engine, workspace.id, settings, clock, client=client)
     assert report.status == "done", report.error
     assert report.accepted == 3
@@ -737,9 +737,13 @@ def test_pull_with_wrong_credentials_fails_at_once(
 
 def test_credentials_never_appear_in_reports_logs_or_errors(
     engine: Any, workspace: Workspace, settings: Settings, fake: FakeBombora, clock: FakeClock,
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    connect(engine, workspace.id, fake)
+    # On Bombora's own host (here the fake), whose error bodies are shown, scrubbed.
+    Rebinding("sentry.bombora.com", [["127.0.0.1"]]).install(monkeypatch)
+    connect(
+        engine, workspace.id, fake, base_url=fake.url.replace("127.0.0.1", "sentry.bombora.com")
+    )
     follow(workspace.api, "CRM")
     fake.topics = {202: "CRM"}
     fake.echo_auth_on_400 = True  # a server that echoes the Authorization header back
@@ -757,7 +761,8 @@ def test_credentials_never_appear_in_reports_logs_or_errors(
     with caplog.at_level(logging.DEBUG):
         report = do_pull(engine, workspace.id, settings, clock)
     assert report.status == "failed"
-    assert "Bombora answered HTTP 400 to POST /v4/Surge/Create" in (report.error or "")
+    assert "Bombora answered HTTP 400 to POST /v4/Surge/Create: " in (report.error or "")
+    assert "***" in (report.error or "")  # the echoed credentials, masked
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     texts = [
         str(report.as_dict()),
@@ -775,7 +780,7 @@ def test_pull_from_the_command_line(
     fake.ready_after = 2
     connect(engine, workspace.id, fake, poll_seconds=0.05)
     r = intently(database_url, "pull", "bombora", "--workspace", workspace.name,
-            INTENTLY_CREDENTIALS_KEY=KEY)  # fmt: skip
+            INTENTLY_CREDENTIALS_KEY=KEY, INTENTLY_OUTBOUND_ALLOW=LOCAL)  # fmt: skip
     assert r.returncode == 0, r.stderr
     week = bombora.monday_of(datetime.now(UTC).date()).isoformat()
     assert f"report R0001 week {week}" in " ".join(r.stdout.split())
@@ -787,7 +792,7 @@ def test_pull_from_the_command_line(
     # Wrong credentials: exit 1, the reason said, the password not.
     connect(engine, workspace.id, fake, password="nope-0x51")
     bad = intently(database_url, "pull", "bombora", "--workspace", workspace.name,
-              INTENTLY_CREDENTIALS_KEY=KEY)  # fmt: skip
+              INTENTLY_CREDENTIALS_KEY=KEY, INTENTLY_OUTBOUND_ALLOW=LOCAL)  # fmt: skip
     assert bad.returncode == 1
     assert "refused the credentials" in " ".join(bad.stderr.split())
     assert "nope-0x51" not in bad.stdout + bad.stderr

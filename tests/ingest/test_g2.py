@@ -38,6 +38,7 @@ from tests.support.api import Api, Workspace
 from tests.support.cli import intently
 from tests.support.data import push_account, signals_of
 from tests.support.fake_g2 import COMPANIES, Event, FakeG2, Script
+from tests.support.outbound import LOCAL, Rebinding, guarded
 
 HEADER = "Id,Time,Tag,Title,URL,Company Name,Company Domain"
 KEY = "g2-test-credentials-key-" + "x" * 16
@@ -419,7 +420,7 @@ def fake() -> Iterator[FakeG2]:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, credentials_key=KEY)
+    return Settings(database_url=database_url, credentials_key=KEY, outbound_allow=LOCAL)
 
 
 def connect(engine: Any, ws: int, base_url: str, token: str = TOKEN, **config: Any) -> None:
@@ -614,7 +615,7 @@ def test_a_timeout_is_retried(
     fake.script(Script(path="/api/v1/ahoy/remote-event-streams", status=200, delay=0.6))
     connect(engine, workspace.id, fake.url, initial_days=1)
     sleeps = Sleeps()
-    with httpx.Client(timeout=0.2) as client:
+    with guarded(settings, 0.2) as client:
         report = g2.pull(
             engine, workspace.id, settings=settings, client=client, sleep=sleeps, now=NOW
         )
@@ -710,12 +711,16 @@ def test_a_refused_token_fails_at_once(
 
 
 def test_the_token_never_shows(
-    engine: Any, database_url: str, workspace: Workspace, fake: FakeG2, settings: Settings
-) -> None:
+    engine: Any, database_url: str, workspace: Workspace, fake: FakeG2, settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     fake.company("c1", "Acme", "acme.com")
     fake.add(Event("e1", at(2), "products.pricing", "c1"), Event("e2", at(1), "x.y", None))
     connect(engine, workspace.id, fake.url, initial_days=1)
     assert g2.pull(engine, workspace.id, settings=settings, sleep=Sleeps(), now=NOW).rejected == 1
+    # On G2's own host (here the fake), whose error sentences are shown, scrubbed.
+    Rebinding("data.g2.com", [["127.0.0.1"]]).install(monkeypatch)
+    connect(engine, workspace.id, fake.url.replace("127.0.0.1", "data.g2.com"), initial_days=1)
     # A server that echoes the request's Authorization header in its error body.
     echo = {"errors": [{"detail": f"bad request: Token token={TOKEN}"}]}
     fake.script(Script(path="/api/v1/ahoy/remote-event-streams", status=400, body=echo))

@@ -11,7 +11,6 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import text
 
@@ -25,6 +24,7 @@ from tests.support.api import Api, Workspace
 from tests.support.cli import intently
 from tests.support.data import create_account, signals_of
 from tests.support.fake_linkedin import Failure, FakeLinkedIn
+from tests.support.outbound import LOCAL, guarded
 from tests.support.vendor_files import LINKEDIN_DAY as DAY
 from tests.support.vendor_files import LINKEDIN_HEADER as HEADER
 from tests.support.vendor_files import LINKEDIN_ORG as ORG
@@ -612,7 +612,7 @@ def test_mappings_stay_in_their_workspace(
 
 KEY = "linkedin-test-credentials-key-" + "k" * 16
 TOKEN = "AQV-secret-token-" + uuid.uuid4().hex
-SETTINGS = Settings(credentials_key=KEY)
+SETTINGS = Settings(credentials_key=KEY, outbound_allow=LOCAL)
 TODAY = date(2026, 11, 20)
 
 
@@ -727,7 +727,7 @@ def test_pull_retries_rate_limits_server_errors_and_timeouts(
     fake.put(11, date(2026, 11, 19), impressions=40)
     fake.script = [Failure(429, {"Retry-After": "2"}), Failure(503), Failure(0, stall_s=0.5)]
     sleeps: list[float] = []
-    with httpx.Client(timeout=0.2) as client:
+    with guarded(SETTINGS, 0.2) as client:
         report = linkedin.pull(
             engine, ws, settings=SETTINGS, today=TODAY, sleep=sleeps.append, client=client
         )

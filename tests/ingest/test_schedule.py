@@ -16,6 +16,7 @@ from intently.kit.db import read_tx
 from intently.settings import Settings
 from intently.signals.tables import connections as conn_t
 from tests.support.api import Workspace
+from tests.support.outbound import LOCAL
 
 KEY = "test-credentials-key"
 MINUTE = 60_000_000
@@ -143,7 +144,7 @@ def test_the_scheduled_job_pulls_a_due_connection_for_real(
             config={"base_url": fake.url, "initial_days": 1},
         )  # fmt: skip
         assert schedule.claim_due(engine, workspace=workspace.id) == [(workspace.id, "g2")]
-        settings = Settings(database_url=database_url, credentials_key=KEY)
+        settings = Settings(database_url=database_url, credentials_key=KEY, outbound_allow=LOCAL)
         out = schedule.run_pull(engine, settings, workspace.id, "g2")
         assert (out["status"], out["accepted"]) == ("done", 1)
         [c] = describe(engine, workspace.id)

@@ -33,6 +33,7 @@ class Receiver:
 
     port: int = 0
     default: Any = "ok"
+    host: str = "127.0.0.1"
     slow_s: float = 1.5
     received: list[Received] = field(default_factory=list)
     script: deque[Any] = field(default_factory=deque)
@@ -41,7 +42,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://{self.host}:{self.port}/hook"
 
     def start(self) -> Receiver:
         owner = self
@@ -72,13 +73,13 @@ class Receiver:
                 out = b"{}" if status == 200 else b"receiver says no"
                 self.send_response(status)
                 if status == 302:
-                    self.send_header("Location", f"http://127.0.0.1:{owner.port}/elsewhere")
+                    self.send_header("Location", f"http://{owner.host}:{owner.port}/elsewhere")
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 with contextlib.suppress(OSError):  # the client gave up (a timeout test)
                     self.wfile.write(out)
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server = ThreadingHTTPServer((self.host, self.port), Handler)
         server.daemon_threads = True
         self.port = server.server_address[1]
         self._server = server

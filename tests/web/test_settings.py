@@ -425,7 +425,8 @@ def test_creating_a_webhook_shows_its_secret_once(admin: Dashboard) -> None:
             {"url": "http://127.0.0.1:9/hook", "eventTypes": ["*"]},
             400,
             "url: url refused: host '127.0.0.1' is a loopback address (127.0.0.1); private "
-            "targets are refused unless the operator sets INTENTLY_WEBHOOK_ALLOW_PRIVATE=true",
+            "targets are refused unless the operator allows them: their addresses or networks "
+            "in INTENTLY_OUTBOUND_ALLOW, or all with INTENTLY_WEBHOOK_ALLOW_PRIVATE=true",
         ),
         (
             {"url": "http://8.8.8.8/in"},
@@ -698,3 +699,15 @@ def test_a_custom_field_label_with_markup_is_escaped(admin: Dashboard) -> None:
     assert r.status_code == 303
     page = admin.get("/app/settings/custom-fields").text
     assert XSS not in page and ESCAPED in page
+
+
+def test_a_failed_test_ping_shows_only_the_status_not_the_answer(
+    hook_admin: Dashboard, receiver: Receiver
+) -> None:
+    receiver.default = 500  # answers "receiver says no"
+    hook_admin.post("/app/settings/webhooks", {"url": receiver.url, "eventTypes": ["*"]})
+    [hook] = webhook_ids(hook_admin.get("/app/settings/webhooks"))
+    r = hook_admin.post(f"/app/settings/webhooks/{hook}/test")
+    assert r.status_code == 200 and len(receiver.received) == 1
+    assert "Test ping failed: HTTP 500 Internal Server Error" in r.text
+    assert "receiver says no" not in r.text

@@ -16,7 +16,8 @@ from tests.support.api import Workspace, new_workspace
 
 FAST = {
     "webhook_allow_private": True,
-    "webhook_timeout_s": 0.5,
+    # The whole request, connect to last byte: room for a loaded test machine.
+    "webhook_timeout_s": 1.0,
     "webhook_max_attempts": 4,
     "webhook_backoff_base_s": 0.05,
     "webhook_backoff_max_s": 0.2,

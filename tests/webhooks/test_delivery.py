@@ -114,13 +114,14 @@ def test_a_slow_receiver_times_out_and_is_retried(
     ws: Workspace, receiver: Receiver, engine: Any, wh_settings: Settings
 ) -> None:
     receiver.script.append("slow")
+    receiver.slow_s = 3.0
     hook = register(ws.api, receiver.url)
     [eid] = make_events(engine, ws.id)
     t0 = time.monotonic()
     assert deliver_due(engine, wh_settings, workspace_id=ws.id) == 1
     assert time.monotonic() - t0 < receiver.slow_s  # the timeout, not the receiver, ended it
     [d] = deliveries(ws.api, hook["webhookId"])
-    assert d["status"] == "pending" and "timed out after 0.5 s" in d["lastError"]
+    assert d["status"] == "pending" and "no complete answer within 1 s" in d["lastError"]
     drain(engine, wh_settings, ws.id, lambda: len(receiver.received) >= 2)
     drain(
         engine,
@@ -144,7 +145,7 @@ def test_failures_are_retried_until_delivered(
     codes = [a["statusCode"] for a in d["attempts"]]
     assert codes == ([500, 500, 200] if failure == 500 else [None, None, 200])
     if failure == 500:
-        assert d["attempts"][0]["error"] == "HTTP 500: receiver says no"
+        assert d["attempts"][0]["error"] == "HTTP 500 Internal Server Error"
     assert receiver.event_ids() == [eid] * 3
     got = ws.api.get(f"/webhooks/{hook['webhookId']}").json()["data"]
     assert got["consecutiveFailures"] == 0 and got["lastSuccessAt"] is not None
@@ -254,9 +255,8 @@ def test_redirects_are_not_followed(
     assert deliver_due(engine, wh_settings, workspace_id=ws.id) == 1
     [d] = deliveries(ws.api, hook["webhookId"])
     assert d["lastStatusCode"] == 302 and d["status"] == "pending"
-    assert d["lastError"] == (
-        f"redirect not followed (Location: http://127.0.0.1:{receiver.port}/elsewhere)"
-    )
+    # Where it pointed is not shown: it could name a host of the operator's network.
+    assert d["lastError"] == "HTTP 302 Found (redirect not followed)"
     assert [r.path for r in receiver.received] == ["/hook"]
 
 

@@ -299,6 +299,7 @@ MAX_WAIT_SECONDS = 3600.0
 # anew (it counts against the account's report quota) while it is younger than this.
 PENDING_MAX_AGE_US = US_PER_DAY
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+DEADLINE_S = 1800.0  # one request, the report download included
 
 
 class PullError(ConnectorError):
@@ -357,7 +358,10 @@ class BomboraApi(VendorApi):
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
         # No max_retry_after: a 429's wait is checked against MAX_RETRY_AFTER in send().
         retries = RetryPolicy(max_tries, BACKOFF_BASE, BACKOFF_CAP, jitter=jitter)
-        super().__init__(client, retries, sleep, (token, username, password))
+        super().__init__(
+            client, retries, sleep, (token, username, password),
+            base_url=base_url, vendor_url=DEFAULT_BASE_URL,
+        )  # fmt: skip
         self.base_url = base_url.rstrip("/")
         self._auth = httpx.BasicAuth(username, password)
         self.clock = clock
@@ -402,9 +406,9 @@ class BomboraApi(VendorApi):
                             "check the bombora connection's username and password"
                         )
                     elif code >= 400:
-                        # Scrubbed before it is cut short, so no secret survives in part.
-                        body = self.scrub(resp.read()[:4096].decode("utf-8", "replace"))[:300]
-                        raise PullError(f"Bombora answered HTTP {code} to {what}: {body}")
+                        body = self.answer(resp.read()[:4096].decode("utf-8", "replace"), 300)
+                        said = f": {body}" if body else ""
+                        raise PullError(f"Bombora answered HTTP {code} to {what}{said}")
                     else:
                         ctype = resp.headers.get("content-type", "")
                         if sink is not None and code == 200 and "json" not in ctype:
@@ -544,7 +548,7 @@ def pull(
     week_iso = monday.isoformat()
     state = dict(connection.state)
 
-    with http_client(client, TIMEOUT) as http:
+    with http_client(client, settings, TIMEOUT, DEADLINE_S) as http:
         api = BomboraApi(
             http, base_url, username, password, sleep=sleep, clock=clock, jitter=jitter
         )

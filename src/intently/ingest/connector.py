@@ -7,7 +7,8 @@ and how a record becomes a `SignalIn`. What they all do the same way lives here:
 - `read_connection`: the connection's credentials, config and resume point, and
   `record_refusal` for a connection that cannot be used as it is set;
 - `VendorApi`: one HTTP client with the retry policy of `http.py`, the credentials kept
-  out of every message; `http_client` gives it the caller's client or one of its own;
+  out of every message; `http_client` gives it the caller's client or one of its own on
+  the guarded path (`kit/outbound.py`), so a base URL is checked at every connection;
 - `windows`: the span from the resume point to now, cut into windows;
 - `run_pull`: the ingest run and its report around a pull, the resume point moved after
   each stored window, and the outcome recorded on the connection.
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy.engine import Engine
@@ -29,6 +31,7 @@ from sqlalchemy.engine import Engine
 from intently.ingest.connections import get_connection, save_state
 from intently.ingest.files import FileFormatError
 from intently.ingest.http import GaveUp, RetryPolicy
+from intently.kit import outbound
 from intently.kit.errors import BadRequest, IntentlyError
 from intently.settings import Settings
 from intently.signals.store import IngestRun, RunReport
@@ -92,15 +95,26 @@ def record_refusal(engine: Engine, ws: int, provider: str) -> Iterator[None]:
 # ---- the vendor's API ----------------------------------------------------------------------
 
 
+# The longest one request to a vendor may take, from connecting to its answer's last byte
+# (a report download included); a connector may ask for another.
+DEADLINE_S = 600.0
+
+
 @contextmanager
 def http_client(
-    client: httpx.Client | None, timeout: httpx.Timeout | float
+    client: httpx.Client | None,
+    settings: Settings,
+    timeout: httpx.Timeout | float,
+    deadline_s: float = DEADLINE_S,
 ) -> Iterator[httpx.Client]:
-    """The caller's client (tests pass one), or one of the connector's own, closed after."""
+    """The caller's client (tests pass one), or one of the connector's own on the guarded
+    path (`kit/outbound.py`: each connection's address checked and pinned, so the
+    credentials never go to an address the operator has not allowed), closed after."""
     if client is not None:
         yield client
         return
-    with httpx.Client(timeout=timeout) as own:
+    policy = outbound.Policy.of(settings)
+    with outbound.client(policy, deadline_s=deadline_s, timeout=timeout) as own:
         yield own
 
 
@@ -123,17 +137,29 @@ class VendorApi:
         secrets: Iterable[str],
         *,
         mask: str = "***",
+        base_url: str = "",
+        vendor_url: str = "",
     ) -> None:
         self.client, self.retries, self.sleep = client, retries, sleep
         # Longest first, so that no secret is left half-replaced inside another.
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         self._mask = mask
+        # The vendor's error sentences are shown only from the vendor's own host: from a
+        # base URL elsewhere (an operator-allowed internal host, say) a body could be
+        # another server's reply, and only its status is shown.
+        host = urlsplit(base_url).hostname
+        self._shows_answers = bool(host) and host == urlsplit(vendor_url).hostname
 
     def scrub(self, text: str) -> str:
         """`text` with every secret masked, in case a server or a library echoed one."""
         for secret in self._secrets:
             text = text.replace(secret, self._mask)
         return text
+
+    def answer(self, text: str, limit: int) -> str:
+        """Part of what the vendor answered, for a message: scrubbed, then cut to `limit`
+        (so no secret survives in part); '' unless the base URL is on the vendor's host."""
+        return self.scrub(text)[:limit] if self._shows_answers else ""
 
     def call(
         self,
@@ -147,6 +173,8 @@ class VendorApi:
             return self.retries.call(once, self.sleep, on_retry)
         except GaveUp as exc:
             raise self.error(self.scrub(gave_up(exc))) from None
+        except outbound.TargetRefused as exc:  # not worth another try: refused before sending
+            raise self.error(self.scrub(f"the connection's base_url is refused: {exc}")) from None
 
 
 # ---- the pull -------------------------------------------------------------------------------

@@ -329,7 +329,10 @@ class G2Api(VendorApi):
             max_retry_after=cfg.max_retry_after,
             clamp_retry_after=True,
         )
-        super().__init__(http, retries, sleep, (token,), mask="[token]")
+        super().__init__(
+            http, retries, sleep, (token,), mask="[token]",
+            base_url=cfg.base_url, vendor_url=DEFAULT_BASE_URL,
+        )  # fmt: skip
         self.cfg = cfg
         self._headers = {
             "Authorization": f"Token token={token}",
@@ -378,9 +381,8 @@ class G2Api(VendorApi):
             if code == 404 and missing_ok:
                 return None
             if code >= 400:
-                raise G2Error(
-                    self.scrub(f"G2 answered HTTP {code} at {path}: {response.text[:200]}")
-                )
+                said = self.answer(response.text, 200)
+                raise G2Error(f"G2 answered HTTP {code} at {path}" + (f": {said}" if said else ""))
             return self._document(response, path)
 
         def gave_up(exc: GaveUp) -> str:
@@ -535,7 +537,7 @@ def pull(
         start_us = end_us - cfg.initial_days * US_PER_DAY
     label = f"events {_iso(start_us)} to {_iso(end_us)}"
 
-    with http_client(client, cfg.timeout) as http:
+    with http_client(client, settings, cfg.timeout) as http:
         api = G2Api(http, cfg, token, sleep)
 
         def read(run: IngestRun) -> Checkpoints:

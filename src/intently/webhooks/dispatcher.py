@@ -12,7 +12,7 @@ import math
 import queue
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -54,12 +54,17 @@ def lease_s(settings: Settings, batch: int) -> float:
 
 
 def claim(
-    engine: Engine, settings: Settings, limit: int, workspace_id: int | None = None
+    engine: Engine,
+    settings: Settings,
+    limit: int,
+    workspace_id: int | None = None,
+    skip: Collection[tuple[int, str]] = (),
 ) -> list[Claimed]:
+    """Claim up to `limit` due deliveries, none of the webhooks in `skip`."""
     now = now_us()
     until = now + int(lease_s(settings, limit) * 1_000_000)
     with write_tx(engine) as conn:
-        return repo.claim(conn, now, until, limit, workspace_id)
+        return repo.claim(conn, now, until, limit, workspace_id, skip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,13 @@ class Outcome:
 
 class Sender:
     """A send pool, one pooled HTTP client, and a recorder thread that writes results in
-    batches (one transaction for all the results that came in meanwhile)."""
+    batches (one transaction for all the results that came in meanwhile).
+
+    No webhook has more than `webhook_concurrency_per_webhook` sends in flight: a claimed
+    delivery beyond that is given back at once, still due, and `busy()` names the
+    webhooks at their cap so that the next claim passes over them. A receiver that does
+    not answer so holds a few send slots until its deadline, never all of them.
+    """
 
     def __init__(self, engine: Engine, settings: Settings):
         self.engine = engine
@@ -84,6 +95,8 @@ class Sender:
             max_workers=settings.webhook_concurrency, thread_name_prefix="webhook-send"
         )
         self._results: queue.Queue[Outcome | None] = queue.Queue()
+        self._sending: dict[tuple[int, str], int] = {}  # sends in flight per webhook
+        self._sending_lock = threading.Lock()
         self._recorder = threading.Thread(
             target=self._record_loop, name="webhook-record", daemon=True
         )
@@ -95,8 +108,42 @@ class Sender:
         self._recorder.join()
         self.client.close()
 
+    def busy(self) -> set[tuple[int, str]]:
+        """The webhooks (workspace, id) with as many sends in flight as they may have."""
+        cap = self.settings.webhook_concurrency_per_webhook
+        with self._sending_lock:
+            return {key for key, n in self._sending.items() if n >= cap}
+
+    def _take(self, claimed: list[Claimed]) -> list[Claimed]:
+        """The deliveries that fit under their webhook's cap (counted as in flight); the
+        others are given back."""
+        cap = self.settings.webhook_concurrency_per_webhook
+        take, give_back = [], []
+        with self._sending_lock:
+            for d in claimed:
+                key = (d.workspace_id, d.webhook_id)
+                n = self._sending.get(key, 0)
+                if n < cap:
+                    self._sending[key] = n + 1
+                    take.append(d)
+                else:
+                    give_back.append(d)
+        if give_back:
+            with write_tx(self.engine) as conn:
+                repo.release(conn, give_back)
+        return take
+
+    def _sent(self, d: Claimed) -> None:
+        key = (d.workspace_id, d.webhook_id)
+        with self._sending_lock:
+            n = self._sending.pop(key, 1) - 1
+            if n > 0:
+                self._sending[key] = n
+
     def submit(self, claimed: list[Claimed]) -> list[Future[None]]:
-        """Send each claimed delivery on the pool; each future ends once it is recorded."""
+        """Send each claimed delivery on the pool, those over their webhook's cap given back;
+        each future ends once its result is recorded."""
+        claimed = self._take(claimed)
         if not claimed:
             return []
         with read_tx(self.engine) as conn:
@@ -135,6 +182,8 @@ class Sender:
             log.exception("webhook delivery %s failed to send", d.id)
             done.set_exception(exc)
             return
+        finally:
+            self._sent(d)
         self._results.put(Outcome(d, result, hook is None or event is None, done))
 
     def _record_loop(self) -> None:
@@ -283,15 +332,17 @@ def deliver_due(
     sender: Sender | None = None,
 ) -> int:
     """Claim up to `limit` due deliveries (of one workspace, or all), send them and record
-    the results; returns how many were attempted."""
+    the results; returns how many were attempted (those over a webhook's cap wait for the
+    next call)."""
     limit = limit or settings.webhook_concurrency * 2
     own = sender is None
     s = sender or Sender(engine, settings)
     try:
-        claimed = claim(engine, settings, limit, workspace_id)
-        for f in s.submit(claimed):
+        claimed = claim(engine, settings, limit, workspace_id, s.busy())
+        futures = s.submit(claimed)
+        for f in futures:
             f.result()
-        return len(claimed)
+        return len(futures)
     finally:
         if own:
             s.close()
@@ -347,7 +398,8 @@ class Dispatcher:
                 if self._stop.is_set():
                     break
                 try:
-                    claimed = claim(self.engine, self.settings, free, self.workspace_id)
+                    busy = sender.busy()
+                    claimed = claim(self.engine, self.settings, free, self.workspace_id, busy)
                     futures = sender.submit(claimed)
                 except Exception as exc:  # the database is down: try again shortly
                     log.exception("webhook dispatcher: claiming failed")
@@ -360,6 +412,8 @@ class Dispatcher:
                 self.attempted += len(futures)
                 for f in futures:
                     f.add_done_callback(self._done)
+                if len(futures) < len(claimed):
+                    continue  # some webhooks reached their cap: claim again, passing them over
                 if not futures:
                     self._stop.wait(IDLE_S)
         finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,15 +168,26 @@ _DUE = (
 )
 
 
-def claim(conn: Connection, now: int, until: int, limit: int, ws: int | None) -> list[Claimed]:
+def claim(
+    conn: Connection,
+    now: int,
+    until: int,
+    limit: int,
+    ws: int | None,
+    skip: Collection[tuple[int, str]] = (),
+) -> list[Claimed]:
     """Take up to `limit` due deliveries of active webhooks, oldest due first, marking them
-    locked until `until`. Concurrent dispatchers never take the same row."""
+    locked until `until`, passing over the webhooks in `skip` (workspace, webhook id).
+    Concurrent dispatchers never take the same row."""
     m = param_marker(conn)
     where = _DUE.format(m=m)
     params: list[Any] = [now, now]
     if ws is not None:
         where += f" AND d.workspace_id = {m}"
         params.append(ws)
+    for skip_ws, skip_id in sorted(skip):  # a few: the webhooks at their concurrency cap
+        where += f" AND NOT (d.workspace_id = {m} AND d.webhook_id = {m})"
+        params += [skip_ws, skip_id]
     join = "JOIN webhooks w ON w.workspace_id = d.workspace_id AND w.id = d.webhook_id"
     if conn.dialect.name == "sqlite":
         # One statement inside the caller's BEGIN IMMEDIATE: the write lock is the claim.
@@ -198,6 +209,23 @@ def claim(conn: Connection, now: int, until: int, limit: int, ws: int | None) ->
         )
         rows = conn.exec_driver_sql(sql, (*params, limit, until)).all()
     return [Claimed(int(r[0]), r[1], r[2], r[3], int(r[4]), until) for r in rows]
+
+
+def release(conn: Connection, claimed: Sequence[Claimed]) -> None:
+    """Give claimed deliveries back, due as they were, where the claim still holds."""
+    if not claimed:
+        return
+    conn.execute(
+        update(wd)
+        .where(
+            wd.c.workspace_id == bindparam("w"),
+            wd.c.id == bindparam("i"),
+            wd.c.status == "pending",
+            wd.c.locked_until == bindparam("token"),
+        )
+        .values(locked_until=None),
+        [{"w": d.workspace_id, "i": d.id, "token": d.token} for d in claimed],
+    )
 
 
 def _by_workspace(keys: set[tuple[int, str]]) -> dict[int, list[str]]:

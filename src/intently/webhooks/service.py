@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import msgspec
 from sqlalchemy.engine import Connection, Engine
 
 import intently
+from intently.kit import outbound
 from intently.kit.db import read_clock, read_tx, write_tx
 from intently.kit.errors import BadRequest, Conflict, NotFound, validation_error
 from intently.kit.ids import is_id, new_id
+from intently.kit.outbound import TargetRefused
 from intently.kit.pagination import Cursor, CursorCodec, page
 from intently.kit.timefmt import format_ms, format_us, now_us
 from intently.settings import Settings
@@ -34,68 +34,25 @@ from intently.webhooks.schemas import DELIVERY_STATUSES, WebhookIn, WebhookPatch
 
 USER_AGENT = f"Intently-Webhooks/{intently.__version__}"
 SIGNATURE_HEADER = "Intently-Signature"
-RESPONSE_SNIPPET = 300  # bytes of a failed response kept with the attempt
 MAX_RESPONSE_READ = 64 * 1024  # a receiver that answers more loses its kept-alive connection
 
 _encode = msgspec.json.Encoder().encode
 
 
-# ---- targets (SSRF guard) ------------------------------------------------------------------
+# ---- targets (SSRF guard: kit/outbound.py) ----------------------------------------------------
 
 
-class TargetRefused(Exception):
-    """A URL whose host is, or resolves to, an address webhooks may not reach."""
+def check_target(url: str, settings: Settings) -> None:
+    """Raise TargetRefused unless every address of the URL's host may be called now.
 
-
-def _forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for label, hit in (
-        ("loopback", ip.is_loopback),
-        ("private", ip.is_private),
-        ("link-local", ip.is_link_local),
-        ("multicast", ip.is_multicast),
-        ("reserved", ip.is_reserved),
-        ("unspecified", ip.is_unspecified),
-        # Shared (CGNAT), benchmarking, documentation and other special-purpose ranges.
-        ("non-global", not ip.is_global),
-    ):
-        if hit:
-            return label
-    return None
-
-
-def check_target(url: str, allow_private: bool) -> None:
-    """Raise TargetRefused unless every address of the URL's host may be called.
-
-    Resolved here and again before each send, so a name that later points inward is
-    caught then. Allowing private targets (tests, an operator's internal receivers)
-    skips the lookup altogether."""
-    if allow_private:
-        return
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-        except (OSError, UnicodeError) as exc:
-            raise TargetRefused(f"host '{host}' does not resolve ({exc})") from None
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    for ip in addresses:
-        kind = _forbidden(ip)
-        if kind is not None:
-            raise TargetRefused(
-                f"host '{host}' is a {kind} address ({ip}); private targets are refused "
-                "unless the operator sets INTENTLY_WEBHOOK_ALLOW_PRIVATE=true"
-            )
+    For a clear answer when a URL is saved; each connection checks the address it
+    connects to again (`outbound`), so a name that later points inward is caught then."""
+    outbound.check_url(url, outbound.Policy.of(settings))
 
 
 def _check_target_field(url: str, settings: Settings) -> None:
     try:
-        check_target(url, settings.webhook_allow_private)
+        check_target(url, settings)
     except TargetRefused as exc:
         raise validation_error("url", "url", "isAllowedTarget", f"url refused: {exc}") from None
 
@@ -164,10 +121,6 @@ def send(
     def done(ok: bool, code: int | None, error: str | None) -> AttemptResult:
         return AttemptResult(ok, code, error, int((time.perf_counter() - t0) * 1000))
 
-    try:
-        check_target(url, settings.webhook_allow_private)
-    except TargetRefused as exc:
-        return done(False, None, f"target refused: {exc}")
     headers = {
         SIGNATURE_HEADER: sign(secret, int(time.time()), body),
         "Intently-Event-Id": event_id,
@@ -177,42 +130,50 @@ def send(
         "User-Agent": USER_AGENT,
     }
     try:
+        # The client checks the target's address at each connection and connects to the
+        # address it checked (kit/outbound.py): a name rebound inward since the webhook
+        # was saved is refused here, not reached.
         with client.stream("POST", url, content=body, headers=headers) as resp:
             code = resp.status_code
             # Read (a bounded part of) the answer: a connection whose response was left
             # unread cannot go back to the pool, and each send would open a new one.
-            snippet = b""
+            read = 0
             for chunk in resp.iter_bytes():
-                snippet += chunk
-                if len(snippet) > MAX_RESPONSE_READ:
+                read += len(chunk)
+                if read > MAX_RESPONSE_READ:
                     break
-        if 200 <= code < 300:
-            return done(True, code, None)
-        if 300 <= code < 400:
-            location = resp.headers.get("location", "")
-            return done(False, code, f"redirect not followed (Location: {location})")
-        text = snippet[:RESPONSE_SNIPPET].decode("utf-8", "replace").strip()
-        return done(False, code, f"HTTP {code}" + (f": {text}" if text else ""))
-    except httpx.TimeoutException as exc:
+    except TargetRefused as exc:
+        return done(False, None, f"target refused: {exc}")
+    except httpx.TimeoutException:
         return done(
-            False,
-            None,
-            f"timed out after {settings.webhook_timeout_s:g} s ({type(exc).__name__})",
+            False, None, f"no complete answer within {settings.webhook_timeout_s:g} s (timed out)"
         )
     except httpx.ConnectError as exc:
         return done(False, None, f"could not connect: {exc or type(exc).__name__}")
     except (httpx.HTTPError, OSError) as exc:
         return done(False, None, f"{type(exc).__name__}: {exc}")
+    if 200 <= code < 300:
+        return done(True, code, None)
+    # Only the status and its standard phrase: what the receiver said is not shown back,
+    # so a target cannot be used to read another server's answers.
+    redirect = " (redirect not followed)" if 300 <= code < 400 else ""
+    return done(False, code, _status_text(code) + redirect)
+
+
+def _status_text(code: int) -> str:
+    try:
+        return f"HTTP {code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"HTTP {code}"
 
 
 def make_client(settings: Settings) -> httpx.Client:
-    """One pooled client for many sends; never follows redirects."""
-    n = settings.webhook_concurrency
-    return httpx.Client(
-        timeout=httpx.Timeout(settings.webhook_timeout_s),
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
-        trust_env=False,
+    """One pooled client on the guarded path for many sends: each request ends within
+    `webhook_timeout_s`, redirects are not followed."""
+    return outbound.client(
+        outbound.Policy.of(settings),
+        deadline_s=settings.webhook_timeout_s,
+        max_connections=settings.webhook_concurrency,
     )
 
 

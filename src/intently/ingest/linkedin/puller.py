@@ -129,7 +129,9 @@ class LinkedinApi(VendorApi):
         retries = RetryPolicy(
             config.max_tries, self.BACKOFF_S, self.BACKOFF_CAP_S, self.RETRY_AFTER_CAP_S
         )
-        super().__init__(client, retries, sleep, (token,))
+        super().__init__(
+            client, retries, sleep, (token,), base_url=config.base_url, vendor_url=DEFAULT_BASE_URL
+        )
         self.config = config
         self._token = token
         self.last_status = 0
@@ -161,9 +163,10 @@ class LinkedinApi(VendorApi):
         except httpx.TransportError as exc:
             raise Retryable(f"LinkedIn {what}: {type(exc).__name__}") from None
         status = self.last_status = resp.status_code
+        said = self._message(resp) if status >= 300 else ""
         if status == 429 or status >= 500:
             raise Retryable(
-                f"LinkedIn {what}: HTTP {status}{_message(resp)}",
+                f"LinkedIn {what}: HTTP {status}{said}",
                 retry_after_seconds(resp.headers.get("Retry-After")),
             )
         if missing_ok and status in (403, 404):
@@ -171,16 +174,26 @@ class LinkedinApi(VendorApi):
         if status == 401:
             raise LinkedinApiError(
                 self.scrub(
-                    f"LinkedIn {what}: HTTP 401{_message(resp)}: the access token was refused; "
+                    f"LinkedIn {what}: HTTP 401{said}: the access token was refused; "
                     "set a fresh one with `intently connections set linkedin -c access_token=...`"
                 )
             )
         if status >= 300:
-            raise LinkedinApiError(self.scrub(f"LinkedIn {what}: HTTP {status}{_message(resp)}"))
+            raise LinkedinApiError(self.scrub(f"LinkedIn {what}: HTTP {status}{said}"))
         try:
             return resp.json()
         except ValueError:
             raise LinkedinApiError(f"LinkedIn {what}: the answer is not JSON") from None
+
+    def _message(self, resp: httpx.Response) -> str:
+        """LinkedIn's error sentence, when the answer has one (short; never the whole body)."""
+        try:
+            body = resp.json()
+        except ValueError:
+            return ""
+        msg = body.get("message") if isinstance(body, dict) else None
+        said = self.answer(str(msg), 300) if msg else ""
+        return f": {said}" if said else ""
 
     def analytics(self, start: date, end: date) -> list[Any]:
         """adAnalytics by member company, one element per organization and day."""
@@ -222,16 +235,6 @@ class LinkedinApi(VendorApi):
             vanity=vanity.strip().lower() if isinstance(vanity, str) and vanity.strip() else None,
             website=try_normalise_domain(website) if isinstance(website, str) else None,
         )
-
-
-def _message(resp: httpx.Response) -> str:
-    """LinkedIn's error sentence, when the answer has one (short; never the whole body)."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return ""
-    msg = body.get("message") if isinstance(body, dict) else None
-    return f": {str(msg)[:300]}" if msg else ""
 
 
 @dataclass
@@ -309,7 +312,7 @@ def pull(
     end = yesterday
     label = f"adAnalytics {start}..{end}" if start <= end else f"adAnalytics up to date ({last})"
 
-    with http_client(client, TIMEOUT) as http:
+    with http_client(client, settings, TIMEOUT) as http:
         api = LinkedinApi(http, config, token, sleep)
         lookups = _Lookups(api, config.website_lookups)
         resolver = OrgResolver(engine, ws)

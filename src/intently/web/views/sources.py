@@ -619,7 +619,7 @@ def _check_base_url(
         return
     if url != vendor:  # the vendor's own API is trusted as shipped
         try:
-            check_target(url, _settings(request).webhook_allow_private)
+            check_target(url, _settings(request))
         except TargetRefused as exc:
             raise PageError(400, f"base_url: '{url}' refused: {exc}") from None
     if described and len(given) < len(CREDENTIALS[provider]):
