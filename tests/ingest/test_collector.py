@@ -402,7 +402,7 @@ def test_malformed_events_are_400_naming_the_field_and_the_rest_is_kept(
     r = site.batch(
         good,
         "not an event",
-        event("screen"),
+        event("checkout"),  # no Segment call type (screen and alias are: issue 16)
         event(timestamp="yesterday at noon"),
         no_ids,
         event(context={"ip": 42}),
@@ -417,7 +417,7 @@ def test_malformed_events_are_400_naming_the_field_and_the_rest_is_kept(
     assert set(errors) == {1, 2, 3, 4, 5, 6, 7, 8}
     assert all(e["status"] == 400 for e in errors.values())
     assert errors[1]["field"] == "event" and '"not an event"' in errors[1]["message"]
-    assert errors[2]["field"] == "type" and '"screen"' in errors[2]["message"]
+    assert errors[2]["field"] == "type" and '"checkout"' in errors[2]["message"]
     assert errors[3]["field"] == "timestamp" and "yesterday at noon" in errors[3]["message"]
     assert errors[4]["field"] == "userId" and "anonymousId" in errors[4]["message"]
     assert errors[5]["field"] == "context.ip" and "got 42" in errors[5]["message"]
@@ -890,3 +890,216 @@ def _no_leftovers(collector: Collector) -> Iterator[None]:
     """Each test flushes what it sent; nothing of one test waits into the next."""
     yield
     collector.flush()
+
+
+# ---- issue 16: error shapes, nesting, every Segment call type --------------------------------
+
+
+def nested() -> dict[str, Any]:
+    """An event whose properties hold `depth` arrays inside each other."""
+    e = event()
+    e["properties"] = {"x": "@"}
+    return e
+
+
+def nested_body(depth: int, batch: bool) -> bytes:
+    text = json.dumps({"batch": [nested()]} if batch else nested())
+    return text.replace('"@"', "[" * depth + "]" * depth).encode()
+
+
+def test_errors_carry_the_code_and_message_sdks_read(site: Site, client: TestClient) -> None:
+    answers = {
+        "missing key": site.post("/v1/batch", {"batch": [event()]}, auth=False),
+        "bad key": client.post("/v1/batch", json={"batch": [event()]}, headers=basic("itlyw_x")),
+        "not json": client.post(
+            "/v1/batch", content=b"{nope", headers={**basic(site.key), "Content-Type": "text/plain"}
+        ),
+        "bad event": site.batch(event(timestamp="never")),
+        "bad call": site.post("/v1/page", event(timestamp="never")),
+        "too large": site.post("/v1/page", event(properties={"x": "y" * 40_000})),
+    }
+    codes = {}
+    for what, r in answers.items():
+        assert 400 <= r.status_code < 500, (what, r.status_code)
+        body = r.json()
+        assert body["success"] is False, what
+        assert isinstance(body["message"], str) and body["message"], what
+        codes[what] = body["code"]
+    assert codes == {
+        "missing key": "unauthorized",
+        "bad key": "unauthorized",
+        "not json": "invalid_request",
+        "bad event": "invalid_event",
+        "bad call": "invalid_event",
+        "too large": "payload_too_large",
+    }
+
+
+@pytest.mark.parametrize("path", ["/v1/batch", "/v1/page"])
+@pytest.mark.parametrize("keyed", [True, False])
+def test_deeply_nested_json_is_400_not_500(
+    site: Site, client: TestClient, engine: Any, path: str, keyed: bool
+) -> None:
+    body = nested_body(10_000, batch=path == "/v1/batch")
+    headers = {"Content-Type": "application/json", **(basic(site.key) if keyed else {})}
+    r = client.post(path, content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_request"
+    assert "nested too deeply" in r.json()["message"]
+    # A reasonably nested event is still taken.
+    r = client.post(path, content=nested_body(20, batch=path == "/v1/batch"), headers=headers)
+    assert r.status_code == (200 if keyed else 401), r.text
+    site.flush()
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "extra"),
+    [
+        ("/v1/screen", "screen", {"name": "Settings"}),
+        ("/v1/s", "screen", {"name": "Home"}),
+        ("/v1/alias", "alias", {"previousId": "anon-old", "userId": "u-1"}),
+        ("/v1/a", "alias", {"previousId": "anon-old", "userId": "u-2"}),
+    ],
+)
+def test_screen_and_alias_calls_are_accepted(
+    site: Site, engine: Any, path: str, kind: str, extra: dict[str, Any]
+) -> None:
+    e = event(kind, **extra)
+    del e["type"]
+    r = site.post(path, e)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"success": True}
+    site.flush()
+    (row,) = web_events(engine, site.ws.id)
+    assert row["type"] == kind and row["message_id"] == e["messageId"]
+
+
+def test_a_batch_with_screen_and_alias_is_taken_whole(site: Site, engine: Any) -> None:
+    anon = "anon-" + uuid.uuid4().hex
+    grp = event("group", anonymousId=anon, groupId="g", traits={"domain": "soylent-corp.com"})
+    screen = event("screen", anonymousId=anon, name="Pricing", path="/pricing")
+    del screen["context"]["page"]  # an app has screens, not pages
+    alias = event("alias", anonymousId=anon, previousId=anon, userId="u-" + anon)
+    r = site.batch(grp, screen, alias)
+    assert r.status_code == 200, r.text
+    site.flush()
+    assert {r["type"] for r in web_events(engine, site.ws.id)} == {"group", "screen", "alias"}
+    (row,) = web_events(engine, site.ws.id, type="screen")
+    assert row["domain"] == "soylent-corp.com" and row["title"] == "Pricing"
+    # A screen is an app's page: stored and resolved, but no website visit.
+    assert signal_of(engine, site.ws.id, screen["messageId"]) is None
+    # The alias carried the visitor's identity to its user id: a later event under the
+    # user id alone, from another device, resolves.
+    later = event(anonymousId="device-2", userId="u-" + anon, path="/docs")
+    site.send(later)
+    site.flush()
+    s = signal_of(engine, site.ws.id, later["messageId"])
+    assert s is not None and s["domain"] == "soylent-corp.com"
+
+
+def test_alias_resolves_the_earlier_visits_of_the_old_id(site: Site, engine: Any) -> None:
+    anon = "anon-" + uuid.uuid4().hex
+    visit = event(anonymousId=anon, path="/features")
+    site.send(visit)
+    site.flush()
+    assert signal_of(engine, site.ws.id, visit["messageId"]) is None
+    user = "user-" + uuid.uuid4().hex[:8]
+    site.send(event("identify", anonymousId=None, userId=user, traits={"email": "a@duff-beer.com"}))
+    site.flush()
+    alias = {"type": "alias", "previousId": anon, "userId": user, "messageId": uuid.uuid4().hex}
+    site.send(alias)
+    assert site.flush().backfilled == 1
+    s = signal_of(engine, site.ws.id, visit["messageId"])
+    assert s is not None and s["domain"] == "duff-beer.com"
+
+
+def test_an_alias_needs_both_ids(site: Site) -> None:
+    r = site.post("/v1/alias", {"userId": "u-1", "messageId": "m1"})
+    assert r.status_code == 400 and r.json()["field"] == "previousId"
+    r = site.post("/v1/alias", {"previousId": "p-1", "anonymousId": "a", "messageId": "m2"})
+    assert r.status_code == 400 and r.json()["field"] == "userId"
+    site.flush()
+
+
+# ---- issue 16: rate limits count events; failures are limited per address ------------------
+
+
+@pytest.fixture
+def own_app(database_url: str) -> Iterator[Callable[..., Any]]:
+    """An app of its own with the given settings (rate limits under test), stopped after."""
+    made: list[Any] = []
+
+    def make(**settings: Any) -> Any:
+        app = create_app(Settings(database_url=database_url, **settings))
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        collector_of(app).stop()
+
+
+def own_site(app: Any, address: str = "203.0.113.10") -> tuple[str, int, TestClient]:
+    """A fresh workspace's write key on `app`, and a client calling from `address`."""
+    from intently.auth.repository import workspace_id_by_name
+    from intently.auth.service import generate_key
+
+    engine = app.state.intently.engine
+    name = f"ws-{uuid.uuid4().hex[:12]}"
+    generate_key(engine, name, "o@example.com")
+    with engine.connect() as conn:
+        ws = workspace_id_by_name(conn, name)
+    assert ws is not None
+    return get_write_key(engine, ws), ws, client_from(app, address)
+
+
+def client_from(app: Any, address: str) -> TestClient:
+    return TestClient(app, raise_server_exceptions=False, client=(address, 40000))
+
+
+def test_the_write_key_limit_counts_events_not_requests(own_app: Callable[..., Any]) -> None:
+    app = own_app(rate_limit_collector_per_minute=60, rate_limit_collector_burst=10)
+    key, _, c = own_site(app)
+    big = c.post("/v1/batch", json={"batch": [event() for _ in range(8)]}, headers=basic(key))
+    assert big.status_code == 200, big.text
+    assert big.headers["ratelimit-remaining"] == "2"
+    again = c.post("/v1/batch", json={"batch": [event() for _ in range(8)]}, headers=basic(key))
+    assert again.status_code == 429
+    assert again.json()["code"] == "rate_limited"
+    assert "write key" in again.json()["message"] and "events" in again.json()["message"]
+    assert int(again.headers["retry-after"]) >= 6  # 8 events at one a second, 2 left
+    # What is left still serves small calls; one batch larger than the burst passes a
+    # full bucket, and then its events are owed.
+    assert c.post("/v1/page", json=event(), headers=basic(key)).status_code == 200
+    key2, _, c2 = own_site(app, "203.0.113.11")
+    huge = c2.post("/v1/batch", json={"batch": [event() for _ in range(25)]}, headers=basic(key2))
+    assert huge.status_code == 200, huge.text
+    assert c2.post("/v1/page", json=event(), headers=basic(key2)).status_code == 429
+
+
+def test_one_address_cannot_use_up_the_write_key(own_app: Callable[..., Any]) -> None:
+    app = own_app(rate_limit_collector_address_per_minute=60, rate_limit_collector_address_burst=5)
+    key, _, flood = own_site(app, "198.51.100.66")
+    r = flood.post("/v1/batch", json={"batch": [event() for _ in range(5)]}, headers=basic(key))
+    assert r.status_code == 200, r.text
+    r = flood.post("/v1/batch", json={"batch": [event() for _ in range(5)]}, headers=basic(key))
+    assert r.status_code == 429 and "this address" in r.json()["message"]
+    visitor = client_from(app, "198.51.100.67")
+    assert visitor.post("/v1/page", json=event(), headers=basic(key)).status_code == 200
+
+
+def test_failed_requests_are_limited_per_address(own_app: Callable[..., Any]) -> None:
+    app = own_app(rate_limit_anonymous_per_minute=60, rate_limit_anonymous_burst=2)
+    key, _, c = own_site(app, "192.0.2.50")
+    deep = nested_body(10_000, batch=True)
+    plain = {"Content-Type": "application/json"}
+    codes = [c.post("/v1/batch", content=deep, headers=plain).status_code for _ in range(3)]
+    assert codes == [400, 400, 429]
+    r = c.post("/v1/batch", json={"batch": [event()]}, headers=basic("itlyw_guess"))
+    assert r.status_code == 429 and r.json()["code"] == "rate_limited"
+    assert int(r.headers["retry-after"]) >= 1
+    # The address is refused before its body is read, even with a good key, until its
+    # bucket refills; another address is not.
+    assert c.post("/v1/page", json=event(), headers=basic(key)).status_code == 429
+    other = client_from(app, "192.0.2.51")
+    assert other.post("/v1/page", json=event(), headers=basic(key)).status_code == 200

@@ -385,6 +385,8 @@ class Collector:
                 keys.add("user:" + e.user_id)
             if e.group_id:
                 keys.add("group:" + e.group_id)
+            if e.previous_id:
+                keys.update((e.previous_id, "user:" + e.previous_id))
         identities = load_identities(conn, ws, sorted(keys))
         changed: dict[str, Identity] = {}
         established: dict[str, Identity] = {}  # anonymous id -> its new group/email identity
@@ -410,6 +412,14 @@ class Collector:
                 remember("user:" + e.user_id, ident)
             if e.type == "group" and e.group_id:
                 remember("group:" + e.group_id, ident)
+        # Alias calls: the earlier id and the new user id share what either is known as.
+        for e in events:
+            if e.type == "alias" and e.previous_id and e.user_id:
+                linked = self._alias(e.previous_id, e.user_id, identities, remember)
+                if linked is not None:
+                    e.match = Match(*linked)
+                    if identities.get(e.previous_id) == linked:
+                        established.setdefault(e.previous_id, linked)
         # Pass 2: everything else, in arrival order.
         for e in events:
             if e.match is None:
@@ -437,6 +447,25 @@ class Collector:
         save_identities(conn, ws, changed, now)
         backfill = self._backfill(conn, ws, established, rules, now)
         return signals + backfill, len(backfill)
+
+    @staticmethod
+    def _alias(
+        previous: str,
+        user: str,
+        identities: dict[str, Identity],
+        remember: Callable[[str, Identity], None],
+    ) -> Identity | None:
+        """Link `previous` (an anonymous or user id) and `user`: the first group or email
+        identity among them goes to those without one; returns it."""
+        keys = ("user:" + user, previous, "user:" + previous)
+        known = [identities.get(k) for k in keys]
+        ident = next((i for i in known if i is not None and i[1] != "ip"), None)
+        if ident is None:
+            return None
+        for key, old in zip(keys, known, strict=True):
+            if old is None or old[1] == "ip":
+                remember(key, ident)
+        return ident
 
     @staticmethod
     def _own_match(e: WebEvent) -> Match | None:
