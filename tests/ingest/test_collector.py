@@ -39,7 +39,7 @@ from intently.ingest.writekeys import (
 from intently.kit.timefmt import US_PER_DAY, now_us, parse_iso8601
 from intently.settings import Settings
 from intently.signals.store import day_of
-from tests.support.api import Workspace
+from tests.support.api import Workspace, new_workspace
 from tests.support.cli import intently
 
 
@@ -619,11 +619,13 @@ def test_identify_backfills_the_visitors_earlier_pages(site: Site, engine: Any) 
     assert site.flush().backfilled == 2
     s_old = signal_of(engine, site.ws.id, old["messageId"])
     assert s_old is not None and s_old["domain"] == "hooli-xyz.com"
-    assert s_old["match_method"] == "email" and s_old["type"] == "high_value_page_view"
+    # The email is the browser's word alone: its events count as page views (issue 16).
+    assert s_old["match_method"] == "email" and s_old["type"] == "page_view"
+    assert s_old["topic"] == "docs" and s_old["confidence"] <= 0.5
     assert day_of(s_old["occurred_at"]) == day_of(parse_iso8601(iso(day)))
     s_form = signal_of(engine, site.ws.id, form["messageId"])
-    assert s_form is not None and s_form["type"] == "form_submit"
-    assert s_form["topic"] == "Demo Requested"
+    assert s_form is not None and s_form["type"] == "page_view"
+    assert s_form["topic"] == "blog"  # the page the form was sent from
     assert signal_of(engine, site.ws.id, too_old["messageId"]) is None
     (row,) = web_events(engine, site.ws.id, message_id=old["messageId"])
     assert row["domain"] == "hooli-xyz.com" and row["match_method"] == "email"
@@ -635,7 +637,14 @@ def test_identify_backfills_the_visitors_earlier_pages(site: Site, engine: Any) 
 # ---- signals ---------------------------------------------------------------------------------
 
 
-def test_page_topics_high_value_pages_and_form_events(site: Site, engine: Any) -> None:
+OFFICE = "93.184.60.9"  # an address a workspace's ranges can name (no reserved network)
+
+
+def test_page_topics_high_value_pages_and_form_events(
+    site: Site, engine: Any, tmp_path: Path
+) -> None:
+    # The group claim is corroborated by the visitor's address (else pages only: issue 16).
+    upload_ranges(engine, site.ws.id, ranges_csv(tmp_path, "93.184.60.0/24,vandelay.com,V"))
     set_website(
         site,
         highValuePages=[
@@ -645,18 +654,20 @@ def test_page_topics_high_value_pages_and_form_events(site: Site, engine: Any) -
         formEvents=["Form Submitted"],
     )
     anon = "anon-" + uuid.uuid4().hex
-    grp = event("group", anonymousId=anon, groupId="g", traits={"domain": "vandelay.com"})
+    grp = event(
+        "group", anonymousId=anon, groupId="g", traits={"domain": "vandelay.com"}, ip=OFFICE
+    )
     pages = {
         "/": ("page_view", "home"),
         "/Blog/Post-1?x=1": ("page_view", "blog"),
         "/en/pricing/": ("high_value_page_view", "pricing"),
         "/signup": ("page_view", "signup"),
     }
-    evs = {p: event(anonymousId=anon, path=p) for p in pages}
-    signup = event(anonymousId=anon, path="/signup")
+    evs = {p: event(anonymousId=anon, path=p, ip=OFFICE) for p in pages}
+    signup = event(anonymousId=anon, path="/signup", ip=OFFICE)
     signup["context"]["page"]["url"] = "https://app.customer.example/signup?plan=pro"
-    form = event("track", anonymousId=anon, event="form submitted")
-    other = event("track", anonymousId=anon, event="Video Played")
+    form = event("track", anonymousId=anon, event="form submitted", ip=OFFICE)
+    other = event("track", anonymousId=anon, event="Video Played", ip=OFFICE)
     site.send(grp, *evs.values(), signup, form, other)
     site.flush()
     for path, (kind, topic) in pages.items():
@@ -705,14 +716,19 @@ def test_late_and_future_timestamps(site: Site, engine: Any) -> None:
     assert days[0] == (day_of(parse_iso8601(iso(late_day))), 1)
 
 
-def test_collector_signals_show_on_the_account(site: Site, engine: Any) -> None:
+def test_collector_signals_show_on_the_account(site: Site, engine: Any, tmp_path: Path) -> None:
+    # The visitor's address is in the claimed company's range: the claim is corroborated,
+    # so the pricing page counts in full (issue 16).
+    upload_ranges(
+        engine, site.ws.id, ranges_csv(tmp_path, "93.184.60.0/24,wayne-enterprises.com,W")
+    )
     r = site.ws.api.post(
         "/accounts", json={"accounts": [{"domain": "wayne-enterprises.com", "name": "Wayne"}]}
     )
     assert r.status_code == 200, r.text
     aid = r.json()["data"]["results"][0]["rtp_aid"]
     anon = "anon-" + uuid.uuid4().hex
-    p = event(anonymousId=anon, path="/pricing")
+    p = event(anonymousId=anon, path="/pricing", ip=OFFICE)
     site.send(
         event("group", anonymousId=anon, groupId="w", traits={"website": "wayne-enterprises.com"}),
         p,
@@ -1103,3 +1119,98 @@ def test_failed_requests_are_limited_per_address(own_app: Callable[..., Any]) ->
     assert c.post("/v1/page", json=event(), headers=basic(key)).status_code == 429
     other = client_from(app, "192.0.2.51")
     assert other.post("/v1/page", json=event(), headers=basic(key)).status_code == 200
+
+
+# ---- issue 16: the public write key cannot move an account -----------------------------------
+
+
+def site_on(app: Any, address: str) -> Site:
+    """A fresh workspace of `app` whose website calls the collector from `address`."""
+    ws = new_workspace(client_from(app, "192.0.2.1"), app.state.intently.engine)
+    key = get_write_key(app.state.intently.engine, ws.id)
+    return Site(ws, key, client_from(app, address), collector_of(app))
+
+
+def account_state(site: Site, domain: str) -> dict[str, Any]:
+    r = site.ws.api.post("/scoring/runs", json={"full": True})
+    assert r.status_code == 200, r.text
+    r = site.ws.api.get("/accounts", params={"domain": domain})
+    assert r.status_code == 200, r.text
+    (acct,) = [a for a in r.json()["data"]["data"] if a["domain"] == domain]
+    return dict(acct)
+
+
+def test_claims_from_the_public_key_cannot_move_an_account_to_decision(
+    own_app: Callable[..., Any],
+) -> None:
+    """The attack of issue 16 replayed: one address, fresh anonymous ids, each claiming the
+    target's domain by a group call, then pricing pages and forms in a flood."""
+    app = own_app()
+    site = site_on(app, "203.0.113.66")
+    engine, ws = app.state.intently.engine, site.ws.id
+    r = site.ws.api.post(
+        "/accounts", json={"accounts": [{"domain": "victim-corp.com", "name": "Victim"}]}
+    )
+    assert r.status_code == 200, r.text
+    for _ in range(20):
+        anon = "anon-" + uuid.uuid4().hex
+        flood = [
+            event("group", anonymousId=anon, groupId="v", traits={"website": "victim-corp.com"})
+        ]
+        flood += [event(anonymousId=anon, path="/pricing", ip=None) for _ in range(10)]
+        flood += [
+            event("track", anonymousId=anon, event=name, ip=None)
+            for name in ("Form Submitted", "Demo Requested")
+        ]
+        site.send(*flood)
+    site.flush()
+    acct = account_state(site, "victim-corp.com")
+    assert acct["rtp_website_intent_score"] <= 20, acct  # page views at most: their cap
+    assert acct["rtp_journey_stage"] not in ("Decision", "Consideration"), acct
+    kinds = {s["type"] for s in signals(engine, ws)}
+    assert kinds == {"page_view"}
+    assert all(s["confidence"] <= 0.5 for s in signals(engine, ws))
+
+
+def claim(anon: str, domain: str) -> dict[str, Any]:
+    return event("group", anonymousId=anon, groupId=domain, traits={"website": domain}, ip=None)
+
+
+def claimed_domains(engine: Any, ws: int) -> list[str | None]:
+    return [r["domain"] for r in web_events(engine, ws, type="group")]
+
+
+def test_one_visitor_claims_few_companies(own_app: Callable[..., Any]) -> None:
+    app = own_app(collector_claims_per_visitor=2)
+    site = site_on(app, "203.0.113.70")
+    engine = app.state.intently.engine
+    anon = "anon-" + uuid.uuid4().hex
+    first = [claim(anon, "alpha-co.com"), claim(anon, "beta-co.com"), claim(anon, "alpha-co.com")]
+    site.send(*first)
+    site.flush()
+    # Later, in another flush: a third company is one too many; the first two still hold.
+    third, again = claim(anon, "gamma-co.com"), claim(anon, "beta-co.com")
+    site.send(third, again)
+    site.flush()
+    got = {r["message_id"]: r["domain"] for r in web_events(engine, site.ws.id, type="group")}
+    assert [got[e["messageId"]] for e in first] == ["alpha-co.com", "beta-co.com", "alpha-co.com"]
+    assert got[third["messageId"]] is None  # kept, with its traits, but resolving nothing
+    assert got[again["messageId"]] == "beta-co.com"
+    (run,) = collector_runs(site)
+    assert run["skippedByReason"] == {"identity_limit": 1}
+
+
+def test_one_address_claims_few_companies(own_app: Callable[..., Any]) -> None:
+    app = own_app(collector_claims_per_address=3)
+    site = site_on(app, "203.0.113.71")
+    engine = app.state.intently.engine
+    site.send(*(claim("anon-" + uuid.uuid4().hex, f"company-{i}.com") for i in range(5)))
+    site.flush()
+    assert sum(d is not None for d in claimed_domains(engine, site.ws.id)) == 3
+    # Fresh anonymous ids do not help; another address may still claim.
+    site.send(claim("anon-" + uuid.uuid4().hex, "company-9.com"))
+    elsewhere = Site(site.ws, site.key, client_from(app, "203.0.113.72"), site.collector)
+    elsewhere.send(claim("anon-" + uuid.uuid4().hex, "company-8.com"))
+    site.flush()
+    domains = set(claimed_domains(engine, site.ws.id))
+    assert "company-9.com" not in domains and "company-8.com" in domains

@@ -105,6 +105,7 @@ class WebEvent:
     title: str | None
     referrer: str | None
     ip: str | None
+    peer: str | None  # the connection's address (context.ip is the sender's word)
     email: str | None  # identify traits (or context traits): a candidate business email
     group_traits: dict[str, Any] | None  # group calls
     # What web_events.properties keeps, as JSON already: a buffered event is then a few
@@ -329,6 +330,7 @@ def _event(
         title=page.title or _text(props.get("title")) or (e.name if etype == "screen" else None),
         referrer=page.referrer or _text(props.get("referrer")),
         ip=ip,
+        peer=peer_ip,
         email=email,
         group_traits=e.traits if etype == "group" else None,
         doc=json_param(doc),
