@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -96,6 +97,23 @@ class Settings(BaseSettings):
     collector_claims_per_visitor: int = Field(default=2, ge=0)
     collector_claims_per_address: int = Field(default=10, ge=0)
     collector_claims_window_s: int = Field(default=24 * 3600, ge=60)
+    # Servers that forward visitors' events (a backend SDK, a Segment or RudderStack
+    # relay), comma-separated addresses or networks: from them `context.ip` is believed.
+    # From anyone else a `context.ip` other than the connection's address is a claim.
+    collector_trusted_senders: str = ""
+
+    @field_validator("collector_trusted_senders")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in (p.strip() for p in value.split(",")):
+            if part:
+                try:
+                    ipaddress.ip_network(part, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"collector_trusted_senders: '{part}' is not an IP address or network"
+                    ) from None
+        return value
 
 
 @lru_cache(maxsize=1)

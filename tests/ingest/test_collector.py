@@ -1214,3 +1214,51 @@ def test_one_address_claims_few_companies(own_app: Callable[..., Any]) -> None:
     site.flush()
     domains = set(claimed_domains(engine, site.ws.id))
     assert "company-9.com" not in domains and "company-8.com" in domains
+
+
+def test_a_context_ip_is_believed_only_from_trusted_senders(
+    own_app: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The write key's holder could name the victim's office address in context.ip."""
+    for trusted, kind in (("", "page_view"), ("203.0.113.0/28", "high_value_page_view")):
+        app = own_app(collector_trusted_senders=trusted)
+        site = site_on(app, "203.0.113.5")
+        engine = app.state.intently.engine
+        upload_ranges(engine, site.ws.id, ranges_csv(tmp_path, "93.184.61.0/24,initrode.com,I"))
+        anon = "anon-" + uuid.uuid4().hex
+        claimed = event(anonymousId=anon, path="/pricing", ip="93.184.61.5")
+        site.send(claimed)
+        site.flush()
+        s = signal_of(engine, site.ws.id, claimed["messageId"])
+        assert s is not None and s["domain"] == "initrode.com" and s["type"] == kind, trusted
+        # Only believed addresses are learnt for the visitor's later visits.
+        later = event(anonymousId=anon, path="/docs", ip=None)
+        site.send(later)
+        site.flush()
+        learnt = signal_of(engine, site.ws.id, later["messageId"])
+        assert (learnt is not None) == bool(trusted), trusted
+    with pytest.raises(ValueError, match="collector_trusted_senders: 'office' is not"):
+        Settings(collector_trusted_senders="10.0.0.0/8, office")
+
+
+def test_a_trusted_sender_s_claims_count_in_full(own_app: Callable[..., Any]) -> None:
+    app = own_app(collector_trusted_senders="10.20.0.0/16", collector_claims_per_address=1)
+    relay = site_on(app, "10.20.3.4")
+    engine, ws = app.state.intently.engine, relay.ws.id
+    anons = ["anon-" + uuid.uuid4().hex for _ in range(3)]
+    # The backend identifies three visitors of three companies from its one address.
+    relay.send(
+        *(
+            event("identify", anonymousId=a, traits={"email": f"x@firm-{i}.com"}, ip=None)
+            for i, a in enumerate(anons)
+        )
+    )
+    relay.flush()
+    # Their browsers then send pages and a form the usual way.
+    browser = Site(relay.ws, relay.key, client_from(app, "198.18.0.1"), relay.collector)
+    form = event("track", anonymousId=anons[2], event="Demo Requested", ip=None)
+    browser.send(event(anonymousId=anons[0], path="/pricing", ip=None), form)
+    browser.flush()
+    by_type = {(s["domain"], s["type"]) for s in signals(engine, ws)}
+    assert by_type == {("firm-0.com", "high_value_page_view"), ("firm-2.com", "form_submit")}
+    assert {s["provider"] for s in signals(engine, ws)} == {"trusted-sender"}

@@ -35,7 +35,10 @@ beyond is kept on its event but resolves nothing (skipped `identity_limit`). And
 weighs less than server-side evidence: an event resolved only by a claim (method
 `group` or `email`) makes a `page_view` signal at most (never `high_value_page_view` or
 `form_submit`) with confidence x `CLAIMED_CONFIDENCE`, unless the IP resolver puts the
-event's address in the same domain.
+event's address in the same domain. So does an IP match of a `context.ip` that differs
+from the connection's address. A trusted sender (`collector_trusted_senders`: a relay or
+backend) is believed: its claims count in full (provider `trusted-sender`, kept with the
+visitor's identity) and are not bounded per address.
 
 Accounting: refused events (malformed: 400; over 32 KB: 413) are kept as rejects
 (`invalid_event`, `event_too_large`) with the field and value at fault, and each flush
@@ -123,6 +126,7 @@ BACKFILL_US = 30 * US_PER_DAY
 ANONYMOUS_ID_DECAY = 0.9
 CLAIMED = frozenset({"group", "email"})  # match methods that rest on the browser's word
 CLAIMED_CONFIDENCE = 0.5
+TRUSTED_PROVIDER = "trusted-sender"  # the provider of a claim a trusted sender made
 PURGE_EVERY_S = 300.0
 CONFIG_CACHE_SECONDS = 5.0
 MAX_BACKOFF_S = 30.0
@@ -162,6 +166,8 @@ class ClaimBounds:
         for s in subjects:
             have = self.known.get(s, set())
             bound = self.per_visitor if s.startswith("v:") else self.per_address
+            if e.trusted and s.startswith("a:"):
+                continue  # a relay's one address carries every visitor's claims
             if domain not in have and len(have) >= bound:
                 self.refused += 1
                 return False
@@ -504,7 +510,9 @@ class Collector:
                 )
             )  # fmt: skip
             if m is not None:
-                w, claimed = self._weighed(ws, m, e.ip)
+                w, claimed = self._weighed(
+                    ws, m, e.peer if e.ip_claimed else e.ip, ip_claimed=e.ip_claimed
+                )
                 s = signal_of(
                     rules, w, e.message_id, e.type, e.event, e.path, e.url, e.occurred_at,
                     claimed=claimed,
@@ -540,11 +548,16 @@ class Collector:
             out += ("a:" + digest[:40],)
         return out
 
-    def _weighed(self, ws: int, m: Match, ip: str | None) -> tuple[Match, bool]:
-        """(the match, whether it rests on a claim alone): a claimed identity, unless the
-        event's address resolves to the same domain, loses confidence and signal_of gives
-        it page-view weight at most."""
-        if m.method not in CLAIMED:
+    def _weighed(
+        self, ws: int, m: Match, ip: str | None, *, ip_claimed: bool = False
+    ) -> tuple[Match, bool]:
+        """(the match, whether it rests on a claim alone): a claimed identity (or an IP
+        match of a claimed `context.ip`), unless the event's evidenced address `ip`
+        resolves to the same domain, loses confidence and signal_of gives it page-view
+        weight at most."""
+        if m.method not in CLAIMED and not (ip_claimed and m.method == "ip"):
+            return m, False
+        if m.provider == TRUSTED_PROVIDER:
             return m, False
         if ip:
             by_ip = self.resolver.lookup(ws, ip)
@@ -573,11 +586,13 @@ class Collector:
 
     @staticmethod
     def _own_match(e: WebEvent) -> Match | None:
-        if e.type == "group":
-            m = match_group(e.group_traits)
-            if m is not None:
-                return m
-        return match_email(e.email) if e.email else None
+        m = match_group(e.group_traits) if e.type == "group" else None
+        if m is None and e.email:
+            m = match_email(e.email)
+        if m is not None and e.trusted:
+            # Kept with the identity, so the visitor's later events carry the trust too.
+            return Match(m.domain, m.method, TRUSTED_PROVIDER, m.confidence)
+        return m
 
     def _match(
         self,
@@ -595,11 +610,11 @@ class Collector:
             ident = identities.get(key) if key else None
             if ident is not None and ident[1] != "ip":
                 return Match(ident[0], ident[1], ident[2], ident[3])
-        # (2) the IP address
+        # (2) the IP address (one the sender only claims is not learnt for the visitor)
         if e.ip:
             m = self.resolver.lookup(ws, e.ip)
             if m is not None:
-                if e.anonymous_id:
+                if e.anonymous_id and not e.ip_claimed:
                     remember(e.anonymous_id, (m.domain, "ip", m.provider, m.confidence))
                 return m
         # (3) where this visitor's IP resolved before

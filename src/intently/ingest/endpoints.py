@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import math
 import threading
 import zlib
@@ -53,6 +54,7 @@ TRACKER = resources.files("intently.ingest").joinpath("static/t.js").read_bytes(
 _CONFIG_SLOT = b"/*INTENTLY_CONFIG*/null"
 _encoder = msgspec.json.Encoder()
 _create_lock = threading.Lock()
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Path -> the event type it carries (None: a batch); the one-letter paths are the ones
 # Segment's analytics.js posts to.
@@ -257,6 +259,24 @@ async def _over_rate(
     return None
 
 
+def _trusted(request: Request, peer: str) -> bool:
+    """Whether `peer` is a server the operator lists as forwarding visitors' events
+    (`collector_trusted_senders`), so its `context.ip` and claims are evidence."""
+    nets: list[IPNetwork] | None = getattr(request.app.state, "collector_trusted", None)
+    if nets is None:
+        st: AppState = request.app.state.intently
+        text = st.settings.collector_trusted_senders
+        nets = [ipaddress.ip_network(n.strip(), strict=False) for n in text.split(",") if n.strip()]
+        request.app.state.collector_trusted = nets
+    if not nets:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in n for n in nets)
+
+
 def _opted_out(request: Request) -> bool:
     h = request.headers
     return h.get("dnt", "").strip() == "1" or h.get("sec-gpc", "").strip() == "1"
@@ -293,7 +313,9 @@ async def collect(request: Request, kind: str | None) -> Response:
                 "payload_too_large",
                 f"The {what} is larger than {limit // 1024} KB",
             )
-        parsed = parse_body(body, kind, received=now_us(), peer=peer)
+        parsed = parse_body(
+            body, kind, received=now_us(), peer=peer, trusted=_trusted(request, peer)
+        )
     except BodyError as exc:
         return await _refuse(request, st, peer, 400, "invalid_request", str(exc))
     auth = request.headers.get("authorization")

@@ -112,6 +112,11 @@ class WebEvent:
     # strings, not a tree of dicts for the garbage collector to walk on every pass.
     doc: str
     match: Match | None = None
+    # context.ip differs from the connection's address, which is not a trusted sender:
+    # the address is the sender's word (a claim), not evidence.
+    ip_claimed: bool = False
+    # Sent by a trusted server (a relay, a backend, the demo): its claims are evidence.
+    trusted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +234,7 @@ def _event(
     batch_sent: int | None,
     received: int,
     peer_ip: str | None,
+    trusted: bool,
 ) -> WebEvent:
     """One event from its JSON; raises _Invalid (400) naming the field and the value."""
     if b"\\u0000" in raw:
@@ -334,6 +340,8 @@ def _event(
         email=email,
         group_traits=e.traits if etype == "group" else None,
         doc=json_param(doc),
+        ip_claimed=not trusted and peer_ip is not None and ip is not None and ip != peer_ip,
+        trusted=trusted,
     )
 
 
@@ -347,8 +355,19 @@ def _record(raw: bytes) -> Any:
         return {"raw": raw[:2000].decode("utf-8", "replace")}
 
 
-def parse_body(body: bytes, kind: str | None, *, received: int, peer: str | None) -> Parsed:
-    """A single event (`kind` = its type) or a batch (`kind` None); raises BodyError."""
+def parse_body(
+    body: bytes,
+    kind: str | None,
+    *,
+    received: int,
+    peer: str | None,
+    trusted: bool = True,
+) -> Parsed:
+    """A single event (`kind` = its type) or a batch (`kind` None); raises BodyError.
+
+    `trusted`: the sender is a server the operator trusts (the collector's endpoints pass
+    whether the peer is a listed trusted sender), so its `context.ip`, group traits and
+    identify emails are evidence rather than the browser's word."""
     peer_ip = _ip(peer)
     batch_ctx: Context | None = None
     batch_sent: int | None = None
@@ -392,7 +411,7 @@ def parse_body(body: bytes, kind: str | None, *, received: int, peer: str | None
             )
             continue
         try:
-            events.append(_event(raw, kind, batch_ctx, batch_sent, received, peer_ip))
+            events.append(_event(raw, kind, batch_ctx, batch_sent, received, peer_ip, trusted))
         except _Invalid as exc:
             problems.append(Problem(i, 400, exc.field, str(exc), _record(raw)))
         except RecursionError:
