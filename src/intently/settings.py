@@ -132,6 +132,37 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
+    # ---- the collector's trust model (issue 16; docs/deploy.md) ------------------------
+    # The collector's buckets count events, not requests: rate_limit_collector_* above are
+    # events per write key, and these are events per client address within a workspace
+    # (one visitor, or one server that forwards every visitor: raise it for such a
+    # sender, or set 0). Failed collector requests count against rate_limit_anonymous_*.
+    rate_limit_collector_address_per_minute: int = Field(default=6000, ge=0)
+    rate_limit_collector_address_burst: int = Field(default=2000, ge=1)
+    # Identity claimed by the browser (group traits, an identify email): how many distinct
+    # domains one anonymous id, and one client address, may claim in the window. Claims
+    # beyond are kept on the event but resolve nothing.
+    collector_claims_per_visitor: int = Field(default=2, ge=0)
+    collector_claims_per_address: int = Field(default=10, ge=0)
+    collector_claims_window_s: int = Field(default=24 * 3600, ge=60)
+    # Servers that forward visitors' events (a backend SDK, a Segment or RudderStack
+    # relay), comma-separated addresses or networks: from them `context.ip` is believed.
+    # From anyone else a `context.ip` other than the connection's address is a claim.
+    collector_trusted_senders: str = ""
+
+    @field_validator("collector_trusted_senders")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for part in (p.strip() for p in value.split(",")):
+            if part:
+                try:
+                    ipaddress.ip_network(part, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"collector_trusted_senders: '{part}' is not an IP address or network"
+                    ) from None
+        return value
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -39,7 +39,7 @@ from intently.ingest.writekeys import (
 from intently.kit.timefmt import US_PER_DAY, now_us, parse_iso8601
 from intently.settings import Settings
 from intently.signals.store import day_of
-from tests.support.api import Workspace
+from tests.support.api import Workspace, new_workspace
 from tests.support.cli import intently
 
 
@@ -402,7 +402,7 @@ def test_malformed_events_are_400_naming_the_field_and_the_rest_is_kept(
     r = site.batch(
         good,
         "not an event",
-        event("screen"),
+        event("checkout"),  # no Segment call type (screen and alias are: issue 16)
         event(timestamp="yesterday at noon"),
         no_ids,
         event(context={"ip": 42}),
@@ -417,7 +417,7 @@ def test_malformed_events_are_400_naming_the_field_and_the_rest_is_kept(
     assert set(errors) == {1, 2, 3, 4, 5, 6, 7, 8}
     assert all(e["status"] == 400 for e in errors.values())
     assert errors[1]["field"] == "event" and '"not an event"' in errors[1]["message"]
-    assert errors[2]["field"] == "type" and '"screen"' in errors[2]["message"]
+    assert errors[2]["field"] == "type" and '"checkout"' in errors[2]["message"]
     assert errors[3]["field"] == "timestamp" and "yesterday at noon" in errors[3]["message"]
     assert errors[4]["field"] == "userId" and "anonymousId" in errors[4]["message"]
     assert errors[5]["field"] == "context.ip" and "got 42" in errors[5]["message"]
@@ -619,11 +619,13 @@ def test_identify_backfills_the_visitors_earlier_pages(site: Site, engine: Any) 
     assert site.flush().backfilled == 2
     s_old = signal_of(engine, site.ws.id, old["messageId"])
     assert s_old is not None and s_old["domain"] == "hooli-xyz.com"
-    assert s_old["match_method"] == "email" and s_old["type"] == "high_value_page_view"
+    # The email is the browser's word alone: its events count as page views (issue 16).
+    assert s_old["match_method"] == "email" and s_old["type"] == "page_view"
+    assert s_old["topic"] == "docs" and s_old["confidence"] <= 0.5
     assert day_of(s_old["occurred_at"]) == day_of(parse_iso8601(iso(day)))
     s_form = signal_of(engine, site.ws.id, form["messageId"])
-    assert s_form is not None and s_form["type"] == "form_submit"
-    assert s_form["topic"] == "Demo Requested"
+    assert s_form is not None and s_form["type"] == "page_view"
+    assert s_form["topic"] == "blog"  # the page the form was sent from
     assert signal_of(engine, site.ws.id, too_old["messageId"]) is None
     (row,) = web_events(engine, site.ws.id, message_id=old["messageId"])
     assert row["domain"] == "hooli-xyz.com" and row["match_method"] == "email"
@@ -635,7 +637,14 @@ def test_identify_backfills_the_visitors_earlier_pages(site: Site, engine: Any) 
 # ---- signals ---------------------------------------------------------------------------------
 
 
-def test_page_topics_high_value_pages_and_form_events(site: Site, engine: Any) -> None:
+OFFICE = "93.184.60.9"  # an address a workspace's ranges can name (no reserved network)
+
+
+def test_page_topics_high_value_pages_and_form_events(
+    site: Site, engine: Any, tmp_path: Path
+) -> None:
+    # The group claim is corroborated by the visitor's address (else pages only: issue 16).
+    upload_ranges(engine, site.ws.id, ranges_csv(tmp_path, "93.184.60.0/24,vandelay.com,V"))
     set_website(
         site,
         highValuePages=[
@@ -645,18 +654,20 @@ def test_page_topics_high_value_pages_and_form_events(site: Site, engine: Any) -
         formEvents=["Form Submitted"],
     )
     anon = "anon-" + uuid.uuid4().hex
-    grp = event("group", anonymousId=anon, groupId="g", traits={"domain": "vandelay.com"})
+    grp = event(
+        "group", anonymousId=anon, groupId="g", traits={"domain": "vandelay.com"}, ip=OFFICE
+    )
     pages = {
         "/": ("page_view", "home"),
         "/Blog/Post-1?x=1": ("page_view", "blog"),
         "/en/pricing/": ("high_value_page_view", "pricing"),
         "/signup": ("page_view", "signup"),
     }
-    evs = {p: event(anonymousId=anon, path=p) for p in pages}
-    signup = event(anonymousId=anon, path="/signup")
+    evs = {p: event(anonymousId=anon, path=p, ip=OFFICE) for p in pages}
+    signup = event(anonymousId=anon, path="/signup", ip=OFFICE)
     signup["context"]["page"]["url"] = "https://app.customer.example/signup?plan=pro"
-    form = event("track", anonymousId=anon, event="form submitted")
-    other = event("track", anonymousId=anon, event="Video Played")
+    form = event("track", anonymousId=anon, event="form submitted", ip=OFFICE)
+    other = event("track", anonymousId=anon, event="Video Played", ip=OFFICE)
     site.send(grp, *evs.values(), signup, form, other)
     site.flush()
     for path, (kind, topic) in pages.items():
@@ -705,14 +716,19 @@ def test_late_and_future_timestamps(site: Site, engine: Any) -> None:
     assert days[0] == (day_of(parse_iso8601(iso(late_day))), 1)
 
 
-def test_collector_signals_show_on_the_account(site: Site, engine: Any) -> None:
+def test_collector_signals_show_on_the_account(site: Site, engine: Any, tmp_path: Path) -> None:
+    # The visitor's address is in the claimed company's range: the claim is corroborated,
+    # so the pricing page counts in full (issue 16).
+    upload_ranges(
+        engine, site.ws.id, ranges_csv(tmp_path, "93.184.60.0/24,wayne-enterprises.com,W")
+    )
     r = site.ws.api.post(
         "/accounts", json={"accounts": [{"domain": "wayne-enterprises.com", "name": "Wayne"}]}
     )
     assert r.status_code == 200, r.text
     aid = r.json()["data"]["results"][0]["rtp_aid"]
     anon = "anon-" + uuid.uuid4().hex
-    p = event(anonymousId=anon, path="/pricing")
+    p = event(anonymousId=anon, path="/pricing", ip=OFFICE)
     site.send(
         event("group", anonymousId=anon, groupId="w", traits={"website": "wayne-enterprises.com"}),
         p,
@@ -890,3 +906,359 @@ def _no_leftovers(collector: Collector) -> Iterator[None]:
     """Each test flushes what it sent; nothing of one test waits into the next."""
     yield
     collector.flush()
+
+
+# ---- issue 16: error shapes, nesting, every Segment call type --------------------------------
+
+
+def nested() -> dict[str, Any]:
+    """An event whose properties hold `depth` arrays inside each other."""
+    e = event()
+    e["properties"] = {"x": "@"}
+    return e
+
+
+def nested_body(depth: int, batch: bool) -> bytes:
+    text = json.dumps({"batch": [nested()]} if batch else nested())
+    return text.replace('"@"', "[" * depth + "]" * depth).encode()
+
+
+def test_errors_carry_the_code_and_message_sdks_read(site: Site, client: TestClient) -> None:
+    answers = {
+        "missing key": site.post("/v1/batch", {"batch": [event()]}, auth=False),
+        "bad key": client.post("/v1/batch", json={"batch": [event()]}, headers=basic("itlyw_x")),
+        "not json": client.post(
+            "/v1/batch", content=b"{nope", headers={**basic(site.key), "Content-Type": "text/plain"}
+        ),
+        "bad event": site.batch(event(timestamp="never")),
+        "bad call": site.post("/v1/page", event(timestamp="never")),
+        "too large": site.post("/v1/page", event(properties={"x": "y" * 40_000})),
+    }
+    codes = {}
+    for what, r in answers.items():
+        assert 400 <= r.status_code < 500, (what, r.status_code)
+        body = r.json()
+        assert body["success"] is False, what
+        assert isinstance(body["message"], str) and body["message"], what
+        codes[what] = body["code"]
+    assert codes == {
+        "missing key": "unauthorized",
+        "bad key": "unauthorized",
+        "not json": "invalid_request",
+        "bad event": "invalid_event",
+        "bad call": "invalid_event",
+        "too large": "payload_too_large",
+    }
+
+
+@pytest.mark.parametrize("path", ["/v1/batch", "/v1/page"])
+@pytest.mark.parametrize("keyed", [True, False])
+def test_deeply_nested_json_is_400_not_500(
+    site: Site, client: TestClient, engine: Any, path: str, keyed: bool
+) -> None:
+    body = nested_body(10_000, batch=path == "/v1/batch")
+    headers = {"Content-Type": "application/json", **(basic(site.key) if keyed else {})}
+    r = client.post(path, content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_request"
+    assert "nested too deeply" in r.json()["message"]
+    # A reasonably nested event is still taken.
+    r = client.post(path, content=nested_body(20, batch=path == "/v1/batch"), headers=headers)
+    assert r.status_code == (200 if keyed else 401), r.text
+    site.flush()
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "extra"),
+    [
+        ("/v1/screen", "screen", {"name": "Settings"}),
+        ("/v1/s", "screen", {"name": "Home"}),
+        ("/v1/alias", "alias", {"previousId": "anon-old", "userId": "u-1"}),
+        ("/v1/a", "alias", {"previousId": "anon-old", "userId": "u-2"}),
+    ],
+)
+def test_screen_and_alias_calls_are_accepted(
+    site: Site, engine: Any, path: str, kind: str, extra: dict[str, Any]
+) -> None:
+    e = event(kind, **extra)
+    del e["type"]
+    r = site.post(path, e)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"success": True}
+    site.flush()
+    (row,) = web_events(engine, site.ws.id)
+    assert row["type"] == kind and row["message_id"] == e["messageId"]
+
+
+def test_a_batch_with_screen_and_alias_is_taken_whole(site: Site, engine: Any) -> None:
+    anon = "anon-" + uuid.uuid4().hex
+    grp = event("group", anonymousId=anon, groupId="g", traits={"domain": "soylent-corp.com"})
+    screen = event("screen", anonymousId=anon, name="Pricing", path="/pricing")
+    del screen["context"]["page"]  # an app has screens, not pages
+    alias = event("alias", anonymousId=anon, previousId=anon, userId="u-" + anon)
+    r = site.batch(grp, screen, alias)
+    assert r.status_code == 200, r.text
+    site.flush()
+    assert {r["type"] for r in web_events(engine, site.ws.id)} == {"group", "screen", "alias"}
+    (row,) = web_events(engine, site.ws.id, type="screen")
+    assert row["domain"] == "soylent-corp.com" and row["title"] == "Pricing"
+    # A screen is an app's page: stored and resolved, but no website visit.
+    assert signal_of(engine, site.ws.id, screen["messageId"]) is None
+    # The alias carried the visitor's identity to its user id: a later event under the
+    # user id alone, from another device, resolves.
+    later = event(anonymousId="device-2", userId="u-" + anon, path="/docs")
+    site.send(later)
+    site.flush()
+    s = signal_of(engine, site.ws.id, later["messageId"])
+    assert s is not None and s["domain"] == "soylent-corp.com"
+
+
+def test_alias_resolves_the_earlier_visits_of_the_old_id(site: Site, engine: Any) -> None:
+    anon = "anon-" + uuid.uuid4().hex
+    visit = event(anonymousId=anon, path="/features")
+    site.send(visit)
+    site.flush()
+    assert signal_of(engine, site.ws.id, visit["messageId"]) is None
+    user = "user-" + uuid.uuid4().hex[:8]
+    site.send(event("identify", anonymousId=None, userId=user, traits={"email": "a@duff-beer.com"}))
+    site.flush()
+    alias = {"type": "alias", "previousId": anon, "userId": user, "messageId": uuid.uuid4().hex}
+    site.send(alias)
+    assert site.flush().backfilled == 1
+    s = signal_of(engine, site.ws.id, visit["messageId"])
+    assert s is not None and s["domain"] == "duff-beer.com"
+
+
+def test_an_alias_needs_both_ids(site: Site) -> None:
+    r = site.post("/v1/alias", {"userId": "u-1", "messageId": "m1"})
+    assert r.status_code == 400 and r.json()["field"] == "previousId"
+    r = site.post("/v1/alias", {"previousId": "p-1", "anonymousId": "a", "messageId": "m2"})
+    assert r.status_code == 400 and r.json()["field"] == "userId"
+    site.flush()
+
+
+# ---- issue 16: rate limits count events; failures are limited per address ------------------
+
+
+@pytest.fixture
+def own_app(database_url: str) -> Iterator[Callable[..., Any]]:
+    """An app of its own with the given settings (rate limits under test), stopped after."""
+    made: list[Any] = []
+
+    def make(**settings: Any) -> Any:
+        app = create_app(Settings(database_url=database_url, **settings))
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        collector_of(app).stop()
+
+
+def own_site(app: Any, address: str = "203.0.113.10") -> tuple[str, int, TestClient]:
+    """A fresh workspace's write key on `app`, and a client calling from `address`."""
+    from intently.auth.repository import workspace_id_by_name
+    from intently.auth.service import generate_key
+
+    engine = app.state.intently.engine
+    name = f"ws-{uuid.uuid4().hex[:12]}"
+    generate_key(engine, name, "o@example.com")
+    with engine.connect() as conn:
+        ws = workspace_id_by_name(conn, name)
+    assert ws is not None
+    return get_write_key(engine, ws), ws, client_from(app, address)
+
+
+def client_from(app: Any, address: str) -> TestClient:
+    return TestClient(app, raise_server_exceptions=False, client=(address, 40000))
+
+
+def test_the_write_key_limit_counts_events_not_requests(own_app: Callable[..., Any]) -> None:
+    app = own_app(rate_limit_collector_per_minute=60, rate_limit_collector_burst=10)
+    key, _, c = own_site(app)
+    big = c.post("/v1/batch", json={"batch": [event() for _ in range(8)]}, headers=basic(key))
+    assert big.status_code == 200, big.text
+    assert big.headers["ratelimit-remaining"] == "2"
+    again = c.post("/v1/batch", json={"batch": [event() for _ in range(8)]}, headers=basic(key))
+    assert again.status_code == 429
+    assert again.json()["code"] == "rate_limited"
+    assert "write key" in again.json()["message"] and "events" in again.json()["message"]
+    assert int(again.headers["retry-after"]) >= 6  # 8 events at one a second, 2 left
+    # What is left still serves small calls; one batch larger than the burst passes a
+    # full bucket, and then its events are owed.
+    assert c.post("/v1/page", json=event(), headers=basic(key)).status_code == 200
+    key2, _, c2 = own_site(app, "203.0.113.11")
+    huge = c2.post("/v1/batch", json={"batch": [event() for _ in range(25)]}, headers=basic(key2))
+    assert huge.status_code == 200, huge.text
+    assert c2.post("/v1/page", json=event(), headers=basic(key2)).status_code == 429
+
+
+def test_one_address_cannot_use_up_the_write_key(own_app: Callable[..., Any]) -> None:
+    app = own_app(rate_limit_collector_address_per_minute=60, rate_limit_collector_address_burst=5)
+    key, _, flood = own_site(app, "198.51.100.66")
+    r = flood.post("/v1/batch", json={"batch": [event() for _ in range(5)]}, headers=basic(key))
+    assert r.status_code == 200, r.text
+    r = flood.post("/v1/batch", json={"batch": [event() for _ in range(5)]}, headers=basic(key))
+    assert r.status_code == 429 and "this address" in r.json()["message"]
+    visitor = client_from(app, "198.51.100.67")
+    assert visitor.post("/v1/page", json=event(), headers=basic(key)).status_code == 200
+
+
+def test_failed_requests_are_limited_per_address(own_app: Callable[..., Any]) -> None:
+    app = own_app(rate_limit_anonymous_per_minute=60, rate_limit_anonymous_burst=2)
+    key, _, c = own_site(app, "192.0.2.50")
+    deep = nested_body(10_000, batch=True)
+    plain = {"Content-Type": "application/json"}
+    codes = [c.post("/v1/batch", content=deep, headers=plain).status_code for _ in range(3)]
+    assert codes == [400, 400, 429]
+    r = c.post("/v1/batch", json={"batch": [event()]}, headers=basic("itlyw_guess"))
+    assert r.status_code == 429 and r.json()["code"] == "rate_limited"
+    assert int(r.headers["retry-after"]) >= 1
+    # The address is refused before its body is read, even with a good key, until its
+    # bucket refills; another address is not.
+    assert c.post("/v1/page", json=event(), headers=basic(key)).status_code == 429
+    other = client_from(app, "192.0.2.51")
+    assert other.post("/v1/page", json=event(), headers=basic(key)).status_code == 200
+
+
+# ---- issue 16: the public write key cannot move an account -----------------------------------
+
+
+def site_on(app: Any, address: str) -> Site:
+    """A fresh workspace of `app` whose website calls the collector from `address`."""
+    ws = new_workspace(client_from(app, "192.0.2.1"), app.state.intently.engine)
+    key = get_write_key(app.state.intently.engine, ws.id)
+    return Site(ws, key, client_from(app, address), collector_of(app))
+
+
+def account_state(site: Site, domain: str) -> dict[str, Any]:
+    r = site.ws.api.post("/scoring/runs", json={"full": True})
+    assert r.status_code == 200, r.text
+    r = site.ws.api.get("/accounts", params={"domain": domain})
+    assert r.status_code == 200, r.text
+    (acct,) = [a for a in r.json()["data"]["data"] if a["domain"] == domain]
+    return dict(acct)
+
+
+def test_claims_from_the_public_key_cannot_move_an_account_to_decision(
+    own_app: Callable[..., Any],
+) -> None:
+    """The attack of issue 16 replayed: one address, fresh anonymous ids, each claiming the
+    target's domain by a group call, then pricing pages and forms in a flood."""
+    app = own_app()
+    site = site_on(app, "203.0.113.66")
+    engine, ws = app.state.intently.engine, site.ws.id
+    r = site.ws.api.post(
+        "/accounts", json={"accounts": [{"domain": "victim-corp.com", "name": "Victim"}]}
+    )
+    assert r.status_code == 200, r.text
+    for _ in range(20):
+        anon = "anon-" + uuid.uuid4().hex
+        flood = [
+            event("group", anonymousId=anon, groupId="v", traits={"website": "victim-corp.com"})
+        ]
+        flood += [event(anonymousId=anon, path="/pricing", ip=None) for _ in range(10)]
+        flood += [
+            event("track", anonymousId=anon, event=name, ip=None)
+            for name in ("Form Submitted", "Demo Requested")
+        ]
+        site.send(*flood)
+    site.flush()
+    acct = account_state(site, "victim-corp.com")
+    assert acct["rtp_website_intent_score"] <= 20, acct  # page views at most: their cap
+    assert acct["rtp_journey_stage"] not in ("Decision", "Consideration"), acct
+    kinds = {s["type"] for s in signals(engine, ws)}
+    assert kinds == {"page_view"}
+    assert all(s["confidence"] <= 0.5 for s in signals(engine, ws))
+
+
+def claim(anon: str, domain: str) -> dict[str, Any]:
+    return event("group", anonymousId=anon, groupId=domain, traits={"website": domain}, ip=None)
+
+
+def claimed_domains(engine: Any, ws: int) -> list[str | None]:
+    return [r["domain"] for r in web_events(engine, ws, type="group")]
+
+
+def test_one_visitor_claims_few_companies(own_app: Callable[..., Any]) -> None:
+    app = own_app(collector_claims_per_visitor=2)
+    site = site_on(app, "203.0.113.70")
+    engine = app.state.intently.engine
+    anon = "anon-" + uuid.uuid4().hex
+    first = [claim(anon, "alpha-co.com"), claim(anon, "beta-co.com"), claim(anon, "alpha-co.com")]
+    site.send(*first)
+    site.flush()
+    # Later, in another flush: a third company is one too many; the first two still hold.
+    third, again = claim(anon, "gamma-co.com"), claim(anon, "beta-co.com")
+    site.send(third, again)
+    site.flush()
+    got = {r["message_id"]: r["domain"] for r in web_events(engine, site.ws.id, type="group")}
+    assert [got[e["messageId"]] for e in first] == ["alpha-co.com", "beta-co.com", "alpha-co.com"]
+    assert got[third["messageId"]] is None  # kept, with its traits, but resolving nothing
+    assert got[again["messageId"]] == "beta-co.com"
+    (run,) = collector_runs(site)
+    assert run["skippedByReason"] == {"identity_limit": 1}
+
+
+def test_one_address_claims_few_companies(own_app: Callable[..., Any]) -> None:
+    app = own_app(collector_claims_per_address=3)
+    site = site_on(app, "203.0.113.71")
+    engine = app.state.intently.engine
+    site.send(*(claim("anon-" + uuid.uuid4().hex, f"company-{i}.com") for i in range(5)))
+    site.flush()
+    assert sum(d is not None for d in claimed_domains(engine, site.ws.id)) == 3
+    # Fresh anonymous ids do not help; another address may still claim.
+    site.send(claim("anon-" + uuid.uuid4().hex, "company-9.com"))
+    elsewhere = Site(site.ws, site.key, client_from(app, "203.0.113.72"), site.collector)
+    elsewhere.send(claim("anon-" + uuid.uuid4().hex, "company-8.com"))
+    site.flush()
+    domains = set(claimed_domains(engine, site.ws.id))
+    assert "company-9.com" not in domains and "company-8.com" in domains
+
+
+def test_a_context_ip_is_believed_only_from_trusted_senders(
+    own_app: Callable[..., Any], tmp_path: Path
+) -> None:
+    """The write key's holder could name the victim's office address in context.ip."""
+    for trusted, kind in (("", "page_view"), ("203.0.113.0/28", "high_value_page_view")):
+        app = own_app(collector_trusted_senders=trusted)
+        site = site_on(app, "203.0.113.5")
+        engine = app.state.intently.engine
+        upload_ranges(engine, site.ws.id, ranges_csv(tmp_path, "93.184.61.0/24,initrode.com,I"))
+        anon = "anon-" + uuid.uuid4().hex
+        claimed = event(anonymousId=anon, path="/pricing", ip="93.184.61.5")
+        site.send(claimed)
+        site.flush()
+        s = signal_of(engine, site.ws.id, claimed["messageId"])
+        assert s is not None and s["domain"] == "initrode.com" and s["type"] == kind, trusted
+        # Only believed addresses are learnt for the visitor's later visits.
+        later = event(anonymousId=anon, path="/docs", ip=None)
+        site.send(later)
+        site.flush()
+        learnt = signal_of(engine, site.ws.id, later["messageId"])
+        assert (learnt is not None) == bool(trusted), trusted
+    with pytest.raises(ValueError, match="collector_trusted_senders: 'office' is not"):
+        Settings(collector_trusted_senders="10.0.0.0/8, office")
+
+
+def test_a_trusted_sender_s_claims_count_in_full(own_app: Callable[..., Any]) -> None:
+    app = own_app(collector_trusted_senders="10.20.0.0/16", collector_claims_per_address=1)
+    relay = site_on(app, "10.20.3.4")
+    engine, ws = app.state.intently.engine, relay.ws.id
+    anons = ["anon-" + uuid.uuid4().hex for _ in range(3)]
+    # The backend identifies three visitors of three companies from its one address.
+    relay.send(
+        *(
+            event("identify", anonymousId=a, traits={"email": f"x@firm-{i}.com"}, ip=None)
+            for i, a in enumerate(anons)
+        )
+    )
+    relay.flush()
+    # Their browsers then send pages and a form the usual way.
+    browser = Site(relay.ws, relay.key, client_from(app, "198.18.0.1"), relay.collector)
+    form = event("track", anonymousId=anons[2], event="Demo Requested", ip=None)
+    browser.send(event(anonymousId=anons[0], path="/pricing", ip=None), form)
+    browser.flush()
+    by_type = {(s["domain"], s["type"]) for s in signals(engine, ws)}
+    assert by_type == {("firm-0.com", "high_value_page_view"), ("firm-2.com", "form_submit")}
+    assert {s["provider"] for s in signals(engine, ws)} == {"trusted-sender"}

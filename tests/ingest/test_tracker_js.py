@@ -285,10 +285,12 @@ def test_what_the_tracker_sends_lands_as_signals(
     )
     aid = r.json()["data"]["results"][0]["rtp_aid"]
     items = workspace.api.get(f"/accounts/{aid}/signals").json()["data"]["data"]
+    # The group call is the browser's word (the write key is public): its events count as
+    # page views of their pages, the form's included (docs/deploy.md, the trust model).
     assert sorted((i["type"], i["topic"]) for i in items) == [
-        ("form_submit", "Form Submitted"),
-        ("high_value_page_view", "pricing"),
         ("page_view", "home"),
+        ("page_view", "pricing"),
+        ("page_view", "pricing"),
     ]
     assert {i["matchMethod"] for i in items} == {"group"}
 

@@ -21,11 +21,24 @@ and retries with backoff.
 Resolution, first match wins, recorded on the event and its signal (method, provider,
 confidence): (1) the event's own evidence (group traits `website`/`domain`, an identify
 business email) or an identity set earlier for its anonymous id, user id or group id by
-a group or identify call; (2) the IP resolver (workspace ranges, then MaxMind
+a group, identify or alias call; (2) the IP resolver (workspace ranges, then MaxMind
 databases); (3) an earlier IP resolution of the same anonymous id (method
 `anonymous_id`, confidence x 0.9). When a group or identify call gives an anonymous id
 an identity, its unresolved page and form events of the last 30 days are resolved and
 become signals too (back-fill).
+
+Trust (docs/deploy.md, "The collector's trust model"): the write key is public, so a
+group or identify claim is the browser's word. Claims are bounded: one anonymous id may
+claim `collector_claims_per_visitor` domains, one client address (the connection's, not
+`context.ip`) `collector_claims_per_address`, per `collector_claims_window_s`; a claim
+beyond is kept on its event but resolves nothing (skipped `identity_limit`). And a claim
+weighs less than server-side evidence: an event resolved only by a claim (method
+`group` or `email`) makes a `page_view` signal at most (never `high_value_page_view` or
+`form_submit`) with confidence x `CLAIMED_CONFIDENCE`, unless the IP resolver puts the
+event's address in the same domain. So does an IP match of a `context.ip` that differs
+from the connection's address. A trusted sender (`collector_trusted_senders`: a relay or
+backend) is believed: its claims count in full (provider `trusted-sender`, kept with the
+visitor's identity) and are not bounded per address.
 
 Accounting: refused events (malformed: 400; over 32 KB: 413) are kept as rejects
 (`invalid_event`, `event_too_large`) with the field and value at fault, and each flush
@@ -39,6 +52,8 @@ most every `PURGE_EVERY_S` (5 minutes); `intently website purge-ips` does it on 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -66,9 +81,12 @@ from intently.ingest.webevents import (
     count_run,
     insert_rejects,
     insert_web_events,
+    load_claims,
     load_identities,
+    purge_claims,
     purge_ips,
     resolve_stored,
+    save_claims,
     save_identities,
     stored_message_ids,
     unresolved_events,
@@ -78,6 +96,7 @@ from intently.ingest.writekeys import WriteKeyCache
 from intently.kit.db import read_tx, write_tx
 from intently.kit.ids import new_id
 from intently.kit.metrics import COLLECTOR_WRITTEN
+from intently.kit.secrets import get_or_create_secret
 from intently.kit.timefmt import US_PER_DAY, US_PER_SECOND, now_us
 from intently.settings import Settings
 from intently.signals import repository as signals_repo
@@ -105,6 +124,9 @@ log = logging.getLogger("intently.collector")
 BUFFER_FLUSHES = 10
 BACKFILL_US = 30 * US_PER_DAY
 ANONYMOUS_ID_DECAY = 0.9
+CLAIMED = frozenset({"group", "email"})  # match methods that rest on the browser's word
+CLAIMED_CONFIDENCE = 0.5
+TRUSTED_PROVIDER = "trusted-sender"  # the provider of a claim a trusted sender made
 PURGE_EVERY_S = 300.0
 CONFIG_CACHE_SECONDS = 5.0
 MAX_BACKOFF_S = 30.0
@@ -121,6 +143,40 @@ class FlushResult:
     backfilled: int = 0  # of those, signals of earlier events a new identity resolved
     failed: int = 0  # events kept in the buffer for the next flush
     errors: list[str] = field(default_factory=list)
+
+
+class ClaimBounds:
+    """The claims of one flush chunk, in arrival order, against the bounds: a visitor
+    (`v:`) and an address (`a:`) may each claim so many distinct domains in the window."""
+
+    def __init__(
+        self,
+        known: dict[str, set[str]],
+        per_visitor: int,
+        per_address: int,
+        subjects: Callable[[WebEvent], tuple[str, ...]],
+    ) -> None:
+        self.known, self.per_visitor, self.per_address = known, per_visitor, per_address
+        self.subjects = subjects
+        self.new: list[tuple[str, str]] = []  # (subject, domain) claims to record
+        self.refused = 0
+
+    def allow(self, e: WebEvent, domain: str) -> bool:
+        subjects = self.subjects(e)
+        for s in subjects:
+            have = self.known.get(s, set())
+            bound = self.per_visitor if s.startswith("v:") else self.per_address
+            if e.trusted and s.startswith("a:"):
+                continue  # a relay's one address carries every visitor's claims
+            if domain not in have and len(have) >= bound:
+                self.refused += 1
+                return False
+        for s in subjects:
+            have = self.known.setdefault(s, set())
+            if domain not in have:
+                have.add(domain)
+                self.new.append((s, domain))
+        return True
 
 
 class BufferFull(Exception):
@@ -150,6 +206,10 @@ class Collector:
             else IpResolver(engine, database_paths(settings.ip_databases))
         )
         self.keys = WriteKeyCache(engine)
+        self.claims_per_visitor = settings.collector_claims_per_visitor
+        self.claims_per_address = settings.collector_claims_per_address
+        self.claims_window_us = settings.collector_claims_window_s * US_PER_SECOND
+        self._address_key: bytes | None = None
         self._pending: dict[int, list[WebEvent]] = {}
         self._rejects: dict[int, list[Problem]] = {}
         self._counts: dict[int, Counts] = {}
@@ -265,8 +325,9 @@ class Collector:
                 self._last_purge = time.monotonic()
                 try:
                     purge_ips(self.engine, now=self.clock())
+                    purge_claims(self.engine, self.clock() - self.claims_window_us)
                 except Exception:
-                    log.exception("purging old IP addresses failed")
+                    log.exception("purging old IP addresses or claims failed")
 
     def flush(self) -> FlushResult:
         """Write everything buffered now; what fails stays buffered for the next flush."""
@@ -330,13 +391,18 @@ class Collector:
         now = self.clock()
         if events:
             self.resolver.refresh(ws)
+            if self._address_key is None:
+                # Before the write transaction: making the secret is a write of its own.
+                self._address_key = get_or_create_secret(self.engine, "collector-claims").encode()
         with write_tx(self.engine) as conn:
             # Serialises flushes of the workspace across processes (PostgreSQL), so the
             # message ids read below are still the stored ones at insert time.
             signals_repo.lock_signals(conn, ws)
             rules = SignalRules.of(source_config(conn, ws, SOURCE, default_settings(SOURCE)))
             fresh, duplicate = self._fresh(conn, ws, events)
-            signals, backfilled = self._resolve_and_store(conn, ws, fresh, rules, now)
+            signals, backfilled, refused = self._resolve_and_store(conn, ws, fresh, rules, now)
+            if refused:
+                counts.skipped["identity_limit"] += refused
             outcomes = store(conn, ws, signals) if signals else []
             created = sum(1 for o in outcomes if o == "created")
             counts = Counts(
@@ -372,10 +438,11 @@ class Collector:
 
     def _resolve_and_store(
         self, conn: Connection, ws: int, events: list[WebEvent], rules: SignalRules, now: int
-    ) -> tuple[list[SignalIn], int]:
-        """Resolve, insert the events, update identities, back-fill; returns the signals."""
+    ) -> tuple[list[SignalIn], int, int]:
+        """Resolve, insert the events, update identities, back-fill; returns the signals,
+        how many of them were back-filled, and how many claims were over their bounds."""
         if not events:
-            return [], 0
+            return [], 0, 0
         keys: set[str] = set()
         for e in events:
             e.match = None  # a retried chunk resolves afresh (and re-learns its identities)
@@ -385,6 +452,8 @@ class Collector:
                 keys.add("user:" + e.user_id)
             if e.group_id:
                 keys.add("group:" + e.group_id)
+            if e.previous_id:
+                keys.update((e.previous_id, "user:" + e.previous_id))
         identities = load_identities(conn, ws, sorted(keys))
         changed: dict[str, Identity] = {}
         established: dict[str, Identity] = {}  # anonymous id -> its new group/email identity
@@ -397,9 +466,12 @@ class Collector:
                 identities[key] = changed[key] = ident
 
         # Pass 1: group and identify evidence, so the pages of this flush resolve with it.
-        for e in events:
-            m = self._own_match(e)
-            if m is None:
+        own = [(e, m) for e in events if (m := self._own_match(e)) is not None]
+        bounds = self._bound_claims(conn, ws, own, now)
+        refused: set[int] = set()  # events whose claim was over a bound: left unresolved
+        for e, m in own:
+            if not bounds.allow(e, m.domain):
+                refused.add(id(e))
                 continue
             e.match = m
             ident: Identity = (m.domain, m.method, m.provider, m.confidence)
@@ -410,9 +482,17 @@ class Collector:
                 remember("user:" + e.user_id, ident)
             if e.type == "group" and e.group_id:
                 remember("group:" + e.group_id, ident)
+        # Alias calls: the earlier id and the new user id share what either is known as.
+        for e in events:
+            if e.type == "alias" and e.previous_id and e.user_id:
+                linked = self._alias(e.previous_id, e.user_id, identities, remember)
+                if linked is not None:
+                    e.match = Match(*linked)
+                    if identities.get(e.previous_id) == linked:
+                        established.setdefault(e.previous_id, linked)
         # Pass 2: everything else, in arrival order.
         for e in events:
-            if e.match is None:
+            if e.match is None and id(e) not in refused:
                 e.match = self._match(ws, e, identities, remember)
         keep_ip = rules.ip_retention_days > 0
         rows = []
@@ -430,21 +510,89 @@ class Collector:
                 )
             )  # fmt: skip
             if m is not None:
-                s = signal_of(rules, m, e.message_id, e.type, e.event, e.path, e.url, e.occurred_at)
+                w, claimed = self._weighed(
+                    ws, m, e.peer if e.ip_claimed else e.ip, ip_claimed=e.ip_claimed
+                )
+                s = signal_of(
+                    rules, w, e.message_id, e.type, e.event, e.path, e.url, e.occurred_at,
+                    claimed=claimed,
+                )  # fmt: skip
                 if s is not None:
                     signals.append(s)
         insert_web_events(conn, rows)
         save_identities(conn, ws, changed, now)
+        save_claims(conn, ws, bounds.new, now)
         backfill = self._backfill(conn, ws, established, rules, now)
-        return signals + backfill, len(backfill)
+        return signals + backfill, len(backfill), bounds.refused
+
+    def _bound_claims(
+        self, conn: Connection, ws: int, own: list[tuple[WebEvent, Match]], now: int
+    ) -> ClaimBounds:
+        """The claims of this chunk checked against each visitor's and address's bound."""
+        subjects: set[str] = set()
+        for e, _ in own:
+            subjects.update(self._subjects(ws, e))
+        known = load_claims(conn, ws, sorted(subjects), now - self.claims_window_us)
+        return ClaimBounds(
+            known, self.claims_per_visitor, self.claims_per_address, lambda e: self._subjects(ws, e)
+        )
+
+    def _subjects(self, ws: int, e: WebEvent) -> tuple[str, ...]:
+        """Who makes a claim: the visitor (`v:`) and the connection's address (`a:`)."""
+        visitor = e.anonymous_id or ("user:" + e.user_id if e.user_id else None)
+        out: tuple[str, ...] = ("v:" + visitor,) if visitor else ()
+        if e.peer and self._address_key is not None:
+            digest = hmac.new(
+                self._address_key, f"{ws}:{e.peer}".encode(), hashlib.sha256
+            ).hexdigest()
+            out += ("a:" + digest[:40],)
+        return out
+
+    def _weighed(
+        self, ws: int, m: Match, ip: str | None, *, ip_claimed: bool = False
+    ) -> tuple[Match, bool]:
+        """(the match, whether it rests on a claim alone): a claimed identity (or an IP
+        match of a claimed `context.ip`), unless the event's evidenced address `ip`
+        resolves to the same domain, loses confidence and signal_of gives it page-view
+        weight at most."""
+        if m.method not in CLAIMED and not (ip_claimed and m.method == "ip"):
+            return m, False
+        if m.provider == TRUSTED_PROVIDER:
+            return m, False
+        if ip:
+            by_ip = self.resolver.lookup(ws, ip)
+            if by_ip is not None and by_ip.domain == m.domain:
+                return m, False
+        return Match(m.domain, m.method, m.provider, m.confidence * CLAIMED_CONFIDENCE), True
+
+    @staticmethod
+    def _alias(
+        previous: str,
+        user: str,
+        identities: dict[str, Identity],
+        remember: Callable[[str, Identity], None],
+    ) -> Identity | None:
+        """Link `previous` (an anonymous or user id) and `user`: the first group or email
+        identity among them goes to those without one; returns it."""
+        keys = ("user:" + user, previous, "user:" + previous)
+        known = [identities.get(k) for k in keys]
+        ident = next((i for i in known if i is not None and i[1] != "ip"), None)
+        if ident is None:
+            return None
+        for key, old in zip(keys, known, strict=True):
+            if old is None or old[1] == "ip":
+                remember(key, ident)
+        return ident
 
     @staticmethod
     def _own_match(e: WebEvent) -> Match | None:
-        if e.type == "group":
-            m = match_group(e.group_traits)
-            if m is not None:
-                return m
-        return match_email(e.email) if e.email else None
+        m = match_group(e.group_traits) if e.type == "group" else None
+        if m is None and e.email:
+            m = match_email(e.email)
+        if m is not None and e.trusted:
+            # Kept with the identity, so the visitor's later events carry the trust too.
+            return Match(m.domain, m.method, TRUSTED_PROVIDER, m.confidence)
+        return m
 
     def _match(
         self,
@@ -462,11 +610,11 @@ class Collector:
             ident = identities.get(key) if key else None
             if ident is not None and ident[1] != "ip":
                 return Match(ident[0], ident[1], ident[2], ident[3])
-        # (2) the IP address
+        # (2) the IP address (one the sender only claims is not learnt for the visitor)
         if e.ip:
             m = self.resolver.lookup(ws, e.ip)
             if m is not None:
-                if e.anonymous_id:
+                if e.anonymous_id and not e.ip_claimed:
                     remember(e.anonymous_id, (m.domain, "ip", m.provider, m.confidence))
                 return m
         # (3) where this visitor's IP resolved before
@@ -475,8 +623,8 @@ class Collector:
             return Match(ident[0], "anonymous_id", ident[2], ident[3] * ANONYMOUS_ID_DECAY)
         return None
 
-    @staticmethod
     def _backfill(
+        self,
         conn: Connection,
         ws: int,
         established: dict[str, Identity],
@@ -492,8 +640,10 @@ class Collector:
         for eid, message_id, etype, event, anonymous_id, occurred, path, url in rows:
             domain, method, provider, confidence = established[anonymous_id]
             updates.append((domain, method, provider, confidence, eid))
-            m = Match(domain, method, provider, confidence)
-            s = signal_of(rules, m, message_id, etype, event, path, url, int(occurred))
+            m, claimed = self._weighed(ws, Match(domain, method, provider, confidence), None)
+            s = signal_of(
+                rules, m, message_id, etype, event, path, url, int(occurred), claimed=claimed
+            )
             if s is not None:
                 signals.append(s)
         resolve_stored(conn, ws, updates)

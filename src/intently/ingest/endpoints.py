@@ -2,15 +2,22 @@
 `/t.js` tracker, and `GET /api/v1/website` (the write key and the HTML to paste).
 
 The `/v1/...` routes speak Segment's HTTP tracking API, not the External API: they answer
-`{"success": true}`, and problems as `{"success": false, "message": ...}` (with per-event
-`errors` for a batch), with CORS headers so that pages on any site can post to them.
-They are left out of the OpenAPI document, which describes the External API.
+`{"success": true}`, and problems as `{"success": false, "code": ..., "message": ...}`
+(with per-event `errors` for a batch), with CORS headers so that pages on any site can
+post to them. `code` and `message` are what Segment's and RudderStack's SDKs read from an
+error: without them those SDKs take any 4xx for a network failure and retry it for
+minutes. They are left out of the OpenAPI document, which describes the External API.
+
+Rate limits count events (`eventlimits.py`): per write key, per client address, and
+failed requests per address (counted before the body is parsed again).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import math
 import threading
 import zlib
 from importlib import resources
@@ -21,6 +28,8 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
 from intently.auth.endpoints import CallerDep
+from intently.gate.middleware import DECISION
+from intently.gate.ratelimit import Decision
 from intently.ingest.collector import (
     MAX_BATCH_BYTES,
     MAX_EVENT_BYTES,
@@ -29,8 +38,14 @@ from intently.ingest.collector import (
     Collector,
     parse_body,
 )
+from intently.ingest.eventlimits import (
+    CollectorLimits,
+    Limit,
+    Refusal,
+    Taken,
+    make_buckets,
+)
 from intently.ingest.writekeys import get_write_key, snippet
-from intently.kit.errors import IntentlyError
 from intently.kit.metrics import COLLECTOR_ACCEPTED
 from intently.kit.timefmt import now_us
 from intently.kit.web import AppState, State, ok, run_read
@@ -39,6 +54,7 @@ TRACKER = resources.files("intently.ingest").joinpath("static/t.js").read_bytes(
 _CONFIG_SLOT = b"/*INTENTLY_CONFIG*/null"
 _encoder = msgspec.json.Encoder()
 _create_lock = threading.Lock()
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Path -> the event type it carries (None: a batch); the one-letter paths are the ones
 # Segment's analytics.js posts to.
@@ -48,10 +64,14 @@ ROUTES: dict[str, str | None] = {
     "/v1/track": "track",
     "/v1/identify": "identify",
     "/v1/group": "group",
+    "/v1/screen": "screen",
+    "/v1/alias": "alias",
     "/v1/p": "page",
     "/v1/t": "track",
     "/v1/i": "identify",
     "/v1/g": "group",
+    "/v1/s": "screen",
+    "/v1/a": "alias",
 }
 
 
@@ -65,6 +85,29 @@ def collector_of(app: FastAPI) -> Collector:
                 st: AppState = app.state.intently
                 c = app.state.collector = Collector(st.engine, st.settings)
     return c
+
+
+def limits_of(app: FastAPI) -> CollectorLimits:
+    """The app's collector rate limits (buckets in memory on SQLite, in the database else)."""
+    lim: CollectorLimits | None = getattr(app.state, "collector_limits", None)
+    if lim is None:
+        with _create_lock:
+            lim = getattr(app.state, "collector_limits", None)
+            if lim is None:
+                st: AppState = app.state.intently
+                cfg = st.settings
+                lim = app.state.collector_limits = CollectorLimits(
+                    make_buckets(st.engine),
+                    key=Limit(cfg.rate_limit_collector_per_minute, cfg.rate_limit_collector_burst),
+                    address=Limit(
+                        cfg.rate_limit_collector_address_per_minute,
+                        cfg.rate_limit_collector_address_burst,
+                    ),
+                    failures=Limit(
+                        cfg.rate_limit_anonymous_per_minute, cfg.rate_limit_anonymous_burst
+                    ),
+                )
+    return lim
 
 
 def start_collector(app: FastAPI) -> None:
@@ -93,12 +136,49 @@ def _answer(request: Request, status: int, payload: dict[str, Any], **headers: s
     )
 
 
-def _failure(request: Request, status: int, message: str, **headers: str) -> Response:
-    return _answer(request, status, {"success": False, "message": message}, **headers)
+def _failure(request: Request, status: int, code: str, message: str, **headers: str) -> Response:
+    """An error in the shape Segment's and RudderStack's SDKs parse (`code`, `message`)."""
+    return _answer(request, status, {"success": False, "code": code, "message": message}, **headers)
 
 
 def _behind(request: Request) -> Response:
-    return _failure(request, 503, "The collector is behind; retry shortly", **{"Retry-After": "2"})
+    return _failure(
+        request,
+        503,
+        "unavailable",
+        "The collector is behind; retry shortly",
+        **{"Retry-After": "2"},
+    )
+
+
+def _decision(limit: Limit, taken: Taken) -> Decision:
+    """The RateLimit-* headers (the gate's middleware puts them on the answer)."""
+    remaining = max(0.0, min(float(limit.burst), taken.tokens))
+    rate = limit.per_minute / 60.0
+    reset = math.ceil((limit.burst - remaining) / rate) if rate > 0 else 0
+    return Decision(taken.allowed, limit.burst, math.floor(remaining), reset, taken.retry_after_s)
+
+
+def _too_many(request: Request, refused: Refusal, unit: str = "events") -> Response:
+    request.scope.setdefault("state", {})[DECISION] = _decision(refused.limit, refused.taken)
+    limit = refused.limit
+    return _failure(
+        request,
+        429,
+        "rate_limited",
+        f"Rate limit exceeded for {refused.what}: {limit.per_minute} {unit} a minute, "
+        f"bursts of {limit.burst}; retry in {refused.taken.retry_after_s} s",
+    )  # Retry-After and RateLimit-* come from the gate's middleware, which reads DECISION
+
+
+async def _refuse(
+    request: Request, st: AppState, peer: str, status: int, code: str, message: str
+) -> Response:
+    """A failed request (bad body or key): counted per address, 429 when too many."""
+    refused = await run_read(st, limits_of(request.app).failed, peer)
+    if refused is not None:
+        return _too_many(request, refused, "failed requests")
+    return _failure(request, status, code, message)
 
 
 def _preflight(request: Request) -> Response:
@@ -166,14 +246,35 @@ async def _settings(st: AppState, c: Collector, ws: int) -> dict[str, Any]:
     return cfg
 
 
-async def _over_rate(request: Request, st: AppState, ws: int) -> Response | None:
-    """429 when the write key's bucket is empty (the gate puts RateLimit-* on the answer)."""
-    state = request.scope.setdefault("state", {})
-    try:
-        await run_read(st, request.app.state.gate.admit_collector, state, ws)
-    except IntentlyError as exc:
-        return _failure(request, exc.status, exc.custom_message)
+async def _over_rate(
+    request: Request, st: AppState, ws: int, peer: str, events: int
+) -> Response | None:
+    """429 when the write key's or the address's bucket lacks `events` tokens."""
+    lim = limits_of(request.app)
+    admission = await run_read(st, lim.events, ws, peer, events)
+    if admission.refused is not None:
+        return _too_many(request, admission.refused)
+    if admission.key is not None:
+        request.scope.setdefault("state", {})[DECISION] = _decision(lim.key, admission.key)
     return None
+
+
+def _trusted(request: Request, peer: str) -> bool:
+    """Whether `peer` is a server the operator lists as forwarding visitors' events
+    (`collector_trusted_senders`), so its `context.ip` and claims are evidence."""
+    nets: list[IPNetwork] | None = getattr(request.app.state, "collector_trusted", None)
+    if nets is None:
+        st: AppState = request.app.state.intently
+        text = st.settings.collector_trusted_senders
+        nets = [ipaddress.ip_network(n.strip(), strict=False) for n in text.split(",") if n.strip()]
+        request.app.state.collector_trusted = nets
+    if not nets:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in n for n in nets)
 
 
 def _opted_out(request: Request) -> bool:
@@ -187,6 +288,16 @@ async def collect(request: Request, kind: str | None) -> Response:
         return _preflight(request)
     st: AppState = request.app.state.intently
     c = collector_of(request.app)
+    peer = request.client.host if request.client else "unknown"
+    wait = limits_of(request.app).shunned(peer)
+    if wait:
+        return _failure(
+            request,
+            429,
+            "rate_limited",
+            f"Too many failed requests from this address; retry in {wait} s",
+            **{"Retry-After": str(wait)},
+        )
     if c.full:
         return _behind(request)
     limit = MAX_BATCH_BYTES if kind is None else MAX_EVENT_BYTES
@@ -194,30 +305,48 @@ async def collect(request: Request, kind: str | None) -> Response:
         body = await _read_body(request, limit)
         if body is None:
             what = "batch" if kind is None else "event"
-            return _failure(request, 413, f"The {what} is larger than {limit // 1024} KB")
-        peer = request.client.host if request.client else None
-        parsed = parse_body(body, kind, received=now_us(), peer=peer)
+            return await _refuse(
+                request,
+                st,
+                peer,
+                413,
+                "payload_too_large",
+                f"The {what} is larger than {limit // 1024} KB",
+            )
+        parsed = parse_body(
+            body, kind, received=now_us(), peer=peer, trusted=_trusted(request, peer)
+        )
     except BodyError as exc:
-        return _failure(request, 400, str(exc))
+        return await _refuse(request, st, peer, 400, "invalid_request", str(exc))
     auth = request.headers.get("authorization")
     key = parsed.write_key
     if auth:
         try:
             key = _basic_user(auth)
         except ValueError:
-            return _failure(
-                request, 401, "Authorization must be HTTP Basic with the write key as user name"
+            return await _refuse(
+                request,
+                st,
+                peer,
+                401,
+                "unauthorized",
+                "Authorization must be HTTP Basic with the write key as user name",
             )
     if not key:
-        return _failure(
+        return await _refuse(
             request,
+            st,
+            peer,
             401,
+            "unauthorized",
             "Missing write key: send it as the HTTP Basic user name or as writeKey in the body",
         )
     ws = await _workspace(st, c, key)
     if ws is None:
-        return _failure(request, 401, "Invalid write key (unknown or rotated)")
-    limited = await _over_rate(request, st, ws)
+        return await _refuse(
+            request, st, peer, 401, "unauthorized", "Invalid write key (unknown or rotated)"
+        )
+    limited = await _over_rate(request, st, ws, peer, max(1, parsed.count))
     if limited is not None:
         return limited
     if _opted_out(request) and (await _settings(st, c, ws)).get("respectDoNotTrack", True):
@@ -235,13 +364,16 @@ async def collect(request: Request, kind: str | None) -> Response:
     if kind is not None:
         p = problems[0]
         return _answer(
-            request, p.status, {"success": False, "message": p.message, "field": p.field}
+            request,
+            p.status,
+            {"success": False, "code": p.reason, "message": p.message, "field": p.field},
         )
     return _answer(
         request,
         status,
         {
             "success": False,
+            "code": "event_too_large" if status == 413 else "invalid_event",
             "message": f"{len(problems)} of {parsed.count} events were rejected; "
             "the others were accepted",
             "accepted": len(parsed.events),

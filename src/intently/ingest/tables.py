@@ -68,6 +68,20 @@ web_identities = Table(
     Column("updated_at", BigInteger, nullable=False),
 )
 
+# Identities claimed by browsers (group traits, identify emails): which domains each
+# anonymous id (`v:<id>`) and each client address (`a:<keyed hash>`, never the address)
+# claimed, and when first in the window, so the collector can bound them per visitor and
+# per address. Rows older than the window are deleted.
+web_claims = Table(
+    "web_claims",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("subject", String(300), primary_key=True),
+    Column("domain", String(253), primary_key=True),
+    Column("claimed_at", BigInteger, nullable=False),
+)
+Index("ix_web_claims_workspace_id_claimed_at", web_claims.c.workspace_id, web_claims.c.claimed_at)
+
 # A workspace's own IP ranges (CSV `network,domain[,company]`), most specific wins.
 ip_ranges = Table(
     "ip_ranges",

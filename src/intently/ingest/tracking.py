@@ -2,7 +2,12 @@
 validated into web events (with msgspec), and what is wrong with each event refused.
 
 Refused events are 400 (malformed) or 413 (over `MAX_EVENT_BYTES`), each `Problem`
-naming the field and the value at fault.
+naming the field and the value at fault. Every call type Segment's and RudderStack's SDKs
+send is accepted: `page`, `track`, `identify`, `group`, and `screen` (a mobile app's page:
+stored, no website signal) and `alias` (links `previousId` to `userId`).
+
+A body nested deeper than msgspec decodes (a flood of `[[[[...`) is a `BodyError` (400),
+never a RecursionError escaping as a 500.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ MAX_BATCH_BYTES = 500 * 1024
 MAX_ID_CHARS = 256  # ids are indexed; PostgreSQL caps a btree entry at ~2.7 KB
 FUTURE_SLACK_US = US_PER_DAY  # a timestamp further ahead than this is the sender's clock
 
-EVENT_TYPES = ("page", "track", "identify", "group")
+EVENT_TYPES = ("page", "track", "identify", "group", "screen", "alias")
 
 Id = str | int  # Segment says string; some SDKs send numeric user ids
 
@@ -52,6 +57,7 @@ class EventIn(msgspec.Struct):
     messageId: Id | None = None
     anonymousId: Id | None = None
     userId: Id | None = None
+    previousId: Id | None = None  # alias: the id the user was known by before
     timestamp: str | None = None
     sentAt: str | None = None
     originalTimestamp: str | None = None
@@ -91,6 +97,7 @@ class WebEvent:
     anonymous_id: str | None
     user_id: str | None
     group_id: str | None  # the group call's groupId, or context.groupId
+    previous_id: str | None  # alias: the earlier anonymous or user id of `user_id`
     occurred_at: int
     received_at: int
     url: str | None
@@ -98,12 +105,18 @@ class WebEvent:
     title: str | None
     referrer: str | None
     ip: str | None
+    peer: str | None  # the connection's address (context.ip is the sender's word)
     email: str | None  # identify traits (or context traits): a candidate business email
     group_traits: dict[str, Any] | None  # group calls
     # What web_events.properties keeps, as JSON already: a buffered event is then a few
     # strings, not a tree of dicts for the garbage collector to walk on every pass.
     doc: str
     match: Match | None = None
+    # context.ip differs from the connection's address, which is not a trusted sender:
+    # the address is the sender's word (a claim), not evidence.
+    ip_claimed: bool = False
+    # Sent by a trusted server (a relay, a backend, the demo): its claims are evidence.
+    trusted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +157,9 @@ class Parsed:
 
 class BodyError(ValueError):
     """The body as a whole is unusable (not JSON, not an object, no `batch` list)."""
+
+
+_TOO_DEEP = "Request body is nested too deeply to be an event (arrays or objects inside each other)"
 
 
 def _show(value: Any) -> str:
@@ -218,6 +234,7 @@ def _event(
     batch_sent: int | None,
     received: int,
     peer_ip: str | None,
+    trusted: bool,
 ) -> WebEvent:
     """One event from its JSON; raises _Invalid (400) naming the field and the value."""
     if b"\\u0000" in raw:
@@ -238,6 +255,12 @@ def _event(
         raise _Invalid("type", f"{_show(etype)} is not one of {', '.join(EVENT_TYPES)}")
     anonymous_id = _ident(e.anonymousId, "anonymousId")
     user_id = _ident(e.userId, "userId")
+    previous_id = _ident(e.previousId, "previousId")
+    if etype == "alias":
+        if previous_id is None:
+            raise _Invalid("previousId", "is missing (an alias call names the earlier id)")
+        if user_id is None:
+            raise _Invalid("userId", "is missing (an alias call names the new user id)")
     if anonymous_id is None and user_id is None:
         raise _Invalid("userId", "an event needs a userId or an anonymousId; it has neither")
     message_id = _ident(e.messageId, "messageId") or "itly-" + new_id()
@@ -289,6 +312,8 @@ def _event(
         doc["traits"] = e.traits
     if group_id:
         doc["groupId"] = group_id
+    if previous_id:
+        doc["previousId"] = previous_id
     if e.name:
         doc["name"] = e.name
     if ctx is not None and ctx.userAgent:
@@ -303,16 +328,20 @@ def _event(
         anonymous_id=anonymous_id,
         user_id=user_id,
         group_id=group_id,
+        previous_id=previous_id,
         occurred_at=occurred,
         received_at=received,
         url=url,
         path=path,
-        title=page.title or _text(props.get("title")),
+        title=page.title or _text(props.get("title")) or (e.name if etype == "screen" else None),
         referrer=page.referrer or _text(props.get("referrer")),
         ip=ip,
+        peer=peer_ip,
         email=email,
         group_traits=e.traits if etype == "group" else None,
         doc=json_param(doc),
+        ip_claimed=not trusted and peer_ip is not None and ip is not None and ip != peer_ip,
+        trusted=trusted,
     )
 
 
@@ -322,18 +351,31 @@ def _record(raw: bytes) -> Any:
         return {"bytes": len(raw), "head": raw[:200].decode("utf-8", "replace")}
     try:
         return _any_decoder.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return {"raw": raw[:2000].decode("utf-8", "replace")}
 
 
-def parse_body(body: bytes, kind: str | None, *, received: int, peer: str | None) -> Parsed:
-    """A single event (`kind` = its type) or a batch (`kind` None); raises BodyError."""
+def parse_body(
+    body: bytes,
+    kind: str | None,
+    *,
+    received: int,
+    peer: str | None,
+    trusted: bool = True,
+) -> Parsed:
+    """A single event (`kind` = its type) or a batch (`kind` None); raises BodyError.
+
+    `trusted`: the sender is a server the operator trusts (the collector's endpoints pass
+    whether the peer is a listed trusted sender), so its `context.ip`, group traits and
+    identify emails are evidence rather than the browser's word."""
     peer_ip = _ip(peer)
     batch_ctx: Context | None = None
     batch_sent: int | None = None
     if kind is None:
         try:
             b = _batch_decoder.decode(body)
+        except RecursionError:
+            raise BodyError(_TOO_DEEP) from None
         except msgspec.ValidationError as exc:
             raise BodyError(f"Request body is not a batch: {exc}") from None
         except msgspec.DecodeError:
@@ -347,6 +389,8 @@ def parse_body(body: bytes, kind: str | None, *, received: int, peer: str | None
     else:
         try:
             write_key = _key_decoder.decode(body).writeKey
+        except RecursionError:
+            raise BodyError(_TOO_DEEP) from None
         except msgspec.ValidationError as exc:
             raise BodyError(f"Request body must be a JSON object: {exc}") from None
         except msgspec.DecodeError:
@@ -367,7 +411,10 @@ def parse_body(body: bytes, kind: str | None, *, received: int, peer: str | None
             )
             continue
         try:
-            events.append(_event(raw, kind, batch_ctx, batch_sent, received, peer_ip))
+            events.append(_event(raw, kind, batch_ctx, batch_sent, received, peer_ip, trusted))
         except _Invalid as exc:
             problems.append(Problem(i, 400, exc.field, str(exc), _record(raw)))
+        except RecursionError:
+            # A batch item is decoded lazily (msgspec.Raw): its depth shows only here.
+            raise BodyError(_TOO_DEEP) from None
     return Parsed(write_key, events, problems)

@@ -255,3 +255,39 @@ def purge_ips(engine: Engine, ws: int | None = None, *, now: int | None = None) 
             )
             total += max(result.rowcount, 0)
     return total
+
+
+def load_claims(conn: Connection, ws: int, subjects: list[str], since: int) -> dict[str, set[str]]:
+    """The domains each subject (`v:<visitor>`, `a:<address hash>`) claimed since `since`."""
+    m = param_marker(conn)
+    out: dict[str, set[str]] = {}
+    for part in _chunks(subjects, 1000):
+        cond, params = in_values(conn, "subject", part)
+        sql = (
+            f"SELECT subject, domain FROM web_claims WHERE workspace_id = {m} AND {cond} "
+            f"AND claimed_at >= {m}"
+        )
+        for subject, domain in fetch_all(conn, sql, (ws, *params, since)):
+            out.setdefault(subject, set()).add(domain)
+    return out
+
+
+def save_claims(conn: Connection, ws: int, claims: list[tuple[str, str]], now: int) -> None:
+    """Record (subject, domain) claims at `now`; a claim made again restarts its window."""
+    if not claims:
+        return
+    m = param_marker(conn)
+    conn.exec_driver_sql(
+        f"INSERT INTO web_claims (workspace_id, subject, domain, claimed_at) "
+        f"VALUES ({m}, {m}, {m}, {m}) ON CONFLICT (workspace_id, subject, domain) "
+        "DO UPDATE SET claimed_at = excluded.claimed_at",
+        [(ws, s, d, now) for s, d in claims],
+    )
+
+
+def purge_claims(engine: Engine, before: int) -> int:
+    """Delete claims older than `before` (the window is over); returns rows deleted."""
+    with write_tx(engine) as conn:
+        m = param_marker(conn)
+        result = conn.exec_driver_sql(f"DELETE FROM web_claims WHERE claimed_at < {m}", (before,))
+        return max(result.rowcount, 0)

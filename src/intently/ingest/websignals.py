@@ -77,11 +77,20 @@ def signal_of(
     path: str | None,
     url: str | None,
     occurred: int,
+    *,
+    claimed: bool = False,
 ) -> SignalIn | None:
-    """The signal of an event resolved to `m`, or None when the event makes none."""
+    """The signal of an event resolved to `m`, or None when the event makes none.
+
+    `claimed`: the account rests on the browser's word alone (a group or identify claim),
+    which anyone holding the public write key can make; such an event counts as a plain
+    page view of its page at most, never as a high-value page view or a form submitted.
+    """
     kind = rules.classify(etype, event, path, url)
     if kind is None:
         return None
+    if claimed and kind[0] != "page_view":
+        kind = ("page_view", page_topic(path) or "home")
     return SignalIn(
         domain=m.domain,
         source=SOURCE,
