@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -117,21 +117,6 @@ class Settings(BaseSettings):
     preview_concurrency_per_workspace: int = Field(default=2, ge=1, le=1000)
     preview_concurrency: int = Field(default=4, ge=1, le=1000)
 
-    @field_validator("outbound_allow")
-    @classmethod
-    def _networks(cls, value: str) -> str:
-        for part in value.split(","):
-            entry = part.strip()
-            try:
-                if entry:
-                    ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(
-                    f"INTENTLY_OUTBOUND_ALLOW: '{entry}' is not an IP address or network "
-                    "(like 10.1.2.0/24 or 127.0.0.1)"
-                ) from None
-        return value
-
     # ---- the collector's trust model (issue 16; docs/deploy.md) ------------------------
     # The collector's buckets count events, not requests: rate_limit_collector_* above are
     # events per write key, and these are events per client address within a workspace
@@ -150,16 +135,19 @@ class Settings(BaseSettings):
     # From anyone else a `context.ip` other than the connection's address is a claim.
     collector_trusted_senders: str = ""
 
-    @field_validator("collector_trusted_senders")
+    @field_validator("outbound_allow", "collector_trusted_senders")
     @classmethod
-    def _networks(cls, value: str) -> str:
+    def _networks(cls, value: str, info: ValidationInfo) -> str:
+        """A comma-separated list of IP addresses or networks; a bad entry stops start-up
+        naming the variable and the entry."""
         for part in (p.strip() for p in value.split(",")):
             if part:
                 try:
                     ipaddress.ip_network(part, strict=False)
                 except ValueError:
                     raise ValueError(
-                        f"collector_trusted_senders: '{part}' is not an IP address or network"
+                        f"INTENTLY_{(info.field_name or '').upper()}: '{part}' is not an IP "
+                        "address or network (like 10.1.2.0/24 or 127.0.0.1)"
                     ) from None
         return value
 

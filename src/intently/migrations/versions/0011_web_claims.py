@@ -1,6 +1,6 @@
 """web claims: identities claimed by browsers, bounded per visitor and per address
 
-Revision ID: 0011d
+Revision ID: 0011
 Revises: 0010
 """
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011d"
+revision: str = "0011"
 down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
