@@ -1237,7 +1237,7 @@ def test_a_context_ip_is_believed_only_from_trusted_senders(
         site.flush()
         learnt = signal_of(engine, site.ws.id, later["messageId"])
         assert (learnt is not None) == bool(trusted), trusted
-    with pytest.raises(ValueError, match="collector_trusted_senders: 'office' is not"):
+    with pytest.raises(ValueError, match="INTENTLY_COLLECTOR_TRUSTED_SENDERS: 'office' is not"):
         Settings(collector_trusted_senders="10.0.0.0/8, office")
 
 

@@ -1,7 +1,8 @@
 """The gate of /api/v1: who is asking, whether they are within their rate, Idempotency-Key.
 
 `Gate.admit` authenticates the key and takes a token from its bucket; the endpoints'
-`current_caller` dependency calls it (the collector calls `admit_collector`).
+`current_caller` dependency calls it. (The collector's limits count events, not
+requests: `ingest.eventlimits`.)
 `GateMiddleware` (pure ASGI: it wraps every /api/v1 and collector request) puts the
 RateLimit-* headers of that decision on the response, whatever the status, and runs the
 API requests that carry an Idempotency-Key: admitted first, then claimed, run once, and
@@ -64,9 +65,6 @@ class Gate:
         self.anonymous = Quota(
             settings.rate_limit_anonymous_per_minute, settings.rate_limit_anonymous_burst
         )
-        self.collector = Quota(
-            settings.rate_limit_collector_per_minute, settings.rate_limit_collector_burst
-        )
         self.heartbeat = idempotency.Heartbeat(engine, settings.idempotency_stale_s * 1_000_000)
 
     def admit(self, state: dict[str, Any], key: str | None, address: str) -> Caller:
@@ -97,10 +95,6 @@ class Gate:
         )
         state[CALLER] = caller
         return caller
-
-    def admit_collector(self, state: dict[str, Any], workspace_id: int) -> None:
-        """Take a token of the workspace's write key bucket, or raise 429."""
-        self._take(state, workspace_id, "collector", self.collector, "this write key")
 
     def _take(self, state: dict[str, Any], ws: int, bucket: str, quota: Quota, what: str) -> None:
         self._take_all(state, ws, [(bucket, quota)], [what])
