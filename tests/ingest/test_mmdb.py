@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +30,6 @@ ISP = str(DATA / "GeoIP2-ISP-Test.mmdb")
 ENTERPRISE = str(DATA / "GeoIP2-Enterprise-Test.mmdb")
 ASN = str(DATA / "GeoLite2-ASN-Test.mmdb")
 BAD = sorted((DATA / "bad-data").glob("*.mmdb"))
-
-
-@pytest.fixture
-def resolver_for(engine: Any) -> Iterator[Any]:
-    made: list[IpResolver] = []
-
-    def make(*paths: str) -> IpResolver:
-        r = IpResolver(engine, list(paths))
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
 
 
 # ---- what the databases say about a network -----------------------------------------------

@@ -113,20 +113,6 @@ def mmdbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def resolver_for(engine: Any) -> Any:
-    made: list[IpResolver] = []
-
-    def make(*paths: str) -> IpResolver:
-        r = IpResolver(engine, list(paths))
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
-
-
 def _csv(tmp_path: Path, text: str, name: str = "ranges.csv") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")

@@ -20,8 +20,9 @@ import ipaddress
 import math
 import threading
 import zlib
+from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from fastapi import APIRouter, FastAPI, Request
@@ -75,39 +76,42 @@ ROUTES: dict[str, str | None] = {
 }
 
 
+T = TypeVar("T")
+
+
+def _once(app: FastAPI, name: str, make: Callable[[AppState], T]) -> T:
+    """`app.state.<name>`, made by `make` on first use, once across threads."""
+    made: T | None = getattr(app.state, name, None)
+    if made is None:
+        with _create_lock:
+            made = getattr(app.state, name, None)
+            if made is None:
+                made = make(app.state.intently)
+                setattr(app.state, name, made)
+    return made
+
+
 def collector_of(app: FastAPI) -> Collector:
     """The app's collector, made on first use (the lifespan starts its flusher)."""
-    c: Collector | None = getattr(app.state, "collector", None)
-    if c is None:
-        with _create_lock:
-            c = getattr(app.state, "collector", None)
-            if c is None:
-                st: AppState = app.state.intently
-                c = app.state.collector = Collector(st.engine, st.settings)
-    return c
+    return _once(app, "collector", lambda st: Collector(st.engine, st.settings))
 
 
 def limits_of(app: FastAPI) -> CollectorLimits:
     """The app's collector rate limits (buckets in memory on SQLite, in the database else)."""
-    lim: CollectorLimits | None = getattr(app.state, "collector_limits", None)
-    if lim is None:
-        with _create_lock:
-            lim = getattr(app.state, "collector_limits", None)
-            if lim is None:
-                st: AppState = app.state.intently
-                cfg = st.settings
-                lim = app.state.collector_limits = CollectorLimits(
-                    make_buckets(st.engine),
-                    key=Limit(cfg.rate_limit_collector_per_minute, cfg.rate_limit_collector_burst),
-                    address=Limit(
-                        cfg.rate_limit_collector_address_per_minute,
-                        cfg.rate_limit_collector_address_burst,
-                    ),
-                    failures=Limit(
-                        cfg.rate_limit_anonymous_per_minute, cfg.rate_limit_anonymous_burst
-                    ),
-                )
-    return lim
+
+    def make(st: AppState) -> CollectorLimits:
+        cfg = st.settings
+        return CollectorLimits(
+            make_buckets(st.engine),
+            key=Limit(cfg.rate_limit_collector_per_minute, cfg.rate_limit_collector_burst),
+            address=Limit(
+                cfg.rate_limit_collector_address_per_minute,
+                cfg.rate_limit_collector_address_burst,
+            ),
+            failures=Limit(cfg.rate_limit_anonymous_per_minute, cfg.rate_limit_anonymous_burst),
+        )
+
+    return _once(app, "collector_limits", make)
 
 
 def start_collector(app: FastAPI) -> None:

@@ -65,6 +65,7 @@ def schema_differences(
     found: dict[tuple[str, str], SchemaEntry], expected: dict[tuple[str, str], SchemaEntry]
 ) -> list[str]:
     """What `found` has that the migrations do not make, lacks, or makes otherwise; sorted."""
+
     def order(key: tuple[str, str]) -> tuple[int, str]:  # tables first: they say the most
         kinds = ("table", "view", "trigger", "index")
         return (kinds.index(key[0]) if key[0] in kinds else len(kinds), key[1])

@@ -211,19 +211,22 @@ def claim(
     return [Claimed(int(r[0]), r[1], r[2], r[3], int(r[4]), until) for r in rows]
 
 
+# A claimed delivery (bound as w, i, token) that no one else has claimed since: still
+# pending, and locked with this claim's token.
+_CLAIM_HOLDS = (
+    wd.c.workspace_id == bindparam("w"),
+    wd.c.id == bindparam("i"),
+    wd.c.status == "pending",
+    wd.c.locked_until == bindparam("token"),
+)
+
+
 def release(conn: Connection, claimed: Sequence[Claimed]) -> None:
     """Give claimed deliveries back, due as they were, where the claim still holds."""
     if not claimed:
         return
     conn.execute(
-        update(wd)
-        .where(
-            wd.c.workspace_id == bindparam("w"),
-            wd.c.id == bindparam("i"),
-            wd.c.status == "pending",
-            wd.c.locked_until == bindparam("token"),
-        )
-        .values(locked_until=None),
+        update(wd).where(*_CLAIM_HOLDS).values(locked_until=None),
         [{"w": d.workspace_id, "i": d.id, "token": d.token} for d in claimed],
     )
 
@@ -272,12 +275,7 @@ def mark_delivered(conn: Connection, rows: list[dict[str, Any]]) -> None:
         return
     conn.execute(
         update(wd)
-        .where(
-            wd.c.workspace_id == bindparam("w"),
-            wd.c.id == bindparam("i"),
-            wd.c.status == "pending",
-            wd.c.locked_until == bindparam("token"),
-        )
+        .where(*_CLAIM_HOLDS)
         .values(
             status="delivered",
             attempts=bindparam("n"),
