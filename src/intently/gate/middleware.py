@@ -2,7 +2,7 @@
 
 `Gate.admit` authenticates the key and takes a token from its bucket; the endpoints'
 `current_caller` dependency calls it. (The collector's limits count events, not
-requests: `ingest.eventlimits`.)
+requests: `gate.eventlimits`.)
 `GateMiddleware` (pure ASGI: it wraps every /api/v1 and collector request) puts the
 RateLimit-* headers of that decision on the response, whatever the status, and runs the
 API requests that carry an Idempotency-Key: admitted first, then claimed, run once, and

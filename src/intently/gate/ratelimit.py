@@ -2,7 +2,11 @@
 per collector write key, and per address without a key.
 
 A bucket holds at most `burst` tokens and refills at `per_minute / 60` a second; a request
-takes one token or is refused with the seconds until one is back. On SQLite (one serving
+takes one token or is refused with the seconds until one is back. The collector counts
+events, not requests (`gate.eventlimits`): a request of `n` events is admitted when the
+bucket holds `min(n, burst)` tokens (so one batch larger than the burst can still pass a
+full bucket) and then takes all `n`, so the bucket may go below zero and later requests
+wait until that debt is refilled. On SQLite (one serving
 process) the buckets live in memory; on PostgreSQL they live in the UNLOGGED table
 `rate_buckets`, updated by one statement on the database's clock, so every process on every
 host draws from the same bucket.
@@ -64,12 +68,20 @@ class Decision:
         return out
 
 
-def decide(quota: Quota, tokens: float, allowed: bool) -> Decision:
-    """The decision for a bucket left holding `tokens` after the request was (not) served."""
-    tokens = max(0.0, min(float(quota.burst), tokens))
+def need(quota: Quota, n: int) -> float:
+    """The tokens a bucket must hold to admit a request of `n`."""
+    return float(min(n, quota.burst))
+
+
+def decide(quota: Quota, tokens: float, allowed: bool, n: int = 1) -> Decision:
+    """The decision for a bucket left holding `tokens` after a request of `n` was (not)
+    served (`tokens` may be negative: a debt)."""
     rate = quota.rate
+    retry = (
+        0 if allowed else (max(1, math.ceil((need(quota, n) - tokens) / rate)) if rate > 0 else 60)
+    )
+    tokens = max(0.0, min(float(quota.burst), tokens))
     reset = math.ceil((quota.burst - tokens) / rate) if rate > 0 else 0
-    retry = 0 if allowed else max(1, math.ceil((1.0 - tokens) / rate))
     return Decision(allowed, quota.burst, math.floor(tokens), reset, retry)
 
 
@@ -79,8 +91,8 @@ Take = tuple[str, Quota]  # a bucket of the workspace and its quota
 class Limiter(Protocol):
     def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision: ...
 
-    def take_all(self, workspace_id: int, takes: Sequence[Take]) -> list[Decision]:
-        """A token from each bucket in turn, stopping at the first that refuses: the
+    def take_all(self, workspace_id: int, takes: Sequence[Take], n: int = 1) -> list[Decision]:
+        """`n` tokens from each bucket in turn, stopping at the first that refuses: the
         decisions so far, the last one the refusal if any."""
         ...
 
@@ -99,7 +111,7 @@ class MemoryLimiter:
     def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision:
         return self.take_all(workspace_id, [(bucket, quota)])[0]
 
-    def take_all(self, workspace_id: int, takes: Sequence[Take]) -> list[Decision]:
+    def take_all(self, workspace_id: int, takes: Sequence[Take], n: int = 1) -> list[Decision]:
         now = self._clock()
         out = []
         with self._lock:
@@ -107,11 +119,11 @@ class MemoryLimiter:
                 key = (workspace_id, bucket)
                 tokens, at = self._buckets.get(key, (float(quota.burst), now))
                 tokens = min(float(quota.burst), tokens + (now - at) * quota.rate)
-                allowed = tokens >= 1.0
+                allowed = tokens >= need(quota, n)
                 if allowed:
-                    tokens -= 1.0
+                    tokens -= n
                 self._buckets[key] = (tokens, now)
-                out.append(decide(quota, tokens, allowed))
+                out.append(decide(quota, tokens, allowed, n))
                 if not allowed:
                     break
             if now - self._swept > self._IDLE_S:
@@ -125,18 +137,18 @@ class MemoryLimiter:
             del self._buckets[k]
 
 
-# One statement takes a token: the conflict branch refills by the time passed and takes one
-# only when at least one is there (its WHERE); no row back means refused.
+# One statement takes `n` tokens: the conflict branch refills by the time passed and takes
+# them only when `need` are there (its WHERE); no row back means refused.
 _TAKE = text(
     """
     INSERT INTO rate_buckets (workspace_id, bucket, tokens, updated_at)
-    VALUES (:ws, :bucket, :burst - 1, extract(epoch FROM clock_timestamp()))
+    VALUES (:ws, :bucket, :burst - :n, extract(epoch FROM clock_timestamp()))
     ON CONFLICT (workspace_id, bucket) DO UPDATE SET
         tokens = least(:burst, rate_buckets.tokens
-                 + (excluded.updated_at - rate_buckets.updated_at) * :rate) - 1,
+                 + (excluded.updated_at - rate_buckets.updated_at) * :rate) - :n,
         updated_at = excluded.updated_at
     WHERE least(:burst, rate_buckets.tokens
-          + (excluded.updated_at - rate_buckets.updated_at) * :rate) >= 1
+          + (excluded.updated_at - rate_buckets.updated_at) * :rate) >= :need
     RETURNING tokens
     """
 )
@@ -157,7 +169,7 @@ class DatabaseLimiter:
     def take(self, workspace_id: int, bucket: str, quota: Quota) -> Decision:
         return self.take_all(workspace_id, [(bucket, quota)])[0]
 
-    def take_all(self, workspace_id: int, takes: Sequence[Take]) -> list[Decision]:
+    def take_all(self, workspace_id: int, takes: Sequence[Take], n: int = 1) -> list[Decision]:
         # One connection and one transaction for all of them. Every request takes its
         # key's bucket before its workspace's, so two transactions never wait on each
         # other's rows crosswise.
@@ -169,13 +181,16 @@ class DatabaseLimiter:
                     "bucket": bucket,
                     "burst": float(quota.burst),
                     "rate": quota.rate,
+                    "n": float(n),
+                    "need": need(quota, n),
                 }
                 row = conn.execute(_TAKE, params).first()
                 if row is not None:
-                    out.append(decide(quota, float(row[0]), True))
+                    out.append(decide(quota, float(row[0]), True, n))
                     continue
                 peek = conn.execute(_PEEK, params).first()
-                out.append(decide(quota, float(peek[0]) if peek is not None else 0.0, False))
+                tokens = float(peek[0]) if peek is not None else 0.0
+                out.append(decide(quota, tokens, False, n))
                 break
             conn.commit()
         return out

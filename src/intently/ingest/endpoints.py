@@ -8,7 +8,7 @@ post to them. `code` and `message` are what Segment's and RudderStack's SDKs rea
 error: without them those SDKs take any 4xx for a network failure and retry it for
 minutes. They are left out of the OpenAPI document, which describes the External API.
 
-Rate limits count events (`eventlimits.py`): per write key, per client address, and
+Rate limits count events (`gate/eventlimits.py`): per write key, per client address, and
 failed requests per address (counted before the body is parsed again).
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import math
 import threading
 import zlib
 from collections.abc import Callable
@@ -29,8 +28,9 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.responses import Response
 
 from intently.auth.endpoints import CallerDep
+from intently.gate.eventlimits import CollectorLimits, Refusal
 from intently.gate.middleware import DECISION
-from intently.gate.ratelimit import Decision
+from intently.gate.ratelimit import Quota, make_limiter
 from intently.ingest.collector import (
     MAX_BATCH_BYTES,
     MAX_EVENT_BYTES,
@@ -38,13 +38,6 @@ from intently.ingest.collector import (
     BufferFull,
     Collector,
     parse_body,
-)
-from intently.ingest.eventlimits import (
-    CollectorLimits,
-    Limit,
-    Refusal,
-    Taken,
-    make_buckets,
 )
 from intently.ingest.writekeys import get_write_key, snippet
 from intently.kit.metrics import COLLECTOR_ACCEPTED
@@ -102,13 +95,13 @@ def limits_of(app: FastAPI) -> CollectorLimits:
     def make(st: AppState) -> CollectorLimits:
         cfg = st.settings
         return CollectorLimits(
-            make_buckets(st.engine),
-            key=Limit(cfg.rate_limit_collector_per_minute, cfg.rate_limit_collector_burst),
-            address=Limit(
+            make_limiter(st.engine),
+            key=Quota(cfg.rate_limit_collector_per_minute, cfg.rate_limit_collector_burst),
+            address=Quota(
                 cfg.rate_limit_collector_address_per_minute,
                 cfg.rate_limit_collector_address_burst,
             ),
-            failures=Limit(cfg.rate_limit_anonymous_per_minute, cfg.rate_limit_anonymous_burst),
+            failures=Quota(cfg.rate_limit_anonymous_per_minute, cfg.rate_limit_anonymous_burst),
         )
 
     return _once(app, "collector_limits", make)
@@ -155,23 +148,15 @@ def _behind(request: Request) -> Response:
     )
 
 
-def _decision(limit: Limit, taken: Taken) -> Decision:
-    """The RateLimit-* headers (the gate's middleware puts them on the answer)."""
-    remaining = max(0.0, min(float(limit.burst), taken.tokens))
-    rate = limit.per_minute / 60.0
-    reset = math.ceil((limit.burst - remaining) / rate) if rate > 0 else 0
-    return Decision(taken.allowed, limit.burst, math.floor(remaining), reset, taken.retry_after_s)
-
-
 def _too_many(request: Request, refused: Refusal, unit: str = "events") -> Response:
-    request.scope.setdefault("state", {})[DECISION] = _decision(refused.limit, refused.taken)
+    request.scope.setdefault("state", {})[DECISION] = refused.decision
     limit = refused.limit
     return _failure(
         request,
         429,
         "rate_limited",
         f"Rate limit exceeded for {refused.what}: {limit.per_minute} {unit} a minute, "
-        f"bursts of {limit.burst}; retry in {refused.taken.retry_after_s} s",
+        f"bursts of {limit.burst}; retry in {refused.decision.retry_after_s} s",
     )  # Retry-After and RateLimit-* come from the gate's middleware, which reads DECISION
 
 
@@ -259,7 +244,7 @@ async def _over_rate(
     if admission.refused is not None:
         return _too_many(request, admission.refused)
     if admission.key is not None:
-        request.scope.setdefault("state", {})[DECISION] = _decision(lim.key, admission.key)
+        request.scope.setdefault("state", {})[DECISION] = admission.key
     return None
 
 
