@@ -334,8 +334,8 @@ def test_mixed_load(make_cluster: Callable[..., Cluster]) -> None:
     # running task finish), so the database holds still for the final comparisons.
     def scheduled_runs() -> list[tuple[Any, ...]]:
         rows = cluster.sql(
-            "SELECT workspace_id, id, kind, status, started_at, finished_at FROM scoring_runs "
-            "ORDER BY workspace_id, kind, started_at"
+            "SELECT workspace_id, id, kind, status, started_at, finished_at, error "
+            "FROM scoring_runs ORDER BY workspace_id, kind, started_at"
         )
         return [r for r in rows if r[1] not in load.api_runs]
 
