@@ -419,9 +419,11 @@ def _write_batch(
                 continue
             if old[6] != version:
                 version_only.append(aid)
-        clock = None
-        if changes:
-            clock = tick(conn, ws)
+        # The workspace's clock before any account row, as every push takes them: a batch
+        # that locked rows first and the clock after (a follower's tick) deadlocked with
+        # pushes on PostgreSQL under load.
+        clock = tick(conn, ws) if changes or version_only else None
+        if changes and clock is not None:
             repo.write_scores(
                 conn, ws, changes, with_stage=stage_step is not None, clock=clock, version=version
             )
