@@ -43,3 +43,20 @@ SCORE_LABELS: dict[str, str] = {
 # Bombora score is 0 to 100, a G2 event 1, a LinkedIn day's count far below). Values are
 # never negative: a score adds up points per unit of value and caps only from above.
 MAX_SIGNAL_VALUE = 1_000_000
+
+# The company profile (extension fields of an account): API name -> accounts column.
+# shortName was Recotap's own; the rest are Intently's (spec/api-v1.md "Account profile").
+PROFILE_FIELDS: dict[str, str] = {
+    "shortName": "short_name",
+    "industry": "industry",
+    "employeeCount": "employee_count",
+    "annualRevenue": "annual_revenue",
+    "country": "country",
+    "city": "city",
+    "logoUrl": "logo_url",
+}
+PROFILE_COLUMNS: tuple[str, ...] = tuple(PROFILE_FIELDS.values())
+# ICP fit (0 to 100, the workspace's fit model) and the fit x intent grade, e.g. "A1".
+FIT_SCORE = "rtp_fit_score"
+GRADE = "rtp_grade"
+COMPUTED_FIT: tuple[str, ...] = (FIT_SCORE, GRADE)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from intently.accounts import repository as repo
 from intently.accounts.present import items_json
 from intently.accounts.schemas import AccountIn, AccountsPush, ExternalIdsPatch
-from intently.catalog import ALL_SCORES
+from intently.catalog import ALL_SCORES, COMPUTED_FIT, PROFILE_COLUMNS
 from intently.custom_fields import definition as cf_definition
 from intently.custom_fields import repository as cf_repo
 from intently.events.repository import record as record_events
@@ -142,6 +142,7 @@ class _Batch:
                 "custom_fields": cf_definition.merge({}, acc.customFields or {}),
                 **dict.fromkeys(ALL_SCORES, 0.0),
                 "rtp_journey_stage": None,
+                **dict.fromkeys(PROFILE_COLUMNS[1:] + COMPUTED_FIT, None),
                 "rtp_last_account_date": None,
                 "created_at": now_us(),
                 "changed_at": clock,

@@ -23,6 +23,13 @@ accounts = Table(
     Column("external_id", Text, nullable=True),
     Column("short_name", Text, nullable=True),
     Column("linkedin_url", Text, nullable=True),
+    # The company profile (extension fields; NULL: unknown). Industry is kept as given.
+    Column("industry", Text, nullable=True),
+    Column("employee_count", BigInteger, nullable=True),
+    Column("annual_revenue", Float, nullable=True),  # USD
+    Column("country", String(2), nullable=True),  # ISO 3166-1 alpha-2, upper case
+    Column("city", Text, nullable=True),
+    Column("logo_url", Text, nullable=True),
     Column("tags", JSONDoc, nullable=False),
     # Values by custom field key, including keys of deactivated fields (kept, hidden).
     Column("custom_fields", JSONDoc, nullable=False),
@@ -33,6 +40,10 @@ accounts = Table(
     Column("rtp_g2_intent_score", Float, nullable=False, default=0),
     Column("rtp_advertising_activity_score", Float, nullable=False, default=0),
     Column("rtp_journey_stage", Text, nullable=True),
+    # ICP fit 0 to 100 under the workspace's fit model, and the fit x intent grade (e.g.
+    # "A1"); NULL until the account is first scored.
+    Column("rtp_fit_score", Float, nullable=True),
+    Column("rtp_grade", String(8), nullable=True),
     Column("rtp_last_account_date", BigInteger, nullable=True),
     # The scoring model version that produced the stored scores (NULL: never scored).
     Column("score_model_version", Integer, nullable=True),
