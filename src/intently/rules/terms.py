@@ -15,7 +15,7 @@ from datetime import date
 from fractions import Fraction
 from typing import Any
 
-from intently.catalog import ALL_SCORES
+from intently.catalog import ALL_SCORES, FIT_SCORE, GRADE
 from intently.kit.timefmt import US_PER_DAY
 
 # What one rule document may hold (docs/deploy.md "Limits on rules"). Every rule is one
@@ -41,7 +41,16 @@ BUILTIN_FIELDS: dict[str, tuple[str, str]] = {
     "shortName": ("short_name", "text"),
     "linkedinUrl": ("linkedin_url", "text"),
     "tags": ("tags", "multi"),
+    # The company profile (NULL where unknown: such an account matches no comparison).
+    "industry": ("industry", "text"),
+    "employeeCount": ("employee_count", "number"),
+    "annualRevenue": ("annual_revenue", "number"),
+    "country": ("country", "text"),
+    "city": ("city", "text"),
+    "logoUrl": ("logo_url", "text"),
     **{score: (score, "number") for score in ALL_SCORES},
+    FIT_SCORE: (FIT_SCORE, "number"),
+    GRADE: (GRADE, "text"),
     "rtp_journey_stage": ("rtp_journey_stage", "text"),
     "createdAt": ("created_at", "date"),
 }
