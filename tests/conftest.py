@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from intently.app import create_app
 from intently.kit.migrate import migrate
 from intently.settings import Settings
+from tests.support import scoring as scoring_support
 from tests.support.api import Api, Workspace, new_workspace
 from tests.support.database import DB_ENV
 from tests.support.server import LiveServer, serving
@@ -32,6 +33,12 @@ def pytest_configure(config: pytest.Config) -> None:
         path = os.path.join(tempfile.mkdtemp(prefix="intently-test-"), "test.sqlite3")
         os.environ[DB_ENV] = f"sqlite:///{path}"
     migrate(os.environ[DB_ENV])
+
+
+@pytest.fixture(autouse=True)
+def _one_day_per_test() -> None:
+    """Each test reads the UTC day afresh, once (tests/support/scoring.py today())."""
+    scoring_support.forget_day()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from intently.kit.timefmt import US_PER_DAY
 from intently.scoring import repository as repo
 from intently.scoring import service
 from tests.support.api import Workspace
-from tests.support.scoring import MODEL, TODAY, clock, push_accounts, row, signals
+from tests.support.scoring import MODEL, clock, push_accounts, row, signals, today
 
 SCORES = (
     "rtp_account_score", "rtp_website_intent_score", "rtp_bombora_intent_score",
@@ -132,7 +132,7 @@ def test_as_of_counts_only_signals_before_it(
     workspace, (a, _, _) = scored
     # as of 5 days ago: alpha's view at 5 days is today's (10), the one at 10 is 5 days old
     # (5), today's two have not happened; G2 pricing at 6 and 7 days are 1 and 2 days old.
-    pipeline.run_scoring(engine, workspace.id, as_of=(TODAY - 5) * US_PER_DAY)
+    pipeline.run_scoring(engine, workspace.id, as_of=(today() - 5) * US_PER_DAY)
     r = row(engine, workspace.id, a)
     assert r["rtp_website_intent_score"] == 15.0
     assert r["rtp_g2_intent_score"] == 30.0  # 40, capped at 30

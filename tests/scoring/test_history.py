@@ -11,7 +11,7 @@ from intently.kit.errors import BadRequest
 from intently.scoring.whatif import backfill_history
 from intently.stages.tables import journey_days as jd
 from tests.support.api import Workspace
-from tests.support.scoring import TODAY, push_accounts, signals
+from tests.support.scoring import push_accounts, signals, today
 
 
 def _history(engine: Any, ws: int, aid: str) -> dict[int, tuple[float, str]]:
@@ -25,35 +25,35 @@ def _history(engine: Any, ws: int, aid: str) -> dict[int, tuple[float, str]]:
 
 
 def test_past_days_count_only_the_signals_before_them(engine: Any, workspace: Workspace) -> None:
-    ws = workspace.id
+    ws, day = workspace.id, today()
     early, late = push_accounts(workspace.api, "early.com", "late.com")
     signals(engine, ws, "early.com", "g2", "pricing", 40, 39, 38)  # 40 days ago
     signals(engine, ws, "late.com", "g2", "pricing", 5, 4, 3)  # last week
-    written = backfill_history(engine, ws, days=56, every=14, today=TODAY)
-    assert written == 2 * 4  # days TODAY-56, -42, -28, -14 for both accounts
+    written = backfill_history(engine, ws, days=56, every=14, today=day)
+    assert written == 2 * 4  # days 56, 42, 28 and 14 days ago for both accounts
     e, lt = _history(engine, ws, early), _history(engine, ws, late)
-    assert sorted(e) == [TODAY - 56, TODAY - 42, TODAY - 28, TODAY - 14]
-    assert e[TODAY - 56][0] == 0 and e[TODAY - 42][0] == 0  # before its signals
-    assert e[TODAY - 28][0] > 0  # after them
+    assert sorted(e) == [day - 56, day - 42, day - 28, day - 14]
+    assert e[day - 56][0] == 0 and e[day - 42][0] == 0  # before its signals
+    assert e[day - 28][0] > 0  # after them
     assert all(score == 0 for score, _ in lt.values())  # its signals came later
     # Scored as the run scores: today's full run gives the same score as a point of today.
     assert workspace.api.post("/scoring/runs", json={"full": True}).status_code == 200
     with engine.begin() as conn:  # forget the run's point for today, then backfill it
-        conn.execute(jd.delete().where(jd.c.workspace_id == ws, jd.c.day == TODAY))
-    assert backfill_history(engine, ws, days=14, every=14, today=TODAY + 14) == 2
+        conn.execute(jd.delete().where(jd.c.workspace_id == ws, jd.c.day == day))
+    assert backfill_history(engine, ws, days=14, every=14, today=day + 14) == 2
     stored = workspace.api.get(f"/accounts/{late}").json()["data"]["rtp_account_score"]
-    assert _history(engine, ws, late)[TODAY][0] == pytest.approx(stored, abs=0.01)
+    assert _history(engine, ws, late)[day][0] == pytest.approx(stored, abs=0.01)
 
 
 def test_days_a_run_recorded_are_kept(engine: Any, workspace: Workspace) -> None:
-    ws = workspace.id
+    ws, day = workspace.id, today()
     (aid,) = push_accounts(workspace.api, "kept.com")
     signals(engine, ws, "kept.com", "g2", "pricing", 1)
     assert workspace.api.post("/scoring/runs", json={"full": True}).status_code == 200
-    before = _history(engine, ws, aid)[TODAY]
+    before = _history(engine, ws, aid)[day]
     signals(engine, ws, "kept.com", "g2", "pricing", 0, 0, 0)
-    backfill_history(engine, ws, days=7, every=7, today=TODAY + 7)  # writes day TODAY
-    assert _history(engine, ws, aid)[TODAY] == before
+    backfill_history(engine, ws, days=7, every=7, today=day + 7)  # writes today's point
+    assert _history(engine, ws, aid)[day] == before
 
 
 @pytest.mark.parametrize(

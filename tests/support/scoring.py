@@ -4,6 +4,7 @@ through the store."""
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 from sqlalchemy import text
@@ -13,8 +14,32 @@ from intently.kit.timefmt import US_PER_DAY, now_us
 from intently.signals.store import SignalIn, store
 from tests.support.api import Api
 
-TODAY = now_us() // US_PER_DAY
 _keys = itertools.count()
+
+# The day a test sees, read on first use and kept until the next test (tests/conftest.py
+# forgets it): a day read at import would be yesterday for tests that run after midnight.
+_day: int | None = None
+MIDNIGHT_MARGIN_S = 60  # longer than a test that reads the day takes, CLI runs included
+
+
+def today() -> int:
+    """This test's UTC day (days since 1970), the one scoring counts signal ages from.
+
+    A test reads the day more than once: for signals by age, then in the run scoring as of
+    now, perhaps in a CLI subprocess. Both must see the same day, so a test that first asks
+    in the last minute before midnight waits for midnight to pass."""
+    global _day
+    if _day is None:
+        left = US_PER_DAY - now_us() % US_PER_DAY
+        if left < MIDNIGHT_MARGIN_S * 1_000_000:
+            time.sleep(left / 1e6 + 0.01)
+        _day = now_us() // US_PER_DAY
+    return _day
+
+
+def forget_day() -> None:
+    global _day
+    _day = None
 
 
 def push_accounts(api: Api, *domains: str) -> list[str]:
@@ -25,13 +50,14 @@ def push_accounts(api: Api, *domains: str) -> list[str]:
 
 def signals(engine: Any, ws: int, domain: str, source: str, type_: str, *ages: int,
             value: float = 1.0, topic: str = "") -> None:  # fmt: skip
-    """One signal per age (days before today) for the domain."""
+    """One signal per age (days before this test's day) for the domain."""
+    day = today()
     items = [
         SignalIn(
             domain=domain,
             source=source,
             type=type_,
-            occurred_at=(TODAY - age) * US_PER_DAY + 3_600_000_000,
+            occurred_at=(day - age) * US_PER_DAY + 3_600_000_000,
             natural_key=f"t{next(_keys)}",
             value=value,
             topic=topic,
