@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -158,6 +159,40 @@ class TestClaims:
         )
         assert r.status_code == 409 and r.headers["retry-after"] == "1"
         assert "still being processed" in r.json()["customMessage"]
+
+    def test_a_new_key_inserted_meanwhile_by_another_process_decides(
+        self, workspace: Workspace, engine: Any
+    ) -> None:
+        key, fp = str(uuid.uuid4()), "f" * 64
+        kw: dict[str, Any] = {"ttl_us": 24 * HOUR_US, "stale_us": HOUR_US}
+        got: list[idempotency.Claim] = []
+        # Another process's claim of the same new key, not committed yet: this claim's read
+        # does not see it, and its insert waits on it (PostgreSQL), or its transaction
+        # waits to begin (SQLite); either way the other row decides once committed.
+        with engine.connect() as conn, conn.begin():
+            conn.execute(
+                text(
+                    "INSERT INTO idempotency_keys (workspace_id, key, fingerprint, created_at, "
+                    "claimed_until) VALUES (:ws, :key, :fp, :now, :until)"
+                ),
+                {
+                    "ws": workspace.id,
+                    "key": key,
+                    "fp": fp,
+                    "now": now_us(),
+                    "until": now_us() + HOUR_US,
+                },
+            )
+            racer = threading.Thread(
+                target=lambda: got.append(
+                    idempotency.claim(engine, workspace.id, key, fp, now=now_us(), **kw)
+                )
+            )
+            racer.start()
+            time.sleep(0.3)
+        racer.join(10)
+        assert [c.verdict for c in got] == ["busy"]
+        assert stored_keys(engine, workspace.id) == [(key, None)]
 
     def test_a_dead_processs_claim_lapses(
         self, api: Api, workspace: Workspace, engine: Any, app: Any

@@ -39,9 +39,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from intently.gate.tables import idempotency_keys as t
 from intently.kit.db import before_commit, write_tx
@@ -109,37 +110,14 @@ def claim(
     """Claim `key` for a request with fingerprint `fp`, or say what to answer instead.
     `held` tells the claims of requests running in this process (alive, whatever their
     hold says)."""
-    try:
-        return _claim(engine, ws, key, fp, now, ttl_us, stale_us, held)
-    except IntegrityError:
-        # Another process inserted the same new key between our read and our insert (on
-        # PostgreSQL; SQLite's write transactions are serial): its row decides now.
-        return _claim(engine, ws, key, fp, now, ttl_us, stale_us, held)
-
-
-def _claim(
-    engine: Engine,
-    ws: int,
-    key: str,
-    fp: str,
-    now: int,
-    ttl_us: int,
-    stale_us: int,
-    held: Held | None,
-) -> Claim:
     with write_tx(engine) as conn:
         row = _row(conn, ws, key)
-        if row is None:
-            conn.execute(
-                insert(t).values(
-                    workspace_id=ws,
-                    key=key,
-                    fingerprint=fp,
-                    created_at=now,
-                    claimed_until=now + stale_us,
-                )
-            )
-            return Claim("run", token=now)
+        while row is None:
+            if _insert_new(conn, ws, key, fp, now, stale_us):
+                return Claim("run", token=now)
+            # Another process inserted the same new key between our read and our insert
+            # (on PostgreSQL; SQLite's write transactions are serial): its row decides.
+            row = _row(conn, ws, key)
         old_fp, status, ctype, body, created, claimed_until = row
         if created <= now - ttl_us:
             _take_over(conn, ws, key, fp, now, stale_us)  # expired: a new key as far as we know
@@ -156,6 +134,27 @@ def _claim(
             return Claim("lost")  # it stopped after the work, before the answer
         _take_over(conn, ws, key, fp, now, stale_us)  # it stopped mid-request
         return Claim("run", token=now)
+
+
+def _insert_new(conn: Connection, ws: int, key: str, fp: str, now: int, stale_us: int) -> bool:
+    """The claim of a key new to us; False, with nothing written, when a row for the key
+    came first. ON CONFLICT waits for a concurrent insert of the key to commit (or roll
+    back) and keeps the transaction usable, so the caller reads that row instead."""
+    values = {
+        "workspace_id": ws,
+        "key": key,
+        "fingerprint": fp,
+        "created_at": now,
+        "claimed_until": now + stale_us,
+    }
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = (
+        dialect_insert(t)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=[t.c.workspace_id, t.c.key])
+        .returning(t.c.created_at)  # rowcount says -1 here on psycopg: a row says it was new
+    )
+    return conn.execute(stmt).first() is not None
 
 
 def _row(conn: Connection, ws: int, key: str) -> tuple[Any, ...] | None:
