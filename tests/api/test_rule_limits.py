@@ -14,8 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from intently.app import create_app
-from intently.auth.repository import workspace_id_by_name
-from intently.auth.service import generate_key
 from intently.kit.db import write_tx
 from intently.kit.timefmt import now_us
 from intently.rules import MAX_CONDITIONS, MAX_RELATED_CONDITIONS, MAX_VALUES
@@ -23,7 +21,7 @@ from intently.segments import repository as segments_repo
 from intently.settings import Settings
 from intently.stages import repository as stages_repo
 from intently.stages.schemas import default_definition
-from tests.support.api import Api, Workspace
+from tests.support.api import Api, Workspace, new_workspace
 from tests.support.envelope import one_error
 from tests.support.segments import account, create, push
 
@@ -42,6 +40,12 @@ def stage_list(rule: dict[str, Any]) -> dict[str, Any]:
     return {"stages": [{"name": "Big", "rule": rule}, {"name": "Rest"}]}
 
 
+def assert_refused(r: Any, prop: str, path: str, **constraint: str) -> None:
+    """A 400 with one error, naming the property, where in it, and the limit broken."""
+    assert r.status_code == 400, r.text
+    assert one_error(r) == {"property": prop, "path": path, "constraints": constraint}
+
+
 # ---- refused when saved or previewed ------------------------------------------------------
 
 
@@ -50,14 +54,12 @@ def test_a_stage_rule_of_1200_conditions_is_refused_naming_the_figure_and_the_li
 ) -> None:
     before = api.get("/stages").json()["data"]
     r = api.put("/stages", json=stage_list({"any": [score_at_least(i) for i in range(1200)]}))
-    assert r.status_code == 400, r.text
-    assert one_error(r) == {
-        "property": "rule",
-        "path": "stages.0.rule",
-        "constraints": {
-            "maxConditions": f"rule holds 1200 conditions; a rule may hold at most {MAX_CONDITIONS}"
-        },
-    }
+    assert_refused(
+        r,
+        "rule",
+        "stages.0.rule",
+        maxConditions=f"rule holds 1200 conditions; a rule may hold at most {MAX_CONDITIONS}",
+    )
     assert api.get("/stages").json()["data"] == before  # nothing saved
     # The same rule at the limit is taken.
     ok = {"any": [score_at_least(i) for i in range(MAX_CONDITIONS)]}
@@ -88,15 +90,13 @@ def test_too_many_values_in_all_lists_together_are_refused(api: Api) -> None:
     ]
     sid = create(api, "narrow", {"all": lists[:1]})["segmentId"]
     r = api.patch(f"/segments/{sid}", json={"rules": {"all": lists}})
-    assert r.status_code == 400, r.text
-    assert one_error(r) == {
-        "property": "rules",
-        "path": "rules",
-        "constraints": {
-            "maxValues": f"rules lists {len(lists) * 1000} values in its in and not_in "
-            f"conditions; a rule may list at most {MAX_VALUES}"
-        },
-    }
+    assert_refused(
+        r,
+        "rules",
+        "rules",
+        maxValues=f"rules lists {len(lists) * 1000} values in its in and not_in conditions; "
+        f"a rule may list at most {MAX_VALUES}",
+    )
     assert api.get(f"/segments/{sid}").json()["data"]["rules"] == {"all": lists[:1]}
 
 
@@ -178,15 +178,12 @@ def test_a_segment_rule_stored_before_the_limits_does_not_fail_scoring(
     assert [s["segmentId"] for s in r.json()["data"]["segments"]] == [kept["segmentId"]]
     # Asked for by itself, it says why it is not refreshed.
     r = api.post(f"/segments/{seg['id']}/refresh")
-    assert r.status_code == 400, r.text
-    assert one_error(r) == {
-        "property": "rules",
-        "path": "rules",
-        "constraints": {
-            "maxConditions": f"rules holds 1200 conditions; a rule may hold at most "
-            f"{MAX_CONDITIONS}"
-        },
-    }
+    assert_refused(
+        r,
+        "rules",
+        "rules",
+        maxConditions=f"rules holds 1200 conditions; a rule may hold at most {MAX_CONDITIONS}",
+    )
 
 
 # ---- time limit and fairness --------------------------------------------------------------
@@ -221,13 +218,8 @@ def capped_app(database_url: str) -> Iterator[tuple[TestClient, Any]]:
 
 def key_on(app_client: tuple[TestClient, Any]) -> tuple[Api, int]:
     client, app = app_client
-    engine = app.state.intently.engine
-    name = f"preview-{uuid.uuid4().hex[:12]}"
-    key = generate_key(engine, name, f"{uuid.uuid4().hex[:8]}@example.com")
-    with engine.connect() as conn:
-        ws = workspace_id_by_name(conn, name)
-    assert ws
-    return Api(client, key), ws
+    w = new_workspace(client, app.state.intently.engine, "preview")
+    return w.api, w.id
 
 
 def costly_rule() -> dict[str, Any]:
