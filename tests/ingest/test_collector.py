@@ -586,14 +586,7 @@ def test_mmdb_database_resolves(database_url: str, tmp_path: Path) -> None:
     app = create_app(Settings(database_url=database_url, ip_databases=str(path)))
     client = TestClient(app)
     engine = app.state.intently.engine
-    from intently.auth.repository import workspace_id_by_name
-    from intently.auth.service import generate_key
-
-    name = f"ws-{uuid.uuid4().hex[:12]}"
-    generate_key(engine, name, "o@example.com")
-    with engine.connect() as conn:
-        ws = workspace_id_by_name(conn, name)
-    assert ws is not None
+    ws = new_workspace(client, engine).id
     key = get_write_key(engine, ws)
     e = event(ip="81.2.69.20")
     r = client.post("/v1/batch", json={"batch": [e]}, headers=basic(key))
@@ -1057,16 +1050,10 @@ def own_app(database_url: str) -> Iterator[Callable[..., Any]]:
 
 def own_site(app: Any, address: str = "203.0.113.10") -> tuple[str, int, TestClient]:
     """A fresh workspace's write key on `app`, and a client calling from `address`."""
-    from intently.auth.repository import workspace_id_by_name
-    from intently.auth.service import generate_key
-
     engine = app.state.intently.engine
-    name = f"ws-{uuid.uuid4().hex[:12]}"
-    generate_key(engine, name, "o@example.com")
-    with engine.connect() as conn:
-        ws = workspace_id_by_name(conn, name)
-    assert ws is not None
-    return get_write_key(engine, ws), ws, client_from(app, address)
+    client = client_from(app, address)
+    ws = new_workspace(client, engine).id
+    return get_write_key(engine, ws), ws, client
 
 
 def client_from(app: Any, address: str) -> TestClient:
