@@ -132,6 +132,38 @@ def test_a_header_over_the_line_limit_fails_before_a_run(
     assert runs(workspace, "g2") == []
 
 
+def test_ip_ranges_uploads_take_the_operators_limits(
+    tmp_path: Path, database_url: str, workspace: Workspace
+) -> None:
+    ranges = "".join(f"60.{i}.0.0/24,corp{i}.com\n" for i in range(200))
+    path = tmp_path / "ranges.csv"
+    path.write_text(ranges)
+    up = ("ip", "upload", str(path), "--workspace", workspace.name)
+    r = intently(database_url, *up, INTENTLY_IMPORT_MAX_DECOMPRESSED_BYTES="2048")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    size = path.stat().st_size
+    assert (
+        f"ranges.csv is {size:,} bytes, more than the limit of 2,048 "
+        "(INTENTLY_IMPORT_MAX_DECOMPRESSED_BYTES)" in one_line(r.stderr)
+    ), r.stderr
+    assert runs(workspace, "website") == []
+    # A line over the limit stops a replace before it removes or adds a range.
+    path.write_text(ranges + "61.0.0.0/24,long.com," + "x" * 20_000 + "\n")
+    r = intently(database_url, *up, "--replace", INTENTLY_IMPORT_MAX_LINE_CHARS="10000")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert (
+        "ranges.csv: line 201 is longer than 10,000 characters (the limit, "
+        "INTENTLY_IMPORT_MAX_LINE_CHARS)" in one_line(r.stderr)
+    ), r.stderr
+    [run] = runs(workspace, "website")
+    assert (run["status"], run["accepted"]) == ("failed", 0)
+    assert "line 201 is longer than 10,000 characters" in run["error"]
+    # Within the limits, the same file goes in.
+    r = intently(database_url, *up, "--replace")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert "the workspace has 201 ranges" in r.stdout
+
+
 def test_a_gzip_file_cut_short_keeps_what_came_before_and_says_where_it_stopped(
     tmp_path: Path, database_url: str, workspace: Workspace
 ) -> None:

@@ -16,6 +16,7 @@ from intently.cli.common import (
     print_report,
     workspace_id,
 )
+from intently.ingest.files import FileLimits
 from intently.ingest.resolvers import (
     IpResolver,
     Match,
@@ -48,7 +49,8 @@ def upload(
     eng = engine()
     ws = workspace_id(eng, workspace)
     with intently_errors(), file_progress(f"ip ranges {file.name}") as progress:
-        report = upload_ranges(eng, ws, file, replace=replace, on_progress=progress)
+        limits = FileLimits.of(get_settings())
+        report = upload_ranges(eng, ws, file, replace=replace, on_progress=progress, limits=limits)
     print_report(report)
     out_console.print(
         f"the workspace has {count_ranges(eng, ws):,} ranges", highlight=False, soft_wrap=True

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from intently.ingest.files import CsvInput
+from intently.ingest.files import CsvInput, FileLimits
 from intently.ingest.ipnets import SPECIAL4, SPECIAL6
 from intently.ingest.matches import is_free_email_domain, is_network_domain
 from intently.kit.db import fetch_all, param_marker
@@ -128,8 +128,8 @@ def check_row(line: int, cells: list[str], cols: dict[str, int]) -> RangeRow | t
 class RangeFile:
     """An open ranges CSV: with or without a header row."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.inp = CsvInput(path, what=WHAT)
+    def __init__(self, path: str | Path, limits: FileLimits | None = None) -> None:
+        self.inp = CsvInput(path, what=WHAT, limits=limits)
         first = self.inp.header[0] if self.inp.header else ""
         # No header: the first row is data when its first cell looks like an address.
         self.headerless = bool(_ADDRESSY.fullmatch(first))

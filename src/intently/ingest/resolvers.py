@@ -28,6 +28,7 @@ from pathlib import Path
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from intently.ingest.files import FileLimits
 from intently.ingest.ipnets import (
     MAPPED_PREFIX,
     SPECIAL4,
@@ -379,6 +380,7 @@ def upload_ranges(
     replace: bool = False,
     on_progress: ProgressFn | None = None,
     batch_size: int = BATCH,
+    limits: FileLimits | None = None,
 ) -> RunReport:
     """Upload a CSV of `network,domain[,company]` (header optional) as the workspace's ranges.
 
@@ -386,8 +388,9 @@ def upload_ranges(
     IPv4 or IPv6. Bad rows are rejected with their line; the same rows again are
     duplicates. With `replace`, ranges not in the file are removed, and the whole file
     applies in one transaction after a first pass has checked it: all or nothing.
+    `limits`: the operator's file limits (the settings' defaults when not given).
     """
-    with RangeFile(path) as f:
+    with RangeFile(path, limits) as f:
         inp = f.inp
         total = inp.total_bytes
         half = 2 if replace else 1  # replace reads the file twice
@@ -458,7 +461,7 @@ def _replace(
         raise BadRequest(
             f"{f.inp.path.name} has no usable row; the workspace's ranges were left as they were"
         )
-    with RangeFile(path) as again, write_tx(engine) as conn:
+    with RangeFile(path, f.inp.limits) as again, write_tx(engine) as conn:
         stamp = begin_change(conn, ws)
         # The sweep below removes rows stamped before this replace: the stamp must be above
         # every row's, including any written by other means than this module.
