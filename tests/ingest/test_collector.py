@@ -1187,6 +1187,30 @@ def test_one_visitor_claims_few_companies(own_app: Callable[..., Any]) -> None:
     assert run["skippedByReason"] == {"identity_limit": 1}
 
 
+def test_a_claim_over_its_bound_is_counted_once_when_its_flush_is_retried(
+    own_app: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = own_app(collector_claims_per_visitor=2)
+    site = site_on(app, "203.0.113.72")
+    anon = "anon-" + uuid.uuid4().hex
+    claims = [claim(anon, d) for d in ("alpha-co.com", "beta-co.com", "gamma-co.com")]
+    site.send(*claims, event(anonymousId=anon))
+    real_store = collector_module.store
+    calls = []
+
+    def failing_store(*args: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("INSERT INTO signals", {}, Exception("connection lost"))
+        return real_store(*args, **kw)
+
+    monkeypatch.setattr(collector_module, "store", failing_store)
+    assert "connection lost" in site.collector.flush().errors[0]
+    assert site.flush().written == 4
+    (run,) = collector_runs(site)
+    assert run["skippedByReason"] == {"identity_limit": 1}  # not once per attempt
+
+
 def test_one_address_claims_few_companies(own_app: Callable[..., Any]) -> None:
     app = own_app(collector_claims_per_address=3)
     site = site_on(app, "203.0.113.71")

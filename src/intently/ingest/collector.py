@@ -57,6 +57,7 @@ import hmac
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -401,16 +402,19 @@ class Collector:
             rules = SignalRules.of(source_config(conn, ws, SOURCE, default_settings(SOURCE)))
             fresh, duplicate = self._fresh(conn, ws, events)
             signals, backfilled, refused = self._resolve_and_store(conn, ws, fresh, rules, now)
-            if refused:
-                counts.skipped["identity_limit"] += refused
             outcomes = store(conn, ws, signals) if signals else []
             created = sum(1 for o in outcomes if o == "created")
+            # A new Counts: the given one goes back to the buffer if this transaction
+            # fails, and its retry counts this chunk's refused claims again.
+            skipped = Counter(counts.skipped)
+            if refused:
+                skipped["identity_limit"] += refused
             counts = Counts(
                 read=counts.read,
                 accepted=counts.accepted + len(fresh),
                 duplicate=counts.duplicate + duplicate,
                 rejected=counts.rejected,
-                skipped=counts.skipped,
+                skipped=skipped,
             )
             if counts.read or counts.accepted or counts.duplicate or problems:
                 day = datetime.fromtimestamp(now / US_PER_SECOND, tz=UTC).date().isoformat()
