@@ -53,20 +53,25 @@ class CollectorLimits:
         self._shunned: dict[str, float] = {}
 
     def events(self, ws: int, peer: str, n: int) -> Admission:
-        """Take `n` events from the write key's bucket, then from the address's."""
-        key_taken: Decision | None = None
-        for what, limit, bucket in (
-            ("this write key", self.key, "collector-events"),
-            ("this address", self.address, "collector-addr:" + peer),
-        ):
-            if limit.off:
-                continue
-            taken = self.buckets.take_all(ws, [(bucket, limit)], n)[0]
-            if key_taken is None and bucket == "collector-events":
-                key_taken = taken
-            if not taken.allowed:
-                return Admission(key_taken, Refusal(what, limit, taken))
-        return Admission(key_taken, None)
+        """Take `n` events from the write key's bucket, then from the address's: in one
+        call, so one transaction on PostgreSQL for every collector request."""
+        buckets = [
+            (what, limit, bucket)
+            for what, limit, bucket in (
+                ("this write key", self.key, "collector-events"),
+                ("this address", self.address, "collector-addr:" + peer),
+            )
+            if not limit.off
+        ]
+        if not buckets:
+            return Admission(None, None)
+        taken = self.buckets.take_all(ws, [(bucket, limit) for _, limit, bucket in buckets], n)
+        key_taken = None if self.key.off else taken[0]
+        last = taken[-1]
+        if last.allowed:
+            return Admission(key_taken, None)
+        what, limit, _ = buckets[len(taken) - 1]
+        return Admission(key_taken, Refusal(what, limit, last))
 
     def shunned(self, peer: str) -> int:
         """Seconds this address must still wait after running out of failures (0: none)."""
