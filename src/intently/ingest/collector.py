@@ -160,7 +160,6 @@ class ClaimBounds:
         self.known, self.per_visitor, self.per_address = known, per_visitor, per_address
         self.subjects = subjects
         self.new: list[tuple[str, str]] = []  # (subject, domain) claims to record
-        self.refused = 0
 
     def allow(self, e: WebEvent, domain: str) -> bool:
         subjects = self.subjects(e)
@@ -170,7 +169,6 @@ class ClaimBounds:
             if e.trusted and s.startswith("a:"):
                 continue  # a relay's one address carries every visitor's claims
             if domain not in have and len(have) >= bound:
-                self.refused += 1
                 return False
         for s in subjects:
             have = self.known.setdefault(s, set())
@@ -527,18 +525,17 @@ class Collector:
         save_identities(conn, ws, changed, now)
         save_claims(conn, ws, bounds.new, now)
         backfill = self._backfill(conn, ws, established, rules, now)
-        return signals + backfill, len(backfill), bounds.refused
+        return signals + backfill, len(backfill), len(refused)
 
     def _bound_claims(
         self, conn: Connection, ws: int, own: list[tuple[WebEvent, Match]], now: int
     ) -> ClaimBounds:
         """The claims of this chunk checked against each visitor's and address's bound."""
-        subjects: set[str] = set()
-        for e, _ in own:
-            subjects.update(self._subjects(ws, e))
-        known = load_claims(conn, ws, sorted(subjects), now - self.claims_window_us)
+        of_event = {id(e): self._subjects(ws, e) for e, _ in own}  # an HMAC each: once
+        subjects = sorted({s for pair in of_event.values() for s in pair})
+        known = load_claims(conn, ws, subjects, now - self.claims_window_us)
         return ClaimBounds(
-            known, self.claims_per_visitor, self.claims_per_address, lambda e: self._subjects(ws, e)
+            known, self.claims_per_visitor, self.claims_per_address, lambda e: of_event[id(e)]
         )
 
     def _subjects(self, ws: int, e: WebEvent) -> tuple[str, ...]:
