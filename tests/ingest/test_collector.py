@@ -778,15 +778,8 @@ def test_purge_ips_command(site: Site, engine: Any, database_url: str) -> None:
 # ---- failures and the flusher ----------------------------------------------------------------
 
 
-def test_a_failed_flush_keeps_the_events_and_the_next_one_writes_them(
-    site: Site, engine: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    upload_ranges(engine, site.ws.id, ranges_csv(tmp_path, "77.88.0.0/24,oscorp.com,Oscorp"))
-    anon, visitor = "anon-" + uuid.uuid4().hex, "anon-" + uuid.uuid4().hex
-    grp = event("group", anonymousId=anon, groupId="g", traits={"website": "stark-industries.com"})
-    p = event(anonymousId=anon)
-    by_ip = event(anonymousId=visitor, ip="77.88.0.9")
-    site.send(grp, p, by_ip)
+def store_fails_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The collector's next signal store fails as a lost connection would; later ones work."""
     real_store = collector_module.store
     calls = []
 
@@ -797,6 +790,18 @@ def test_a_failed_flush_keeps_the_events_and_the_next_one_writes_them(
         return real_store(*args, **kw)
 
     monkeypatch.setattr(collector_module, "store", failing_store)
+
+
+def test_a_failed_flush_keeps_the_events_and_the_next_one_writes_them(
+    site: Site, engine: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    upload_ranges(engine, site.ws.id, ranges_csv(tmp_path, "77.88.0.0/24,oscorp.com,Oscorp"))
+    anon, visitor = "anon-" + uuid.uuid4().hex, "anon-" + uuid.uuid4().hex
+    grp = event("group", anonymousId=anon, groupId="g", traits={"website": "stark-industries.com"})
+    p = event(anonymousId=anon)
+    by_ip = event(anonymousId=visitor, ip="77.88.0.9")
+    site.send(grp, p, by_ip)
+    store_fails_once(monkeypatch)
     result = site.collector.flush()
     assert result.failed >= 3 and "connection lost" in result.errors[0]
     assert web_events(engine, site.ws.id) == []  # the transaction rolled back
@@ -1195,16 +1200,7 @@ def test_a_claim_over_its_bound_is_counted_once_when_its_flush_is_retried(
     anon = "anon-" + uuid.uuid4().hex
     claims = [claim(anon, d) for d in ("alpha-co.com", "beta-co.com", "gamma-co.com")]
     site.send(*claims, event(anonymousId=anon))
-    real_store = collector_module.store
-    calls = []
-
-    def failing_store(*args: Any, **kw: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 1:
-            raise OperationalError("INSERT INTO signals", {}, Exception("connection lost"))
-        return real_store(*args, **kw)
-
-    monkeypatch.setattr(collector_module, "store", failing_store)
+    store_fails_once(monkeypatch)
     assert "connection lost" in site.collector.flush().errors[0]
     assert site.flush().written == 4
     (run,) = collector_runs(site)
