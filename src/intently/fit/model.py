@@ -1,0 +1,162 @@
+"""The workspace's fit model as scoring runs, dry runs and explanations read it.
+
+`FitScorer` evaluates a model's criteria with the rule language's in-memory evaluator,
+memoised per distinct tuple of the values its rules read: a million accounts share few
+distinct profiles (size, revenue, industry, country), so a run evaluates each profile once
+and every other account costs a tuple and a dict lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from intently.fit import repository as repo
+from intently.fit.schemas import default_fit_model
+from intently.kit.db import json_value
+from intently.kit.errors import ValidationFailed
+from intently.kit.timefmt import US_PER_DAY
+from intently.rules import AccountFacts, Context, FieldLeaf, Rule, evaluate, leaves, parse_rule
+from intently.rules.facts import custom_field_types
+from intently.rules.terms import BUILTIN_FIELDS
+
+# Distinct value tuples remembered per run; past it the memo starts again (a model whose
+# rules read the name or domain has as many tuples as accounts).
+MEMO_LIMIT = 200_000
+CUSTOM = "custom_fields"
+
+
+def active_fit_model(conn: Connection, ws: int) -> tuple[int, dict[str, Any]]:
+    """(version, model): the newest stored one, or (0, the default) when none was set."""
+    found = repo.latest_model(conn, ws)
+    if found is None:
+        return 0, default_fit_model()
+    return found[0], found[1]
+
+
+def grade_of(score: float, bands: Sequence[Mapping[str, Any]]) -> str:
+    """The grade of the first band (highest min first) whose min the score reaches."""
+    for band in bands:
+        if score >= float(band["min"]):
+            return str(band["grade"])
+    return str(bands[-1]["grade"])  # a validated list ends at 0; scores are never below
+
+
+@dataclass
+class FitScorer:
+    """A fit model made ready to score: its parsed criteria and the columns they read."""
+
+    version: int
+    model: dict[str, Any]
+    rules: list[tuple[str, float, Rule]]
+    columns: tuple[str, ...]  # accounts columns the rules read (custom_fields last if any)
+    custom: tuple[str, ...]  # custom field keys the rules read
+    ctx: Context
+    _memo: dict[tuple[Any, ...], float] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # The values themselves are the memo key unless some need reading first.
+        self._raw = CUSTOM not in self.columns and "created_at" not in self.columns
+
+    @property
+    def fit_bands(self) -> list[dict[str, Any]]:
+        return list(self.model["bands"]["fit"])
+
+    @property
+    def intent_bands(self) -> list[dict[str, Any]]:
+        return list(self.model["bands"]["intent"])
+
+    def _facts(self, values: Sequence[Any]) -> tuple[tuple[Any, ...], AccountFacts]:
+        """(memo key, facts) for values read in `columns` order."""
+        row: dict[str, Any] = {}
+        key: list[Any] = []
+        for col, v in zip(self.columns, values, strict=True):
+            if col == CUSTOM:
+                stored = json_value(v) or {}
+                picked = {k: stored.get(k) for k in self.custom}
+                row[CUSTOM] = picked
+                key.extend(_hashable(picked[k]) for k in self.custom)
+                continue
+            if col == "created_at" and v is not None:
+                v = int(v) // US_PER_DAY * US_PER_DAY  # the rules read its day only
+            row[col] = v
+            key.append(_hashable(v))
+        return tuple(key), AccountFacts(row)
+
+    def score(self, values: Sequence[Any]) -> float:
+        """The fit score (0-100, 2 decimals) of an account whose `columns` hold `values`."""
+        key, facts = (tuple(values), None) if self._raw else self._facts(values)
+        found = self._memo.get(key)
+        if found is not None:
+            return found
+        if facts is None:
+            facts = self._facts(values)[1]
+        total = sum(points for _, points, rule in self.rules if evaluate(rule, facts, self.ctx))
+        fit = round(min(100.0, max(0.0, total)), 2)
+        if len(self._memo) >= MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[key] = fit
+        return fit
+
+    def grade(self, fit: float, intent: float) -> str:
+        """Fit letter and intent digit, e.g. "A1"."""
+        return grade_of(fit, self.model["bands"]["fit"]) + grade_of(
+            intent, self.model["bands"]["intent"]
+        )
+
+    def criteria(self, values: Sequence[Any]) -> list[dict[str, Any]]:
+        """Every criterion with whether it holds for these values and the points it gave."""
+        facts = self._facts(values)[1]
+        out = []
+        for name, points, rule in self.rules:
+            hit = evaluate(rule, facts, self.ctx)
+            out.append({"name": name, "matched": hit, "points": points if hit else 0.0})
+        return out
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, list):
+        return ("[]", *(_hashable(e) for e in v))
+    if isinstance(v, dict):
+        return ("{}", *sorted((k, _hashable(e)) for k, e in v.items()))
+    return v
+
+
+def scorer(
+    version: int,
+    model: dict[str, Any],
+    as_of: int,
+    custom_types: Mapping[str, str] | None,
+) -> FitScorer:
+    """The model made ready for one run as of `as_of` (micros): createdAt's within_days
+    counts back from that day. A custom field archived since the model was saved is read
+    with the type its condition implies (as a rule stored before the field existed)."""
+    rules: list[tuple[str, float, Rule]] = []
+    columns: list[str] = []
+    custom: list[str] = []
+    for i, c in enumerate(model["criteria"]):
+        try:
+            rule = parse_rule(c["rule"], path=f"criteria.{i}.rule", custom_fields=custom_types)
+        except ValidationFailed:
+            rule = parse_rule(c["rule"], path=f"criteria.{i}.rule", bounded=False)
+        rules.append((str(c["name"]), float(c["points"]), rule))
+        for leaf in leaves(rule):
+            assert isinstance(leaf, FieldLeaf)  # validation keeps fit rules to fields
+            key = leaf.custom_key
+            if key is not None:
+                if key not in custom:
+                    custom.append(key)
+            elif BUILTIN_FIELDS[leaf.field][0] not in columns:
+                columns.append(BUILTIN_FIELDS[leaf.field][0])
+    if custom:
+        columns.append(CUSTOM)
+    return FitScorer(version, model, rules, tuple(columns), tuple(custom), Context(as_of=as_of))
+
+
+def active_scorer(conn: Connection, ws: int, as_of: int) -> FitScorer:
+    """The workspace's active fit model, ready to score, read in the caller's transaction."""
+    version, model = active_fit_model(conn, ws)
+    return scorer(version, model, as_of, custom_field_types(conn, ws))
