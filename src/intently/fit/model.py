@@ -59,7 +59,7 @@ class FitScorer:
 
     def __post_init__(self) -> None:
         # The values themselves are the memo key unless some need reading first.
-        self._raw = CUSTOM not in self.columns and "created_at" not in self.columns
+        self._raw = not set(self.columns) & {CUSTOM, "created_at", "tags"}
 
     @property
     def fit_bands(self) -> list[dict[str, Any]]:
@@ -82,6 +82,8 @@ class FitScorer:
                 continue
             if col == "created_at" and v is not None:
                 v = int(v) // US_PER_DAY * US_PER_DAY  # the rules read its day only
+            elif col == "tags":
+                v = json_value(v)  # read through the driver: text on SQLite
             row[col] = v
             key.append(_hashable(v))
         return tuple(key), AccountFacts(row)
@@ -107,14 +109,35 @@ class FitScorer:
             intent, self.model["bands"]["intent"]
         )
 
-    def criteria(self, values: Sequence[Any]) -> list[dict[str, Any]]:
-        """Every criterion with whether it holds for these values and the points it gave."""
+    def explain(self, values: Sequence[Any], intent: float) -> dict[str, Any]:
+        """How the fit score and grade of an account whose `columns` hold `values` come
+        about: every criterion, whether it holds and the points it gave; their total, the
+        score (the total held to 0-100) and the grade with the bands used."""
         facts = self._facts(values)[1]
-        out = []
-        for name, points, rule in self.rules:
+        criteria = []
+        total = 0.0
+        for (name, points, rule), doc in zip(self.rules, self.model["criteria"], strict=True):
             hit = evaluate(rule, facts, self.ctx)
-            out.append({"name": name, "matched": hit, "points": points if hit else 0.0})
-        return out
+            total += points if hit else 0.0
+            criteria.append(
+                {"name": name, "points": points, "rule": doc["rule"], "matched": hit,
+                 "gave": points if hit else 0.0}
+            )  # fmt: skip
+        score = round(min(100.0, max(0.0, total)), 2)
+        fit_band, intent_band = self.fit_bands, self.intent_bands
+        return {
+            "modelVersion": self.version,
+            "criteria": criteria,
+            "total": total,
+            "score": score,
+            "grade": {
+                "grade": self.grade(score, intent),
+                "fit": grade_of(score, fit_band),
+                "intent": grade_of(intent, intent_band),
+                "intentScore": intent,
+                "bands": {"fit": fit_band, "intent": intent_band},
+            },
+        }
 
 
 def _hashable(v: Any) -> Any:
