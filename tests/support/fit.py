@@ -9,17 +9,21 @@ from typing import Any
 from sqlalchemy import text
 
 from intently.catalog import PROFILE_COLUMNS
-from intently.kit.db import read_tx, write_tx
+from intently.kit.db import read_tx, tick, write_tx
 
 PROFILE = set(PROFILE_COLUMNS)
 
 
-def set_profile(engine: Any, ws: int, aid: str, **columns: Any) -> None:
+def set_profile(engine: Any, ws: int, aid: str, *, touch: bool = False, **columns: Any) -> None:
     """Set profile columns (accounts column names: employee_count=500, ...) of one account,
-    as a profile push would store them, without touching its change stamp."""
+    as a profile push would store them; `touch` stamps it changed as a push does (so an
+    incremental run picks it up), else its change stamp is left alone."""
     assert columns and set(columns) <= PROFILE, columns
     sets = ", ".join(f"{c} = :{c}" for c in columns)
     with write_tx(engine) as conn:
+        if touch:
+            columns["changed_at"] = tick(conn, ws)
+            sets += ", changed_at = :changed_at"
         done = conn.execute(
             text(f"UPDATE accounts SET {sets} WHERE workspace_id = :ws AND id = :id"),
             {**columns, "ws": ws, "id": aid},

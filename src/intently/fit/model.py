@@ -55,6 +55,7 @@ class FitScorer:
     columns: tuple[str, ...]  # accounts columns the rules read (custom_fields last if any)
     custom: tuple[str, ...]  # custom field keys the rules read
     ctx: Context
+    evaluated: int = 0  # distinct value tuples evaluated (memo misses)
     _memo: dict[tuple[Any, ...], float] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +97,7 @@ class FitScorer:
             return found
         if facts is None:
             facts = self._facts(values)[1]
+        self.evaluated += 1
         total = sum(points for _, points, rule in self.rules if evaluate(rule, facts, self.ctx))
         fit = round(min(100.0, max(0.0, total)), 2)
         if len(self._memo) >= MEMO_LIMIT:
