@@ -39,10 +39,14 @@ def active_fit_model(conn: Connection, ws: int) -> tuple[int, dict[str, Any]]:
 
 def grade_of(score: float, bands: Sequence[Mapping[str, Any]]) -> str:
     """The grade of the first band (highest min first) whose min the score reaches."""
-    for band in bands:
-        if score >= float(band["min"]):
-            return str(band["grade"])
-    return str(bands[-1]["grade"])  # a validated list ends at 0; scores are never below
+    return _band(score, [(float(b["min"]), str(b["grade"])) for b in bands])
+
+
+def _band(score: float, bands: Sequence[tuple[float, str]]) -> str:
+    for low, grade in bands:
+        if score >= low:
+            return grade
+    return bands[-1][1]  # a validated list ends at 0; scores are never below
 
 
 @dataclass
@@ -56,11 +60,15 @@ class FitScorer:
     custom: tuple[str, ...]  # custom field keys the rules read
     ctx: Context
     evaluated: int = 0  # distinct value tuples evaluated (memo misses)
-    _memo: dict[tuple[Any, ...], float] = field(default_factory=dict, repr=False)
+    # values -> (fit score, fit band's grade)
+    _memo: dict[tuple[Any, ...], tuple[float, str]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         # The values themselves are the memo key unless some need reading first.
         self._raw = not set(self.columns) & {CUSTOM, "created_at", "tags"}
+        bands = self.model["bands"]
+        self._fit_bands = [(float(b["min"]), str(b["grade"])) for b in bands["fit"]]
+        self._intent_bands = [(float(b["min"]), str(b["grade"])) for b in bands["intent"]]
 
     @property
     def fit_bands(self) -> list[dict[str, Any]]:
@@ -89,8 +97,8 @@ class FitScorer:
             key.append(_hashable(v))
         return tuple(key), AccountFacts(row)
 
-    def score(self, values: Sequence[Any]) -> float:
-        """The fit score (0-100, 2 decimals) of an account whose `columns` hold `values`."""
+    def _fit(self, values: Sequence[Any]) -> tuple[float, str]:
+        """(fit score, fit grade) for values read in `columns` order, memoised."""
         key, facts = (tuple(values), None) if self._raw else self._facts(values)
         found = self._memo.get(key)
         if found is not None:
@@ -102,14 +110,26 @@ class FitScorer:
         fit = round(min(100.0, max(0.0, total)), 2)
         if len(self._memo) >= MEMO_LIMIT:
             self._memo.clear()
-        self._memo[key] = fit
-        return fit
+        found = self._memo[key] = (fit, _band(fit, self._fit_bands))
+        return found
+
+    def score(self, values: Sequence[Any]) -> float:
+        """The fit score (0-100, 2 decimals) of an account whose `columns` hold `values`."""
+        return self._fit(values)[0]
 
     def grade(self, fit: float, intent: float) -> str:
         """Fit letter and intent digit, e.g. "A1"."""
-        return grade_of(fit, self.model["bands"]["fit"]) + grade_of(
-            intent, self.model["bands"]["intent"]
-        )
+        return _band(fit, self._fit_bands) + _band(intent, self._intent_bands)
+
+    def fit_and_grade(self, values: tuple[Any, ...], intent: float) -> tuple[float, str]:
+        """(fit score, grade) of an account whose `columns` hold `values` and whose account
+        score is `intent`: what a scoring run writes (its hot path: one memo lookup)."""
+        found = self._memo.get(values) if self._raw else None
+        fit, letter = found if found is not None else self._fit(values)
+        for low, digit in self._intent_bands:
+            if intent >= low:
+                return fit, letter + digit
+        return fit, letter + self._intent_bands[-1][1]
 
     def explain(self, values: Sequence[Any], intent: float) -> dict[str, Any]:
         """How the fit score and grade of an account whose `columns` hold `values` come

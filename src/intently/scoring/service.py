@@ -420,8 +420,7 @@ def _write_batch(
             if fit is not None:
                 # Memoised per distinct profile; the grade reads the new account score,
                 # whatever produced it.
-                fit_score = fit.score(old[9:])
-                grade = fit.grade(fit_score, values[ACCOUNT_SCORE])
+                fit_score, grade = fit.fit_and_grade(old[9:], values[ACCOUNT_SCORE])
                 if old[7] is not None:
                     differs = differs or old[7] != fit_score or old[8] != grade
                 scores = (*scores, fit_score, grade)
