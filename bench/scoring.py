@@ -5,7 +5,8 @@
     .venv/bin/python bench/scoring.py --db postgres --reuse
 
 Seeds a workspace straight into the database (executemany on SQLite, COPY on PostgreSQL;
-not through the API): N accounts and about 20 `signal_daily` rows each over the last 90
+not through the API): N accounts (with a company profile drawn from a few hundred distinct
+ones, which the fit model grades) and about 20 `signal_daily` rows each over the last 90
 days across the four sources (website views, high-value views and forms; Bombora surges
 by topic with scores 60-99; G2 events of every type; LinkedIn impressions and clicks).
 Then, each in a child process whose peak RSS is sampled:
@@ -91,6 +92,7 @@ def seed(url: str, accounts: int, kind: str) -> int:
     today = now // US_PER_DAY
     born = now - US_PER_DAY  # seeded a day ago: nothing counts as recently changed
     rnd = random.Random(11)
+    firmo = random.Random(12)  # apart, so the rollups are those seeded before profiles
     total = 0
     raw = engine.raw_connection()
     try:
@@ -103,16 +105,18 @@ def seed(url: str, accounts: int, kind: str) -> int:
             for n in range(first, min(first + CHUNK, accounts)):
                 domain = f"acct-{n}.example.com"
                 acc_rows.append(
-                    (ws, new_id(), domain, f"Company {n}", f"EXT-{n}", "[]", "{}", born, born)
-                )
+                    (ws, new_id(), domain, f"Company {n}", f"EXT-{n}", "[]", "{}",
+                     *profile(firmo), born, born)
+                )  # fmt: skip
                 daily.extend((ws, *r) for r in rollups(rnd, domain, today))
             total += len(daily)
             acc_sql = (
                 "INSERT INTO accounts (workspace_id, id, domain, name, external_id, tags, "
-                "custom_fields, rtp_account_score, rtp_website_intent_score, "
+                "custom_fields, employee_count, annual_revenue, industry, country, "
+                "rtp_account_score, rtp_website_intent_score, "
                 "rtp_bombora_intent_score, rtp_g2_intent_score, rtp_advertising_activity_score, "
-                "created_at, changed_at) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, 0, 0, 0, 0, 0, "
-                "{m}, {m})"
+                "created_at, changed_at) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, "
+                "{m}, {m}, {m}, {m}, 0, 0, 0, 0, 0, {m}, {m})"
             )
             daily_cols = "(workspace_id, domain, source, type, topic, day, count, value_sum)"
             if kind == "sqlite":
@@ -138,6 +142,21 @@ def seed(url: str, accounts: int, kind: str) -> int:
     return total
 
 
+def profile(rnd: random.Random) -> tuple[Any, ...]:
+    """(employees, revenue, industry, country): a fifth of accounts unknown in each, the
+    rest from a few values, as firmographic data comes (a few hundred distinct profiles)."""
+
+    def pick(*values: Any) -> Any:
+        return None if rnd.random() < 0.2 else rnd.choice(values)
+
+    return (
+        pick(12, 80, 350, 1200, 8000),
+        pick(5e5, 3e6, 2.5e7, 4e8),
+        pick("Software", "Retail", "Manufacturing", "Financial Services"),
+        pick("US", "DE", "GB", "FR"),
+    )
+
+
 def workspace_of(engine: Any) -> int:
     from intently.auth.repository import workspace_id_by_name
 
@@ -157,6 +176,7 @@ def reset_scores(url: str) -> None:
             "UPDATE accounts SET rtp_account_score = 0, rtp_website_intent_score = 0, "
             "rtp_bombora_intent_score = 0, rtp_g2_intent_score = 0, "
             "rtp_advertising_activity_score = 0, score_model_version = NULL, "
+            "rtp_fit_score = NULL, rtp_grade = NULL, "
             "rtp_last_account_date = NULL, rtp_journey_stage = NULL"
         )
         # As after seeding: every account is placed on the journey again, with its events.

@@ -28,6 +28,7 @@ from intently.auth.endpoints import API_KEY_SCHEME
 from intently.custom_fields import endpoints as custom_fields_endpoints
 from intently.deals import endpoints as deals_endpoints
 from intently.events import endpoints as events_endpoints
+from intently.fit import endpoints as fit_endpoints
 from intently.gate.middleware import Gate, GateMiddleware, document_gate
 from intently.ingest import endpoints as collector_endpoints
 from intently.kit.db import database_unavailable, make_engine
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(signals_endpoints.router(), prefix=prefix)
         app.include_router(stages_endpoints.router(), prefix=prefix)
         app.include_router(scoring_endpoints.router(), prefix=prefix)
+        app.include_router(fit_endpoints.router(), prefix=prefix)
         app.include_router(events_endpoints.router(), prefix=prefix)
         app.include_router(webhooks_endpoints.router(), prefix=prefix)
     # The website collector (/v1/..., /t.js) and GET /api/v1/website, at the root.

@@ -6,6 +6,7 @@ from intently.auth import tables as _auth  # noqa: F401
 from intently.custom_fields import tables as _custom_fields  # noqa: F401
 from intently.deals import tables as _deals  # noqa: F401
 from intently.events import tables as _events  # noqa: F401
+from intently.fit import tables as _fit  # noqa: F401
 from intently.gate import tables as _gate  # noqa: F401
 from intently.ingest import tables as _ingest  # noqa: F401
 from intently.kit import jobs as _jobs  # noqa: F401

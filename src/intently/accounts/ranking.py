@@ -12,7 +12,9 @@ a small set, the set is read and sorted:
 - a search reads the accounts whose domain, or lower-cased name, starts with the text off
   their indexes (uq_accounts_workspace_id_domain, ix_accounts_workspace_id_lower_name), at
   most SEARCH_CANDIDATES of each, and ranks those;
-- source and tag are checked per row while walking.
+- source, tag, fit score and grade are checked per row while walking. The list is not
+  sorted by fit: that needs a (fit, id) index, which every scoring write of the fit column
+  keeps up (as the (stage, score) index above, the full rescore's cost).
 
 Without statistics (the app never ANALYZEs SQLite) SQLite's planner guesses, and guessed
 wrong for several of these; where it did, the query says which index to take.
@@ -57,9 +59,15 @@ class Filters:
     source: str | None = None
     tag: str | None = None
     q: str | None = None
+    fit_min: float | None = None  # rtp_fit_score at least
+    grade: str | None = None  # rtp_grade exactly (e.g. "A1"), or its fit letter alone ("A")
 
     def check(self) -> None:
-        for name, value in (("score_min", self.score_min), ("score_max", self.score_max)):
+        for name, value in (
+            ("score_min", self.score_min),
+            ("score_max", self.score_max),
+            ("fit_min", self.fit_min),
+        ):
             if value is not None and not 0 <= value <= 100:
                 raise BadRequest(f"{name} should be between 0 and 100; got '{value}'")
         if self.source is not None and self.source not in SOURCE_COLUMNS:
@@ -80,6 +88,8 @@ class Row:
     advertising: float
     stage: str | None
     tags: list[str]
+    fit: float | None = None  # None: not graded yet
+    grade: str | None = None
     trend: float | None = None  # score now less score TREND_DAYS ago; None: no history
     last_activity: int | None = None
     segments: list[str] = field(default_factory=list)
@@ -96,6 +106,8 @@ _COLUMNS = (
     a.c.rtp_advertising_activity_score,
     a.c.rtp_journey_stage,
     a.c.tags,
+    a.c.rtp_fit_score,
+    a.c.rtp_grade,
 )
 
 
@@ -133,6 +145,14 @@ def _query(
         q = q.where(score <= f.score_max)
     if f.source:
         q = q.where(SOURCE_COLUMNS[f.source] > 0)
+    if f.fit_min is not None:
+        q = q.where(a.c.rtp_fit_score >= f.fit_min)
+    if f.grade:
+        # A grade is its fit letter(s) then its intent digit(s): "A" takes A1, A2, ...
+        exact = a.c.rtp_grade == f.grade
+        q = q.where(
+            exact if f.grade[-1].isdigit() else a.c.rtp_grade.startswith(f.grade, autoescape=True)
+        )
     if f.tag:
         if is_sqlite(conn):
             each = func.json_each(a.c.tags).table_valued("value")
@@ -270,6 +290,8 @@ def ranked_page(
                 float(r[7]),
                 r[8],
                 _tags(r[9]),
+                None if r[10] is None else float(r[10]),
+                r[11],
             )
             for r in rows
         ]

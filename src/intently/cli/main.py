@@ -9,7 +9,7 @@ from sqlalchemy.engine import Engine
 
 from intently.auth import repository as auth_repo
 from intently.auth.service import generate_key, set_api_access, set_rate_limit
-from intently.cli import demo, ingest, ops, scoring, segments, sync, users, webhooks
+from intently.cli import demo, fit, ingest, ops, scoring, segments, sync, users, webhooks
 from intently.cli.common import workspace_names
 from intently.cli.ip import ip_app
 from intently.kit.db import make_engine, read_tx
@@ -28,6 +28,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(workspaces_app, name="workspaces")
 ingest.register(app)
 scoring.register(app)
+fit.register(app)
 app.add_typer(ip_app, name="ip")
 webhooks.register(app)
 segments.register(app)

@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from intently.catalog import ALL_SCORES, SCORE_COLUMNS
+from intently.catalog import ACCOUNT_SCORE, ALL_SCORES, COMPUTED_FIT, SCORE_COLUMNS
+from intently.fit import repository as fit_repo
+from intently.fit.model import active_scorer
 from intently.kit.db import read_tx
 from intently.kit.errors import NotFound
 from intently.kit.ids import check_aid
@@ -36,6 +38,8 @@ def explain(engine: Engine, ws: int, aid: str, *, as_of: int | None = None) -> d
             conn, ws, account["domain"], day - sp.recent_days - sp.baseline_days + 1, day
         )
         fired = last_change(conn, ws, aid)
+        fit = active_scorer(conn, ws, day * US_PER_DAY if as_of is not None else now_us())
+        fit_values = fit_repo.account_values(conn, ws, aid, fit.columns)
     by_type: dict[tuple[str, str], list[tuple[int, int, float]]] = {}
     for source, typ, d, count, value_sum in rows:
         by_type.setdefault((source, typ), []).append((day - d, count, value_sum))
@@ -91,6 +95,11 @@ def explain(engine: Engine, ws: int, aid: str, *, as_of: int | None = None) -> d
     for s in sources_out:
         s["subScore"] = subs[s["source"]]
     weight_total = sum(p.weights.values())
+    # The fit, as the next run computes it (the grade reads the account score above).
+    fit_out = fit.explain(fit_values[2:] if fit_values else (), computed[ACCOUNT_SCORE])
+    fit_out["stored"] = {
+        c: fit_values[i] if fit_values else None for i, c in enumerate(COMPUTED_FIT)
+    }
     return {
         "rtp_aid": aid,
         "domain": account["domain"],
@@ -101,6 +110,7 @@ def explain(engine: Engine, ws: int, aid: str, *, as_of: int | None = None) -> d
         "accountScore": decay.account_score(subs, p.weights),
         "scores": computed,
         "surge": _surge(window, day, p.surge),
+        "fit": fit_out,
         "stage": {
             "name": account["rtp_journey_stage"],
             "rule": fired["rule"]

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
-from intently.catalog import ALL_SCORES
+from intently.catalog import ALL_SCORES, FIT_SCORE, GRADE
 from intently.kit.db import fetch_all, in_values, json_value, lock_workspace, param_marker
 from intently.scoring.tables import scoring_claims, scoring_models, scoring_parts, scoring_runs
 
@@ -219,14 +219,16 @@ def source_points(
 
 
 def stored_scores(
-    conn: Connection, ws: int, ids: Sequence[str], *, ranged: bool
+    conn: Connection, ws: int, ids: Sequence[str], *, ranged: bool, extra: Sequence[str] = ()
 ) -> dict[str, tuple[Any, ...]]:
-    """{id: (the five scores..., stage, score_model_version)} as stored now."""
+    """{id: (the five scores..., stage, score_model_version, *extra)} as stored now (extra:
+    more accounts columns, named by the catalog or the rule language, never by a caller)."""
     if not ids:
         return {}
     where, params = _account_filter(conn, ids, ranged)
     m = param_marker(conn)
-    cols = ", ".join(f"a.{c}" for c in (*ALL_SCORES, "rtp_journey_stage", "score_model_version"))
+    names = (*ALL_SCORES, "rtp_journey_stage", "score_model_version", *extra)
+    cols = ", ".join(f"a.{c}" for c in names)
     sql = f"SELECT a.id, {cols} FROM accounts a WHERE a.workspace_id = {m} AND {where}"
     return {str(r[0]): tuple(r[1:]) for r in fetch_all(conn, sql, (ws, *params))}
 
@@ -239,19 +241,23 @@ def write_scores(
     with_stage: bool,
     clock: int,
     version: int,
+    with_fit: bool = False,
 ) -> None:
-    """Rows of (five scores..., [stage,] id): the account changed; stamp it.
+    """Rows of (five scores..., [fit score, grade,] [stage,] id): the account changed;
+    stamp it.
 
     rtp_last_account_date takes the clock's value (micros, now or just after): an account
     whose changed_at equals it was last changed by scoring, which incremental runs skip.
     """
     if not rows:
         return
-    cols = [*ALL_SCORES, *(["rtp_journey_stage"] if with_stage else [])]
+    fit = [FIT_SCORE, GRADE] if with_fit else []
+    cols = [*ALL_SCORES, *fit, *(["rtp_journey_stage"] if with_stage else [])]
     tail = "score_model_version = {m}, rtp_last_account_date = {m}, changed_at = {m}"
     if conn.dialect.name != "sqlite":
         # One statement over arrays: a round trip per row was half of a PostgreSQL run.
-        kinds = ["float8"] * len(ALL_SCORES) + (["text"] if with_stage else [])
+        kinds = ["float8"] * len(ALL_SCORES) + ["float8", "text"][: len(fit)]
+        kinds += ["text"] if with_stage else []
         arrays = ", ".join(f"%s::{k}[]" for k in ["text", *kinds])
         names = ", ".join(["id", *(f"v{i}" for i in range(len(cols)))])
         sets = ", ".join(f"{c} = v.v{i}" for i, c in enumerate(cols))
@@ -281,6 +287,29 @@ def write_versions(conn: Connection, ws: int, ids: Sequence[str], version: int) 
     conn.exec_driver_sql(
         "UPDATE accounts SET score_model_version = ? WHERE workspace_id = ? AND id = ?",
         [(version, ws, i) for i in ids],
+    )
+
+
+def write_first_fits(
+    conn: Connection, ws: int, rows: Sequence[tuple[float, str, str]], version: int
+) -> None:
+    """Rows of (fit score, grade, id) of accounts never graded whose scores are equal: filled
+    in with the model version, without a change stamp (as write_versions)."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        fits, grades, ids = (list(c) for c in zip(*rows, strict=True))
+        conn.exec_driver_sql(
+            f"UPDATE accounts a SET {FIT_SCORE} = v.fit, {GRADE} = v.grade, "
+            "score_model_version = %s FROM unnest(%s::text[], %s::float8[], %s::text[]) "
+            "AS v(id, fit, grade) WHERE a.workspace_id = %s AND a.id = v.id",
+            (version, ids, fits, grades, ws),
+        )
+        return
+    conn.exec_driver_sql(
+        f"UPDATE accounts SET {FIT_SCORE} = ?, {GRADE} = ?, score_model_version = ? "
+        "WHERE workspace_id = ? AND id = ?",
+        [(f, g, version, ws, i) for f, g, i in rows],
     )
 
 

@@ -28,7 +28,8 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from intently.catalog import ACCOUNT_SCORE, ALL_SCORES, SCORE_COLUMNS
+from intently.catalog import ACCOUNT_SCORE, ALL_SCORES, FIT_SCORE, GRADE, SCORE_COLUMNS
+from intently.fit.model import FitScorer, active_scorer
 from intently.kit.db import read_tx, tick, write_tx
 from intently.kit.heartbeat import Heartbeat, reap
 from intently.kit.ids import new_id
@@ -68,6 +69,7 @@ class RunInfo:
     surge: SurgeParams  # the model's first-party surge windows
     as_of: int | None  # micros the run scores as of; None: now
     staged: bool  # a stage_step places accounts with their scores
+    fit: FitScorer | None = None  # the active fit model, read with the scoring model
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +159,10 @@ class Plan:
     weights: dict[str, float]  # sources counted in the account score
     longest: int  # days the longest horizon reaches back
     surge: SurgeParams  # the model's first-party surge windows, for stage rules
+    fit: FitScorer | None = None  # None: fit score and grade are left as they are
 
 
-def plan(model: dict[str, Any], as_of_day: int) -> Plan:
+def plan(model: dict[str, Any], as_of_day: int, fit: FitScorer | None = None) -> Plan:
     rows: list[tuple[str, str, int, float, int, float]] = []
     caps: dict[str, float] = {}
     weights: dict[str, float] = {}
@@ -183,7 +186,7 @@ def plan(model: dict[str, Any], as_of_day: int) -> Plan:
             )
         if enabled and float(src["weight"]) > 0:
             weights[source] = float(src["weight"])
-    return Plan(rows, caps, weights, longest, surge_params(model))
+    return Plan(rows, caps, weights, longest, surge_params(model), fit)
 
 
 def scores_of(points: dict[str, float], p: Plan) -> tuple[Scores, dict[str, float]]:
@@ -229,8 +232,9 @@ def run_scoring(
             kind = "accounts"  # some accounts only: its watermark says nothing about the rest
         else:
             kind = "full" if full or since is None else "incremental"
-        p = plan(model, as_of_day)
-        info = RunInfo(ws, kind, model, p.surge, as_of, stage_step is not None)
+        fit = active_scorer(conn, ws, as_of if as_of is not None else started)
+        p = plan(model, as_of_day, fit)
+        info = RunInfo(ws, kind, model, p.surge, as_of, stage_step is not None, fit)
         follower = follow(conn, info) if follow is not None else None
     run_id = new_id()
     with write_tx(engine) as conn:
@@ -398,17 +402,28 @@ def _write_batch(
     new: dict[str, Scores] = {}
     for aid in ids:
         new[aid] = scores_of(points.get(aid, empty), p)[0]
+    fit = p.fit
+    # Stored fit and grade at 7 and 8, then the columns the fit rules read.
+    extra = (FIT_SCORE, GRADE, *fit.columns) if fit is not None else ()
     with write_tx(engine) as conn:
-        stored = repo.stored_scores(conn, ws, ids, ranged=ranged)
+        stored = repo.stored_scores(conn, ws, ids, ranged=ranged, extra=extra)
         present = [aid for aid in ids if aid in stored]  # deleted since: skip
         stages = stage_step(conn, ws, present, {a: new[a] for a in present}) if stage_step else {}
         changes: list[tuple[Any, ...]] = []
         version_only: list[str] = []
+        first_fits: list[tuple[float, str, str]] = []
         for aid in present:
             old = stored[aid]
             values = new[aid]
-            scores = tuple(values[c] for c in ALL_SCORES)
+            scores: tuple[Any, ...] = tuple(values[c] for c in ALL_SCORES)
             differs = any(float(o) != v for o, v in zip(old[:5], scores, strict=True))
+            if fit is not None:
+                # Memoised per distinct profile; the grade reads the new account score,
+                # whatever produced it.
+                fit_score, grade = fit.fit_and_grade(old[9:], values[ACCOUNT_SCORE])
+                if old[7] is not None:
+                    differs = differs or old[7] != fit_score or old[8] != grade
+                scores = (*scores, fit_score, grade)
             if stage_step is not None:
                 stage = stages.get(aid)
                 if differs or stage != old[5]:
@@ -417,17 +432,24 @@ def _write_batch(
             elif differs:
                 changes.append((*scores, aid))
                 continue
-            if old[6] != version:
+            if fit is not None and old[7] is None:
+                # Never graded (new, or before fit existed): the first fit is filled in
+                # without a stamp, as a model version is, so the first run after the
+                # upgrade does not mark every account of the workspace changed.
+                first_fits.append((scores[5], scores[6], aid))
+            elif old[6] != version:
                 version_only.append(aid)
         # The workspace's clock before any account row, as every push takes them: a batch
         # that locked rows first and the clock after (a follower's tick) deadlocked with
         # pushes on PostgreSQL under load.
-        clock = tick(conn, ws) if changes or version_only else None
+        clock = tick(conn, ws) if changes or version_only or first_fits else None
         if changes and clock is not None:
             repo.write_scores(
-                conn, ws, changes, with_stage=stage_step is not None, clock=clock, version=version
-            )
+                conn, ws, changes, with_stage=stage_step is not None, clock=clock,
+                version=version, with_fit=fit is not None,
+            )  # fmt: skip
         repo.write_versions(conn, ws, version_only, version)
+        repo.write_first_fits(conn, ws, first_fits, version)
         written = [c[-1] for c in changes]
         changed = set(written)
         moved = 0

@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from intently.fit.model import active_scorer
 from intently.kit.db import read_tx, write_tx
 from intently.kit.ids import new_id
 from intently.kit.timefmt import US_PER_DAY, now_us
@@ -207,9 +208,13 @@ def run_part(
             model = (repo.model_of_version(conn, ws, version) if version else None) or (
                 default_model()
             )
-            # Every part scores with the run's model, as of the run's day.
-            p = service.plan(model, int(run["started_at"]) // US_PER_DAY)
-            info = RunInfo(ws, "full", model, p.surge, None, False)
+            # Every part scores with the run's model, as of the run's day. The fit model is
+            # the active one when the part starts (runs record no fit version): one saved
+            # mid-run applies to the parts after it, and to all of the next run.
+            started = int(run["started_at"])
+            fit = active_scorer(conn, ws, started)
+            p = service.plan(model, started // US_PER_DAY, fit)
+            info = RunInfo(ws, "full", model, p.surge, None, False, fit)
             follower = follow(conn, info) if follow is not None else None
             if follower is not None:
                 follower.expect(conn, None)  # a share of every account; the run's end is part 0's

@@ -17,7 +17,16 @@ from intently.auth.users import session_user
 from intently.web.feedback import error_page
 from intently.web.session import COOKIE, PageError, SignInRequired, Viewer, is_htmx, sign_in_url
 from intently.web.templating import STATIC
-from intently.web.views import accounts, journey, scoring, segments, settings, signin, sources
+from intently.web.views import (
+    accounts,
+    fit,
+    journey,
+    scoring,
+    segments,
+    settings,
+    signin,
+    sources,
+)
 
 PREFIX = "/app"
 
@@ -66,7 +75,9 @@ class _PageHeaders:
 
 
 # Every area's router; tests/web/test_access.py walks these to check every route.
-ROUTERS = tuple(m.router for m in (signin, accounts, journey, segments, scoring, sources, settings))
+ROUTERS = tuple(
+    m.router for m in (signin, accounts, journey, segments, scoring, fit, sources, settings)
+)
 
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})

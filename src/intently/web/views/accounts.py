@@ -30,7 +30,7 @@ from intently.web.templating import render
 router = APIRouter()
 
 _LIST = "web-accounts"
-_FILTERS = ("stage", "segment", "score_min", "score_max", "source", "tag", "q")
+_FILTERS = ("stage", "segment", "score_min", "score_max", "source", "tag", "q", "fit_min", "grade")
 EXPORT_PAGE = 1000
 TIMELINE_PAGE = 50
 
@@ -70,6 +70,8 @@ def _filters(request: Request) -> tuple[ranking.Filters, dict[str, str]]:
         source=_text("source", q.get("source")),
         tag=_text("tag", q.get("tag")),
         q=_text("q", q.get("q")),
+        fit_min=_number("fit_min", q.get("fit_min")),
+        grade=_text("grade", q.get("grade"), 8),
     )
     f.check()
     given = {k: q[k] for k in _FILTERS if q.get(k, "").strip()}
