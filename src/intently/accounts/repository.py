@@ -184,6 +184,54 @@ def update_many(conn: Connection, ws: int, rows: list[dict[str, Any]], clock: in
     )
 
 
+# The profile columns' types, for the arrays PostgreSQL unnests in set_profiles.
+_PG_TYPES = {"employee_count": "bigint", "annual_revenue": "double precision"}
+
+
+def set_profiles(
+    conn: Connection,
+    ws: int,
+    columns: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    clock: int,
+    *,
+    only_unset: bool,
+) -> list[str]:
+    """Write profile `columns` of the accounts with these domains; the domains changed.
+
+    `rows` are (domain, *values), domains normalised and distinct; a None value leaves
+    the column as it is. `only_unset`: fill a column only where it is still NULL (a
+    vendor file never overrides what a CRM or the API said). One statement for all rows.
+    """
+    if not rows:
+        return []
+    assert set(columns) <= set(PROFILE_COLUMNS)
+    if only_unset:
+        sets = [f"{c} = COALESCE(accounts.{c}, v.{c})" for c in columns]
+        differs = [f"(accounts.{c} IS NULL AND v.{c} IS NOT NULL)" for c in columns]
+    else:
+        sets = [f"{c} = COALESCE(v.{c}, accounts.{c})" for c in columns]
+        distinct = "IS NOT" if conn.dialect.name == "sqlite" else "IS DISTINCT FROM"
+        differs = [f"(v.{c} IS NOT NULL AND accounts.{c} {distinct} v.{c})" for c in columns]
+    m = param_marker(conn)
+    params: tuple[Any, ...]
+    if conn.dialect.name == "sqlite":
+        # One JSON array of rows: no limit on bound variables, and values keep their types.
+        picks = ", ".join(f"json_extract(value, '$[{i}]') AS {c}" for i, c in enumerate(columns, 1))
+        source = f"(SELECT json_extract(value, '$[0]') AS domain, {picks} FROM json_each({m})) v"
+        params = (json_param([list(r) for r in rows]),)
+    else:
+        arrays = ", ".join(f"{m}::{_PG_TYPES.get(c, 'text')}[]" for c in columns)
+        source = f"unnest({m}::text[], {arrays}) AS v(domain, {', '.join(columns)})"
+        params = tuple([r[i] for r in rows] for i in range(len(columns) + 1))
+    sql = (
+        f"UPDATE accounts SET {', '.join(sets)}, changed_at = {m} FROM {source} "
+        f"WHERE accounts.workspace_id = {m} AND accounts.domain = v.domain "
+        f"AND ({' OR '.join(differs)}) RETURNING accounts.domain"
+    )
+    return [r[0] for r in fetch_all(conn, sql, (clock, *params, ws))]
+
+
 def set_external_ids(
     conn: Connection, ws: int, pairs: list[tuple[str, str | None]], clock: int
 ) -> None:
