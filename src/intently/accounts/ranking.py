@@ -12,7 +12,9 @@ a small set, the set is read and sorted:
 - a search reads the accounts whose domain, or lower-cased name, starts with the text off
   their indexes (uq_accounts_workspace_id_domain, ix_accounts_workspace_id_lower_name), at
   most SEARCH_CANDIDATES of each, and ranks those;
-- source and tag are checked per row while walking.
+- source, tag and the company profile filters (industry, country, least employees,
+  grade) are checked per row while walking: no index of their own, so no cost to
+  rescores and none to a list that does not filter on them.
 
 Without statistics (the app never ANALYZEs SQLite) SQLite's planner guesses, and guessed
 wrong for several of these; where it did, the query says which index to take.
@@ -57,8 +59,22 @@ class Filters:
     source: str | None = None
     tag: str | None = None
     q: str | None = None
+    industry: str | None = None  # any case
+    country: str | None = None  # ISO alpha-2, any case
+    employees_min: int | None = None
+    grade: str | None = None  # "B2", or a fit letter alone ("B": B1 to B4)
 
     def check(self) -> None:
+        if self.country is not None and not (
+            len(self.country) == 2 and self.country.isascii() and self.country.isalpha()
+        ):
+            raise BadRequest(f"country should be a 2-letter ISO code; got '{self.country}'")
+        if self.employees_min is not None and self.employees_min < 0:
+            raise BadRequest(f"employees_min should be 0 or more; got '{self.employees_min}'")
+        if self.grade is not None and not (
+            1 <= len(self.grade) <= 8 and self.grade.isascii() and self.grade.isalnum()
+        ):
+            raise BadRequest(f"grade should be a grade such as B2, or a letter; got '{self.grade}'")
         for name, value in (("score_min", self.score_min), ("score_max", self.score_max)):
             if value is not None and not 0 <= value <= 100:
                 raise BadRequest(f"{name} should be between 0 and 100; got '{value}'")
@@ -139,6 +155,18 @@ def _query(
             q = q.where(select(literal(1)).select_from(each).where(each.c.value == f.tag).exists())
         else:
             q = q.where(a.c.tags.op("@>")(func.jsonb_build_array(f.tag)))
+    if f.industry:
+        q = q.where(func.lower(a.c.industry) == f.industry.lower())
+    if f.country:
+        q = q.where(a.c.country == f.country.upper())
+    if f.employees_min is not None:
+        q = q.where(a.c.employee_count >= f.employees_min)
+    if f.grade:
+        grade = f.grade.upper()
+        if len(grade) == 1:
+            q = q.where(a.c.rtp_grade.like(grade + "%"))
+        else:
+            q = q.where(a.c.rtp_grade == grade)
     if f.q:
         q = q.where(a.c.id.in_(_search_candidates(ws, f.q)))
     if f.segment and small_segment:

@@ -17,16 +17,27 @@ from intently.auth.users import session_user
 from intently.web.feedback import error_page
 from intently.web.session import COOKIE, PageError, SignInRequired, Viewer, is_htmx, sign_in_url
 from intently.web.templating import STATIC
-from intently.web.views import accounts, journey, scoring, segments, settings, signin, sources
+from intently.web.views import (
+    accounts,
+    journey,
+    profile,
+    scoring,
+    segments,
+    settings,
+    signin,
+    sources,
+)
 
 PREFIX = "/app"
 
 # No inline script anywhere (chart data travels in <script type="application/json">), so
 # scripts are limited to our own files; htmx is told not to eval (see base.html).
+# Images may come from https hosts: account logos (logoUrl) live on the company's or a
+# logo service's host; Referrer-Policy keeps the dashboard's URLs from them.
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+        "img-src 'self' data: https:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
         "form-action 'self'"
     ),
     "X-Frame-Options": "DENY",
@@ -66,7 +77,10 @@ class _PageHeaders:
 
 
 # Every area's router; tests/web/test_access.py walks these to check every route.
-ROUTERS = tuple(m.router for m in (signin, accounts, journey, segments, scoring, sources, settings))
+# profile before accounts: /accounts/profile-upload is not an account's page.
+ROUTERS = tuple(
+    m.router for m in (signin, profile, accounts, journey, segments, scoring, sources, settings)
+)
 
 
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})

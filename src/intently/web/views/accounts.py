@@ -30,7 +30,10 @@ from intently.web.templating import render
 router = APIRouter()
 
 _LIST = "web-accounts"
-_FILTERS = ("stage", "segment", "score_min", "score_max", "source", "tag", "q")
+_FILTERS = (
+    "stage", "segment", "score_min", "score_max", "source", "tag", "q",
+    "industry", "country", "employees_min", "grade",
+)  # fmt: skip
 EXPORT_PAGE = 1000
 TIMELINE_PAGE = 50
 
@@ -52,6 +55,15 @@ def _number(name: str, raw: str | None) -> float | None:
     return value
 
 
+def _whole(name: str, raw: str | None) -> int | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise BadRequest(f"{name} should be a whole number; got '{raw[:40]}'") from None
+
+
 def _text(name: str, raw: str | None, limit: int = 200) -> str | None:
     if raw is None or not raw.strip():
         return None
@@ -70,6 +82,10 @@ def _filters(request: Request) -> tuple[ranking.Filters, dict[str, str]]:
         source=_text("source", q.get("source")),
         tag=_text("tag", q.get("tag")),
         q=_text("q", q.get("q")),
+        industry=_text("industry", q.get("industry")),
+        country=_text("country", q.get("country"), 2),
+        employees_min=_whole("employees_min", q.get("employees_min")),
+        grade=_text("grade", q.get("grade"), 8),
     )
     f.check()
     given = {k: q[k] for k in _FILTERS if q.get(k, "").strip()}
