@@ -328,3 +328,16 @@ def test_bad_profile_filters_are_named(admin: Dashboard, query: str, message: st
     r = admin.get("/app/accounts?" + query)
     assert r.status_code == 400
     assert message in html.unescape(r.text)
+
+
+def test_the_rule_builder_offers_the_profile_fields(admin: Dashboard) -> None:
+    page = admin.get("/app/segments/new?type=dynamic").text
+    for field, label in (
+        ("industry", "Industry"),
+        ("employeeCount", "Employees"),
+        ("annualRevenue", "Annual revenue (USD)"),
+        ("country", "Country (ISO code, e.g. DE)"),
+        ("rtp_fit_score", "Fit score"),
+        ("rtp_grade", "Grade (fit x intent, e.g. A1)"),
+    ):
+        assert f'<option value="{field}">{label}</option>' in page, field
