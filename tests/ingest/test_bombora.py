@@ -889,7 +889,11 @@ def test_profile_fill_crosses_batches(tmp_path: Path, engine: Any, workspace: Wo
     domains = [f"d{i}.com" for i in range(7)]
     r = api.post("/accounts", json={"accounts": [{"domain": d, "name": d} for d in domains]})
     assert r.status_code == 200, r.text
-    rows = [row(d, "CRM", 70, Size=f"{i + 1}-{i + 9} employees") for i, d in enumerate(domains)]
+    countries = ["DE", "FR", "United States", "IT", "ES", "NL", "PL"]
+    rows = [
+        row(d, "CRM", 70, Size=f"{i + 1}-{i + 9} employees", **{"Domain Origin Country": c})
+        for i, (d, c) in enumerate(zip(domains, countries, strict=True))
+    ]
     report = bombora.import_file(engine, workspace.id, write(tmp_path / "f.csv", rows),
                                  week=MONDAY, batch_size=3)  # fmt: skip
     assert report.accepted == 7
@@ -897,6 +901,7 @@ def test_profile_fill_crosses_batches(tmp_path: Path, engine: Any, workspace: Wo
     assert {d: found[d]["employeeCount"] for d in domains} == {
         d: i + 1 for i, d in enumerate(domains)
     }
+    assert [found[d]["country"] for d in domains] == ["DE", "FR", "US", "IT", "ES", "NL", "PL"]
 
 
 @pytest.mark.parametrize(

@@ -263,6 +263,7 @@ class ProfileFill:
     """
 
     COLUMNS = ("industry", "employee_count", "country")
+    CACHE = 1000  # distinct Size and country cells remembered; a file has a handful
 
     def __init__(self, run: IngestRun, cols: dict[str, int]) -> None:
         self.run = run
@@ -291,15 +292,21 @@ class ProfileFill:
             industry = text if 0 < len(text) <= MAX_PROFILE_TEXT else None
         if si is not None and si < len(cells):
             raw = cells[si]
-            if raw not in self.sizes and len(self.sizes) < 1000:
-                low = size_lower_bound(raw)
-                self.sizes[raw] = low if low is not None and low <= MAX_EMPLOYEES else None
-            size = self.sizes.get(raw)
+            if raw in self.sizes:
+                size = self.sizes[raw]
+            else:
+                size = size_lower_bound(raw)
+                size = size if size is not None and size <= MAX_EMPLOYEES else None
+                if len(self.sizes) < self.CACHE:
+                    self.sizes[raw] = size
         if ci is not None and ci < len(cells):
             raw = cells[ci]
-            if raw not in self.countries and len(self.countries) < 1000:
-                self.countries[raw] = country_of(raw)
-            country = self.countries.get(raw)
+            if raw in self.countries:
+                country = self.countries[raw]
+            else:
+                country = country_of(raw)
+                if len(self.countries) < self.CACHE:
+                    self.countries[raw] = country
         if industry is None and size is None and country is None:
             return
         self.pending[domain] = (industry, size, country)
