@@ -153,6 +153,42 @@ def test_upload_a_bombora_file_and_read_the_report(
     screenshot(page, "bombora-import")
 
 
+def test_upload_company_profiles_with_a_column_mapping(
+    admin_page: Any, site: Site, engine: Any, tmp_path: Any
+) -> None:
+    _aid, _name, domain = _top_account(engine, site)
+    file = tmp_path / "profiles.csv"
+    file.write_text(
+        f'Website,Sector,Staff,Notes\n{domain},Aerospace,"1,500",x\nnobody-here.example,A,1,\n'
+    )
+    page = admin_page
+    page.goto(site.url + "/app/accounts")
+    page.click("text=Upload company profiles")
+    page.set_input_files("input[type=file][name=file]", str(file))
+    # Choosing the file shows its columns, with the fields their names suggest.
+    mapping = page.locator("#profile-mapping select[name=target]")
+    mapping.first.wait_for()
+    assert mapping.count() == 4
+    assert mapping.nth(0).input_value() == "domain"
+    assert mapping.nth(1).input_value() == "industry"
+    mapping.nth(2).select_option("employeeCount")  # "Staff" suggests nothing
+    page.click("text=Apply to accounts")
+    report = page.locator("#profile-report")
+    report.wait_for()
+    assert "1 accounts updated from 2 rows" in report.inner_text()
+    assert "nobody-here.example" in report.inner_text()
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT industry, employee_count FROM accounts "
+                "WHERE workspace_id = :ws AND domain = :d"
+            ),
+            {"ws": site.ws_id, "d": domain},
+        ).one()
+    assert tuple(row) == ("Aerospace", 1500)
+    screenshot(page, "profile-upload")
+
+
 def test_generate_an_api_key_shown_once(admin_page: Any, site: Site) -> None:
     import httpx
 

@@ -92,6 +92,35 @@ def test_delta_sync_returns_what_changed_and_the_timestamp_to_keep(api: Client) 
     assert later > stamp
 
 
+def test_the_company_profile_passes_through_push_and_read(api: Client) -> None:
+    profile = {
+        "industry": "Retail",
+        "employeeCount": 1200,
+        "annualRevenue": 3.5e8,
+        "country": "NL",
+        "city": "Utrecht",
+        "logoUrl": "https://shop.nl/logo.svg",
+    }
+    [created] = api.push_accounts([{"domain": "shop.nl", "name": "Shop", **profile}])
+    assert created.status == "created"
+    got = api.get_account((created.data or {})["rtp_aid"])
+    assert {k: got[k] for k in profile} == profile
+    assert (got["rtp_fit_score"], got["rtp_grade"]) == (None, None)
+    [moved] = api.push_accounts([{"domain": "shop.nl", "name": "Shop", "city": "Delft"}],
+                                upsert=True)  # fmt: skip
+    assert moved.status == "updated"
+    [listed] = list(api.iter_accounts())
+    assert {k: listed[k] for k in profile} == profile | {"city": "Delft"}
+    # A wrong value comes back as the API's validation error, naming field and value.
+    [refused] = api.push_accounts([{"domain": "x.nl", "name": "X", "country": "XX"}])
+    assert refused.status == "error" and isinstance(refused.error, ValidationError)
+    [error] = refused.error.errors
+    assert error["property"] == "country"
+    assert error["constraints"] == {
+        "isISO31661Alpha2": 'country must be an ISO 3166-1 alpha-2 country code, not "XX"'
+    }
+
+
 def test_deals_activities_and_mappings_are_chunked(api: Client) -> None:
     api.push_accounts(_accounts(3))
     deals = [

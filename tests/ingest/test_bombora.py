@@ -796,3 +796,131 @@ def test_pull_from_the_command_line(
     assert bad.returncode == 1
     assert "refused the credentials" in " ".join(bad.stderr.split())
     assert "nope-0x51" not in bad.stdout + bad.stderr
+
+
+# ---- the company profile from Size, Industry and Domain Origin Country ------------------
+
+
+def accounts_by_domain(api: Api, **params: str) -> dict[str, dict[str, Any]]:
+    r = api.get("/accounts", params={"limit": 1000, **params})
+    assert r.status_code == 200, r.text
+    return {a["domain"]: a for a in r.json()["data"]["data"]}
+
+
+def profile(item: dict[str, Any]) -> tuple[Any, ...]:
+    return item["industry"], item["employeeCount"], item["country"]
+
+
+def test_cli_import_fills_the_unset_profile_of_existing_accounts_only(
+    tmp_path: Path, database_url: str, workspace: Workspace
+) -> None:
+    api = workspace.api
+    r = api.post(
+        "/accounts",
+        json={
+            "accounts": [
+                {"domain": "acme.com", "name": "Acme"},
+                # Values from the CRM or the API: the file never overrides them.
+                {"domain": "globex.com", "name": "Globex", "industry": "Banking", "country": "GB"},
+            ]
+        },
+    )
+    assert r.status_code == 200, r.text
+    since = api.get("/accounts").json()["data"]["syncTimestamp"]
+    rows = [
+        row("acme.com", "CRM", 70, Size="51-200 employees", Industry=" Computer Software "),
+        row("acme.com", "Cloud", 75, Size="51-200 employees", Industry="Computer Software"),
+        row("www.globex.com", "CRM", 80, Size="10,001+ employees", **{
+            "Industry": "Finance", "Domain Origin Country": "Germany"}),
+        row("initech.io", "CRM", 90, Size="1-10 employees"),  # no account: none is made
+    ]  # fmt: skip
+    path = write(tmp_path / "surge.csv", rows)
+    done = intently(database_url, "import", "bombora", str(path), "--workspace", workspace.name,
+                    "--week", "2026-11-23")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = accounts_by_domain(api)
+    assert set(found) == {"acme.com", "globex.com"}
+    # A size band gives its lower bound: the company is at least that big.
+    assert profile(found["acme.com"]) == ("Computer Software", 51, "US")
+    assert profile(found["globex.com"]) == ("Banking", 10001, "GB")
+    assert type(found["globex.com"]["employeeCount"]) is int
+    # Both were changed, so a delta sync since before the import sees them.
+    assert set(accounts_by_domain(api, lastSync=since)) == {"acme.com", "globex.com"}
+
+    # The API still wins afterwards, and a second import changes nothing more.
+    r = api.post("/accounts", json={"upsert": True, "accounts": [
+        {"domain": "acme.com", "name": "Acme", "employeeCount": 120}]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    since = api.get("/accounts").json()["data"]["syncTimestamp"]
+    done = intently(database_url, "import", "bombora", str(path), "--workspace", workspace.name,
+                    "--week", "2026-11-23")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert profile(accounts_by_domain(api)["acme.com"]) == ("Computer Software", 120, "US")
+    assert accounts_by_domain(api, lastSync=since) == {}
+
+
+def test_profile_cells_that_say_nothing_leave_the_profile_unset(
+    tmp_path: Path, engine: Any, workspace: Workspace
+) -> None:
+    api = workspace.api
+    push_account(api, "acme.com")
+    since = api.get("/accounts").json()["data"]["syncTimestamp"]
+    rows = [row("acme.com", "CRM", 70, Size="Unknown", Industry="",
+                **{"Domain Origin Country": "Atlantis"})]  # fmt: skip
+    report = bombora.import_file(engine, workspace.id, write(tmp_path / "f.csv", rows), week=MONDAY)
+    assert report.accepted == 1 and report.rejected == 0  # the signal is fine all the same
+    assert profile(accounts_by_domain(api)["acme.com"]) == (None, None, None)
+    assert accounts_by_domain(api, lastSync=since) == {}
+
+
+def test_a_file_without_profile_columns_imports_as_before(
+    tmp_path: Path, engine: Any, workspace: Workspace
+) -> None:
+    push_account(workspace.api, "acme.com")
+    header = ["Domain", "Topic", "Composite Score"]
+    report = bombora.import_file(engine, workspace.id, write(tmp_path / "f.csv", SURGE, header),
+                                 week=MONDAY)  # fmt: skip
+    assert report.accepted == 3
+    assert profile(accounts_by_domain(workspace.api)["acme.com"]) == (None, None, None)
+
+
+def test_profile_fill_crosses_batches(tmp_path: Path, engine: Any, workspace: Workspace) -> None:
+    api = workspace.api
+    domains = [f"d{i}.com" for i in range(7)]
+    r = api.post("/accounts", json={"accounts": [{"domain": d, "name": d} for d in domains]})
+    assert r.status_code == 200, r.text
+    countries = ["DE", "FR", "United States", "IT", "ES", "NL", "PL"]
+    rows = [
+        row(d, "CRM", 70, Size=f"{i + 1}-{i + 9} employees", **{"Domain Origin Country": c})
+        for i, (d, c) in enumerate(zip(domains, countries, strict=True))
+    ]
+    report = bombora.import_file(engine, workspace.id, write(tmp_path / "f.csv", rows),
+                                 week=MONDAY, batch_size=3)  # fmt: skip
+    assert report.accepted == 7
+    found = accounts_by_domain(api)
+    assert {d: found[d]["employeeCount"] for d in domains} == {
+        d: i + 1 for i, d in enumerate(domains)
+    }
+    assert [found[d]["country"] for d in domains] == ["DE", "FR", "US", "IT", "ES", "NL", "PL"]
+
+
+@pytest.mark.parametrize(
+    "cell,low",
+    [
+        ("51-200 employees", 51),
+        ("10,001+ employees", 10001),
+        ("1 - 10", 1),
+        ("Medium (200 - 499 Employees)", 200),
+        ("XLarge (5,000 - 10,000 Employees)", 5000),
+        ("1 to 9", 1),
+        ("500", 500),
+        ("0-1 employees", 0),
+        ("Unknown", None),
+        ("", None),
+        ("500-200", None),
+    ],
+)
+def test_size_band_lower_bound(cell: str, low: int | None) -> None:
+    from intently.accounts.profile import size_lower_bound
+
+    assert size_lower_bound(cell) == low

@@ -47,9 +47,21 @@ SHORT = [None, "A", "Ab", "", "ß"]
 TAGS = ["a", "b", "A", "ab"]
 STAGES = [None, "Aware", "Engaged", "aware"]
 SCORE_VALUES = [0.0, 10.5, 59.99, 60.0, 100.0]
-NUMBERS = [0, 1, 2.5, 10.5, 59.99, 60, 100, -3]
+# The company profile as pushed (None: not sent, so NULL), and the computed fit and grade.
+PROFILE_POOLS: dict[str, list[Any]] = {
+    "industry": [None, "Software", "software", "Computer Software", "Key", "ß", "1"],
+    "employeeCount": [None, 0, 1, 2, 60, 100, 10_000_000],
+    "annualRevenue": [None, 0, 2.5, 59.99, 60, 1e12],
+    "country": [None, "DE", "de", "US", "AE"],
+    "city": [None, "Berlin", "berlin", "A", "Zürich"],
+    "logoUrl": [None, "https://acme.com/a.png", "http://Key.io/1"],
+}
+FIT_VALUES = [None, 0.0, 2.5, 59.99, 60.0, 100.0]
+GRADES = [None, "A1", "a1", "B2", "D4"]
+NUMBERS = [0, 1, 2.5, 10.5, 59.99, 60, 100, -3, 1e12]
 TEXTS = ["Acme", "acme", "A", "Key", "Key account", "1", "2", "crm", "", "ß", "d1.com", "Aware"]
-PIECES = ["A", "a", "c", "Key", "", "d1", "ß", "crm", "1"]
+TEXTS += ["Software", "DE", "de", "A1", "Berlin"]
+PIECES = ["A", "a", "c", "Key", "", "d1", "ß", "crm", "1", "Soft", "http"]
 SOURCES = ["website", "g2", "bombora"]
 TYPES = ["page_view", "pricing", "surge"]
 TOPICS = ["", "CRM"]
@@ -110,6 +122,8 @@ def world(draw: st.DrawFn) -> dict[str, Any]:
                 "custom": custom,
                 "scores": {s: draw(st.sampled_from(SCORE_VALUES)) for s in SCORE_COLUMNS},
                 "stage": draw(st.sampled_from(STAGES)),
+                "profile": {k: draw(st.sampled_from(pool)) for k, pool in PROFILE_POOLS.items()},
+                "fit": (draw(st.sampled_from(FIT_VALUES)), draw(st.sampled_from(GRADES))),
                 "created": (draw(st.sampled_from(OFFSETS)), draw(st.sampled_from(MICROS))),
             }
         )
@@ -182,6 +196,7 @@ def build(engine: Any, ws: Workspace, w: dict[str, Any]) -> tuple[Context, dict[
             item["externalId"] = x["externalId"]
         if x["shortName"] is not None:
             item["shortName"] = x["shortName"]
+        item |= {k: v for k, v in x["profile"].items() if v is not None}
         items.append(item)
     ids = push_accounts(ws.api, items)
     # Scores, stage, creation time and raw custom field documents (strays included).
@@ -191,6 +206,8 @@ def build(engine: Any, ws: Workspace, w: dict[str, Any]) -> tuple[Context, dict[
         cols[ids[f"d{i}.com"]] = {
             **x["scores"],
             "rtp_journey_stage": x["stage"],
+            "rtp_fit_score": x["fit"][0],
+            "rtp_grade": x["fit"][1],
             "created_at": (day + cdays) * DAY + cmicros,
             "custom_fields": {keys[k]: day_text(day, v) for k, v in x["custom"].items()},
         }
@@ -247,8 +264,10 @@ def leaf_strategy(keys: dict[str, str], as_of_day: int) -> st.SearchStrategy[dic
 
     dates = [date_text(as_of_day + d) for d in OFFSETS]
     text_fields = ["domain", "name", "externalId", "shortName", "linkedinUrl", "rtp_journey_stage"]
+    text_fields += ["industry", "country", "city", "logoUrl", "rtp_grade"]
     text_fields += [cf("TIER"), cf("NOTE")]
-    number_fields = [*SCORE_COLUMNS, cf("NUM")]
+    number_fields = [*SCORE_COLUMNS, "employeeCount", "annualRevenue", "rtp_fit_score"]
+    number_fields += [cf("NUM")]
     date_fields = ["createdAt", cf("DAY")]
     multi_fields = ["tags", cf("PROD")]
 

@@ -12,9 +12,11 @@ a small set, the set is read and sorted:
 - a search reads the accounts whose domain, or lower-cased name, starts with the text off
   their indexes (uq_accounts_workspace_id_domain, ix_accounts_workspace_id_lower_name), at
   most SEARCH_CANDIDATES of each, and ranks those;
-- source, tag, fit score and grade are checked per row while walking. The list is not
-  sorted by fit: that needs a (fit, id) index, which every scoring write of the fit column
-  keeps up (as the (stage, score) index above, the full rescore's cost).
+- source, tag, fit score and the company profile filters (industry, country, least
+  employees, grade) are checked per row while walking: no index of their own, so no
+  cost to rescores and none to a list that does not filter on them. The list is not
+  sorted by fit: that needs a (fit, id) index, which every scoring write of the fit
+  column keeps up (as the (stage, score) index above, the full rescore's cost).
 
 Without statistics (the app never ANALYZEs SQLite) SQLite's planner guesses, and guessed
 wrong for several of these; where it did, the query says which index to take.
@@ -60,9 +62,22 @@ class Filters:
     tag: str | None = None
     q: str | None = None
     fit_min: float | None = None  # rtp_fit_score at least
-    grade: str | None = None  # rtp_grade exactly (e.g. "A1"), or its fit letter alone ("A")
+    industry: str | None = None  # any case
+    country: str | None = None  # ISO alpha-2, any case
+    employees_min: int | None = None
+    grade: str | None = None  # "B2", or a fit letter alone ("B": B1 to B4)
 
     def check(self) -> None:
+        if self.country is not None and not (
+            len(self.country) == 2 and self.country.isascii() and self.country.isalpha()
+        ):
+            raise BadRequest(f"country should be a 2-letter ISO code; got '{self.country}'")
+        if self.employees_min is not None and self.employees_min < 0:
+            raise BadRequest(f"employees_min should be 0 or more; got '{self.employees_min}'")
+        if self.grade is not None and not (
+            1 <= len(self.grade) <= 8 and self.grade.isascii() and self.grade.isalnum()
+        ):
+            raise BadRequest(f"grade should be a grade such as B2, or a letter; got '{self.grade}'")
         for name, value in (
             ("score_min", self.score_min),
             ("score_max", self.score_max),
@@ -159,6 +174,12 @@ def _query(
             q = q.where(select(literal(1)).select_from(each).where(each.c.value == f.tag).exists())
         else:
             q = q.where(a.c.tags.op("@>")(func.jsonb_build_array(f.tag)))
+    if f.industry:
+        q = q.where(func.lower(a.c.industry) == f.industry.lower())
+    if f.country:
+        q = q.where(a.c.country == f.country.upper())
+    if f.employees_min is not None:
+        q = q.where(a.c.employee_count >= f.employees_min)
     if f.q:
         q = q.where(a.c.id.in_(_search_candidates(ws, f.q)))
     if f.segment and small_segment:

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from intently.accounts.tables import accounts as a
-from intently.catalog import SCORE_COLUMNS
+from intently.catalog import FIT_SCORE, GRADE, PROFILE_COLUMNS, PROFILE_FIELDS, SCORE_COLUMNS
 from intently.kit.db import fetch_all, in_values, iter_rows, json_param, json_value, param_marker
 from intently.kit.pagination import PAGE_BYTES
 from intently.segments.tables import segment_members as sm
@@ -19,6 +19,13 @@ _PLAIN_FIELDS = (
     "  'externalId', external_id, 'name', name, 'domain', domain, 'rtp_aid', id,\n"
     "  'rtp_account_score', rtp_account_score, 'rtp_journey_stage', rtp_journey_stage,\n"
     + "".join(f"  '{c}', {c},\n" for c in SCORE_COLUMNS.values())
+)
+
+# The company profile and ICP fit (extension fields, null where unset), after Recotap's.
+_EXTENSION_FIELDS = "".join(
+    f",\n  '{name}', {column}"
+    for name, column in (*PROFILE_FIELDS.items(), (FIT_SCORE, FIT_SCORE), (GRADE, GRADE))
+    if name != "shortName"
 )
 
 # An account item (E1) rendered by the database as JSON text, so a page of 100 costs the
@@ -35,7 +42,7 @@ PLAIN_FIELDS  'rtp_last_account_date', CASE WHEN rtp_last_account_date IS NULL T
       ON sg.workspace_id = sm.workspace_id AND sg.id = sm.segment_id
     WHERE sm.workspace_id = accounts.workspace_id AND sm.account_id = accounts.id
       AND sg.status = 'active' ORDER BY sg.id))),
-  'shortName', short_name, 'linkedinUrl', linkedin_url, 'tags', json(tags))"""
+  'shortName', short_name, 'linkedinUrl', linkedin_url, 'tags', json(tags)EXTENSION_FIELDS)"""
 
 _ITEM_JSON_POSTGRES = """json_build_object(
 PLAIN_FIELDS  'rtp_last_account_date', CASE WHEN rtp_last_account_date IS NULL THEN NULL ELSE
@@ -49,7 +56,7 @@ PLAIN_FIELDS  'rtp_last_account_date', CASE WHEN rtp_last_account_date IS NULL T
       ON sg.workspace_id = sm.workspace_id AND sg.id = sm.segment_id
     WHERE sm.workspace_id = accounts.workspace_id AND sm.account_id = accounts.id
       AND sg.status = 'active'),
-  'shortName', short_name, 'linkedinUrl', linkedin_url, 'tags', tags)::text"""
+  'shortName', short_name, 'linkedinUrl', linkedin_url, 'tags', tagsEXTENSION_FIELDS)::text"""
 
 
 # customFields: every active key in order, null where unset. A workspace without custom
@@ -63,7 +70,11 @@ _CUSTOM_FIELDS_POSTGRES = """(SELECT coalesce(json_object_agg(k.key,
 
 
 def _item_sql(template: str, custom_fields: str) -> str:
-    return template.replace("PLAIN_FIELDS", _PLAIN_FIELDS).replace("CUSTOM_FIELDS", custom_fields)
+    return (
+        template.replace("PLAIN_FIELDS", _PLAIN_FIELDS)
+        .replace("CUSTOM_FIELDS", custom_fields)
+        .replace("EXTENSION_FIELDS", _EXTENSION_FIELDS)
+    )
 
 
 _ITEMS: dict[str, tuple[str, str, Callable[[list[str]], Any]]] = {
@@ -89,8 +100,8 @@ def _item_json(conn: Connection, keys: list[str]) -> tuple[str, Any]:
     return with_keys, as_param(keys)
 
 
-# Fields an upsert may change, as (column, request property).
-WRITABLE = ("name", "external_id", "short_name", "linkedin_url", "tags", "custom_fields")
+# Columns an upsert may change.
+WRITABLE = ("name", "external_id", "linkedin_url", "tags", "custom_fields", *PROFILE_COLUMNS)
 
 
 def by_domains(conn: Connection, ws: int, domains: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -171,6 +182,54 @@ def update_many(conn: Connection, ws: int, rows: list[dict[str, Any]], clock: in
             for r in rows
         ],
     )
+
+
+# The profile columns' types, for the arrays PostgreSQL unnests in set_profiles.
+_PG_TYPES = {"employee_count": "bigint", "annual_revenue": "double precision"}
+
+
+def set_profiles(
+    conn: Connection,
+    ws: int,
+    columns: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    clock: int,
+    *,
+    only_unset: bool,
+) -> list[str]:
+    """Write profile `columns` of the accounts with these domains; the domains changed.
+
+    `rows` are (domain, *values), domains normalised and distinct; a None value leaves
+    the column as it is. `only_unset`: fill a column only where it is still NULL (a
+    vendor file never overrides what a CRM or the API said). One statement for all rows.
+    """
+    if not rows:
+        return []
+    assert set(columns) <= set(PROFILE_COLUMNS)
+    if only_unset:
+        sets = [f"{c} = COALESCE(accounts.{c}, v.{c})" for c in columns]
+        differs = [f"(accounts.{c} IS NULL AND v.{c} IS NOT NULL)" for c in columns]
+    else:
+        sets = [f"{c} = COALESCE(v.{c}, accounts.{c})" for c in columns]
+        distinct = "IS NOT" if conn.dialect.name == "sqlite" else "IS DISTINCT FROM"
+        differs = [f"(v.{c} IS NOT NULL AND accounts.{c} {distinct} v.{c})" for c in columns]
+    m = param_marker(conn)
+    params: tuple[Any, ...]
+    if conn.dialect.name == "sqlite":
+        # One JSON array of rows: no limit on bound variables, and values keep their types.
+        picks = ", ".join(f"json_extract(value, '$[{i}]') AS {c}" for i, c in enumerate(columns, 1))
+        source = f"(SELECT json_extract(value, '$[0]') AS domain, {picks} FROM json_each({m})) v"
+        params = (json_param([list(r) for r in rows]),)
+    else:
+        arrays = ", ".join(f"{m}::{_PG_TYPES.get(c, 'text')}[]" for c in columns)
+        source = f"unnest({m}::text[], {arrays}) AS v(domain, {', '.join(columns)})"
+        params = tuple([r[i] for r in rows] for i in range(len(columns) + 1))
+    sql = (
+        f"UPDATE accounts SET {', '.join(sets)}, changed_at = {m} FROM {source} "
+        f"WHERE accounts.workspace_id = {m} AND accounts.domain = v.domain "
+        f"AND ({' OR '.join(differs)}) RETURNING accounts.domain"
+    )
+    return [r[0] for r in fetch_all(conn, sql, (clock, *params, ws))]
 
 
 def set_external_ids(

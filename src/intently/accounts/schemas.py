@@ -4,7 +4,18 @@ from typing import Annotated
 
 from pydantic import Field
 
-from intently.kit.validation import CustomFieldValues, DomainStr, NonEmptyStr, Strict, Tags
+from intently.kit.validation import (
+    AnnualRevenue,
+    CountryCode,
+    CustomFieldValues,
+    DomainStr,
+    EmployeeCount,
+    NonEmptyStr,
+    ProfileText,
+    Strict,
+    Tags,
+    WebUrl,
+)
 
 
 class AccountIn(Strict):
@@ -15,6 +26,13 @@ class AccountIn(Strict):
     linkedinUrl: str | None = None
     tags: Tags | None = None
     customFields: CustomFieldValues | None = None
+    # The company profile (extension fields; catalog.PROFILE_FIELDS). Not sent: kept.
+    industry: ProfileText | None = None
+    employeeCount: EmployeeCount | None = None
+    annualRevenue: AnnualRevenue | None = None
+    country: CountryCode | None = None
+    city: ProfileText | None = None
+    logoUrl: WebUrl | None = None
 
 
 class AccountsPush(Strict):

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from intently.accounts import repository as repo
 from intently.accounts.present import items_json
 from intently.accounts.schemas import AccountIn, AccountsPush, ExternalIdsPatch
-from intently.catalog import ALL_SCORES, COMPUTED_FIT, PROFILE_COLUMNS
+from intently.catalog import ALL_SCORES, COMPUTED_FIT, PROFILE_COLUMNS, PROFILE_FIELDS
 from intently.custom_fields import definition as cf_definition
 from intently.custom_fields import repository as cf_repo
 from intently.events.repository import record as record_events
@@ -136,13 +136,13 @@ class _Batch:
                 "domain": acc.domain,
                 "name": acc.name.strip(),
                 "external_id": ext,
-                "short_name": acc.shortName,
                 "linkedin_url": acc.linkedinUrl,
                 "tags": list(acc.tags or []),
                 "custom_fields": cf_definition.merge({}, acc.customFields or {}),
                 **dict.fromkeys(ALL_SCORES, 0.0),
                 "rtp_journey_stage": None,
-                **dict.fromkeys(PROFILE_COLUMNS[1:] + COMPUTED_FIT, None),
+                **dict.fromkeys(PROFILE_COLUMNS + COMPUTED_FIT, None),
+                **_profile(acc),
                 "rtp_last_account_date": None,
                 "created_at": now_us(),
                 "changed_at": clock,
@@ -154,7 +154,7 @@ class _Batch:
             new = {
                 "name": acc.name.strip(),
                 "external_id": ext if ext is not None else cur["external_id"],
-                "short_name": acc.shortName if acc.shortName is not None else cur["short_name"],
+                **_profile(acc),
                 "linkedin_url": acc.linkedinUrl
                 if acc.linkedinUrl is not None
                 else cur["linkedin_url"],
@@ -176,6 +176,12 @@ class _Batch:
         result["rtp_aid"] = row["id"]
         result["status"] = status
         return result
+
+
+def _profile(acc: AccountIn) -> dict[str, Any]:
+    """The profile columns an item sets: the fields it sent (an upsert keeps the rest)."""
+    sent = {column: getattr(acc, field) for field, column in PROFILE_FIELDS.items()}
+    return {column: value for column, value in sent.items() if value is not None}
 
 
 def created_event(row: dict[str, Any]) -> Event:

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 from rich.progress import Progress
 
-from intently.catalog import ALL_SCORES
+from intently.catalog import ALL_SCORES, COMPUTED_FIT, PROFILE_FIELDS
 from intently.cli.common import err_console, fail, out_console
 from intently.client import Client, SyncState
 from intently.kit.csvout import CsvWriter
@@ -40,6 +40,12 @@ def _int(value: str) -> int:
     return int(value)
 
 
+def _count(value: str) -> int | float:
+    # "250" and "250.0" are both a head count; 2.5 goes on, for the API to refuse by name.
+    number = float(value.replace(",", ""))
+    return int(number) if number.is_integer() else number
+
+
 def _list(value: str) -> list[str]:
     return [v.strip() for v in value.split(";") if v.strip()]
 
@@ -52,6 +58,13 @@ FIELDS: dict[str, dict[str, Callable[[str], Any]]] = {
         "shortName": _TEXT,
         "linkedinUrl": _TEXT,
         "tags": _list,
+        # The company profile (spec/api-v1.md "Account profile"); the API checks values.
+        "industry": _TEXT,
+        "employeeCount": _count,
+        "annualRevenue": _number,
+        "country": _TEXT,
+        "city": _TEXT,
+        "logoUrl": _TEXT,
     },
     "deals": {
         "externalDealId": _TEXT,
@@ -234,6 +247,8 @@ _BASE_COLUMNS = (
     *ALL_SCORES,
     "rtp_journey_stage",
     "rtp_last_account_date",
+    *(f for f in PROFILE_FIELDS if f != "shortName"),
+    *COMPUTED_FIT,
 )
 
 

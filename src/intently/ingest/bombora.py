@@ -31,8 +31,10 @@ from typing import Any
 
 import httpx
 import msgspec
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from intently.accounts import repository as accounts_repo
+from intently.accounts.profile import country_of, size_lower_bound
 from intently.ingest.connector import (
     Checkpoints,
     ConnectorError,
@@ -44,9 +46,11 @@ from intently.ingest.connector import (
 )
 from intently.ingest.files import CsvInput, FileFormatError, FileLimits
 from intently.ingest.http import GaveUp, Retryable, RetryPolicy, retry_after_seconds
+from intently.kit.db import tick
 from intently.kit.domains import try_normalise_domain
 from intently.kit.errors import BadRequest
 from intently.kit.timefmt import US_PER_DAY, now_us
+from intently.kit.validation import MAX_EMPLOYEES, MAX_PROFILE_TEXT
 from intently.settings import Settings
 from intently.signals.schemas import default_settings
 from intently.signals.store import IngestRun, RunReport, SignalIn, ingest_run, read_source_config
@@ -61,15 +65,19 @@ REQUIRED = {
     "topic": ("Topic", "Topic Name"),
     "score": ("Composite Score", "Score", "Topic Score"),
 }
-# Company Name, Size, Industry, Category, Bucket Code and the metro and country columns
-# are part of the format but carry nothing a signal keeps; like any other column they
-# are read past (and kept in a reject's record).
+# Company Name, Category, Bucket Code and the metro columns are part of the format but
+# carry nothing kept; like any other column they are read past (and kept in a reject's
+# record). Size, Industry and Domain Origin Country fill the company profile of the
+# domain's account where it is still unset (ProfileFill).
 # Company Surge files as Bombora delivers them stamp each row (`Date Stamp`); any day
 # names its week, so each row counts on the Monday of its own stamp.
 OPTIONAL = {
     "week": (
         "Week", "Week Start", "Week Of", "Week Starting", "Week Start Date", "Date", "Date Stamp",
     ),
+    "size": ("Size", "Company Size", "Employee Size"),
+    "industry": ("Industry",),
+    "country": ("Domain Origin Country", "Country"),
 }  # fmt: skip
 
 NO_WEEK = (
@@ -136,6 +144,8 @@ def _import_rows(
     threshold = float(settings["surgeThreshold"])
     followed = {str(t).strip().casefold() for t in settings["topics"]}
     fallback = _week_key(week) if week is not None else None
+    profiles = ProfileFill(run, cols)
+    note = profiles.note if profiles.active else None
 
     domains: dict[str, str] = {}  # cell -> domain, "" (empty) or _INVALID
     topics: dict[str, tuple[str, str, bool]] = {}  # cell -> (topic, folded, followed)
@@ -167,6 +177,8 @@ def _import_rows(
                     line=line,
                 )
             continue
+        if note is not None:
+            note(domain, cells)
 
         raw = cells[ti]
         t = topics.get(raw)
@@ -239,6 +251,76 @@ def _import_rows(
                 1.0,
             )
         )
+
+
+class ProfileFill:
+    """The profile a file's rows tell of each domain, written with each batch of signals.
+
+    Only where the account's field is still unset: a CRM or API value always wins, and
+    a domain without an account gets none (a file does not create accounts). One
+    statement per batch; the accounts it changes are stamped with the workspace clock,
+    so an API delta sync sees them.
+    """
+
+    COLUMNS = ("industry", "employee_count", "country")
+    CACHE = 1000  # distinct Size and country cells remembered; a file has a handful
+
+    def __init__(self, run: IngestRun, cols: dict[str, int]) -> None:
+        self.run = run
+        self.at = tuple(cols.get(k) for k in ("industry", "size", "country"))
+        self.active = any(i is not None for i in self.at)
+        self.pending: dict[str, tuple[str | None, int | None, str | None]] = {}
+        self.sizes: dict[str, int | None] = {}
+        self.countries: dict[str, str | None] = {}
+        if self.active:
+            previous = run.on_flush
+
+            def write(conn: Connection) -> None:
+                if previous is not None:
+                    previous(conn)
+                self.write(conn)
+
+            run.on_flush = write
+
+    def note(self, domain: str, cells: list[str]) -> None:
+        if domain in self.pending:
+            return  # a file repeats each domain for every topic
+        ii, si, ci = self.at
+        industry = size = country = None
+        if ii is not None and ii < len(cells):
+            text = cells[ii].strip()
+            industry = text if 0 < len(text) <= MAX_PROFILE_TEXT else None
+        if si is not None and si < len(cells):
+            raw = cells[si]
+            if raw in self.sizes:
+                size = self.sizes[raw]
+            else:
+                size = size_lower_bound(raw)
+                size = size if size is not None and size <= MAX_EMPLOYEES else None
+                if len(self.sizes) < self.CACHE:
+                    self.sizes[raw] = size
+        if ci is not None and ci < len(cells):
+            raw = cells[ci]
+            if raw in self.countries:
+                country = self.countries[raw]
+            else:
+                country = country_of(raw)
+                if len(self.countries) < self.CACHE:
+                    self.countries[raw] = country
+        if industry is None and size is None and country is None:
+            return
+        self.pending[domain] = (industry, size, country)
+        if len(self.pending) >= BATCH:
+            self.run.flush()
+
+    def write(self, conn: Connection) -> None:
+        rows = [(d, *v) for d, v in self.pending.items()]
+        self.pending = {}
+        if rows:
+            clock = tick(conn, self.run.ws)
+            accounts_repo.set_profiles(
+                conn, self.run.ws, self.COLUMNS, rows, clock, only_unset=True
+            )
 
 
 def _progress(

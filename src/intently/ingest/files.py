@@ -16,11 +16,15 @@ import csv
 import gzip
 import io
 import os
+import zipfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+import openpyxl
+from openpyxl.utils.exceptions import InvalidFileException
 
 from intently.kit.errors import BadRequest
 from intently.settings import Settings
@@ -270,3 +274,120 @@ class CsvInput:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ---- spreadsheets ------------------------------------------------------------------------
+
+_ZIP_MAGIC = b"PK\x03\x04"
+# The widest header read from a sheet: a sheet may declare 16,384 columns it never fills.
+MAX_SHEET_COLUMNS = 1000
+
+
+class XlsxInput:
+    """The first sheet of an Excel workbook (.xlsx), read once with openpyxl in read-only
+    mode (rows stream from the file) and cached values, never formulas.
+
+    Shaped like CsvInput (`header`, `rows()`, `columns()`) but its cells keep the sheet's
+    types (text, numbers, dates, None). The same limits bound it: the workbook's
+    decompressed size and ratio, as its zip directory states them (zipfile never
+    inflates an entry past its stated size), and the characters of one row.
+    """
+
+    def __init__(
+        self, path: str | Path, *, what: str = "spreadsheet", limits: FileLimits | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.what = what
+        self.limits = limits = limits or DEFAULT_LIMITS
+        name = self.path.name
+        self.total_bytes = os.path.getsize(self.path)
+        try:
+            with zipfile.ZipFile(self.path) as z:
+                inflated = sum(i.file_size for i in z.infolist())
+        except (zipfile.BadZipFile, OSError):
+            raise FileFormatError(f"{name} is not an Excel workbook (.xlsx)") from None
+        if inflated > limits.max_decompressed_bytes:
+            raise FileTooLarge(
+                f"{name} holds more than {limits.max_decompressed_bytes:,} bytes once "
+                "decompressed (the limit, INTENTLY_IMPORT_MAX_DECOMPRESSED_BYTES)"
+            )
+        if inflated > RATIO_FLOOR and inflated > limits.max_compression_ratio * self.total_bytes:
+            raise FileTooLarge(
+                f"{name} decompresses to more than {limits.max_compression_ratio:g} times its "
+                "compressed size, as a decompression bomb does (the limit, "
+                "INTENTLY_IMPORT_MAX_COMPRESSION_RATIO)"
+            )
+        try:
+            self._book = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
+            sheet = self._book.worksheets[0]
+            first = next(
+                sheet.iter_rows(min_row=1, max_row=1, max_col=MAX_SHEET_COLUMNS, values_only=True),
+                (),
+            )
+        except (zipfile.BadZipFile, InvalidFileException, KeyError, IndexError, ValueError):
+            raise FileFormatError(f"{name} is not an Excel workbook (.xlsx)") from None
+        header = ["" if c is None else str(c).strip() for c in first]
+        while header and not header[-1]:
+            header.pop()
+        if not header:
+            self.close()
+            raise FileFormatError(f"{name} is empty: expected a {what} with a header row")
+        self.header = header
+        self._sheet = sheet
+
+    def columns(
+        self,
+        required: Mapping[str, Sequence[str]],
+        optional: Mapping[str, Sequence[str]] | None = None,
+    ) -> dict[str, int]:
+        found = match_columns(self.header, {**required, **(optional or {})})
+        missing = [aliases[0] for name, aliases in required.items() if name not in found]
+        if missing:
+            seen = ", ".join(self.header)
+            raise FileFormatError(
+                f"{self.path.name} is not a {self.what}: missing column(s) {', '.join(missing)}; "
+                f"found {seen}"
+            )
+        return found
+
+    def rows(self) -> Iterator[tuple[int, list[Any]]]:
+        """(row number, cells) for each data row; the header is row 1. Blank rows skipped."""
+        limit = self.limits.max_line_chars
+        width = len(self.header)
+        try:
+            for line, values in enumerate(
+                self._sheet.iter_rows(min_row=2, max_col=width, values_only=True), start=2
+            ):
+                cells = list(values)
+                if all(c is None or (isinstance(c, str) and not c.strip()) for c in cells):
+                    continue
+                if sum(len(str(c)) for c in cells if c is not None) > limit:
+                    raise FileFormatError(
+                        f"{self.path.name}: row {line} is longer than {limit:,} characters "
+                        "(the limit, INTENTLY_IMPORT_MAX_LINE_CHARS)"
+                    )
+                yield line, cells
+        except (zipfile.BadZipFile, KeyError, ValueError, zlib.error) as exc:
+            raise FileFormatError(
+                f"{self.path.name}: unreadable ({type(exc).__name__}: {exc})"
+            ) from None
+
+    def close(self) -> None:
+        self._book.close()
+
+    def __enter__(self) -> XlsxInput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_table(
+    path: str | Path, *, what: str, limits: FileLimits | None = None
+) -> CsvInput | XlsxInput:
+    """A CSV (or .csv.gz) or an Excel workbook, told apart by content, not by name."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic == _ZIP_MAGIC:
+        return XlsxInput(path, what=what, limits=limits)
+    return CsvInput(path, what=what, limits=limits)

@@ -7,17 +7,23 @@ here, once; the custom types below raise errors whose type already is the rule n
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
+import pycountry
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     ValidationError,
     ValidationInfo,
+    WrapValidator,
 )
 from pydantic_core import PydanticCustomError
+from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
 from intently.kit.domains import InvalidDomain, normalise_domain
 from intently.kit.errors import ValidationFailed
@@ -116,6 +122,104 @@ def _custom_fields(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any
     return value
 
 
+# ---- the company profile (spec/api-v1.md "Account profile") ---------------------------
+# Intently's own fields, not Recotap's: a refusal names the value as well as the field, so
+# a CRM sync with thousands of rows says which one was wrong.
+
+MAX_PROFILE_TEXT = 200
+MAX_EMPLOYEES = 10_000_000
+MAX_REVENUE = 1e13  # USD; the largest companies have under 1e12
+MAX_URL = 2048
+
+
+def _shown(value: Any) -> str:
+    """The value as the client wrote it (JSON), cut short."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _refuse(rule: str, text: str, value: Any) -> PydanticCustomError:
+    # The message is the sentence after the property name (see _WORDED).
+    return PydanticCustomError(rule, f"{text}, not {{value}}", {"value": _shown(value)})
+
+
+def profile_text(value: Any, *, most: int = MAX_PROFILE_TEXT) -> str | None:
+    """A profile string trimmed; None if blank (a blank value says nothing)."""
+    if not isinstance(value, str):
+        raise _refuse("isString", "must be a string", value)
+    value = value.strip()
+    if len(value) > most:
+        raise PydanticCustomError(
+            "maxLength",
+            "must be shorter than or equal to {most} characters, not {length}",
+            {"most": most, "length": len(value)},
+        )
+    return value or None
+
+
+def employee_count(value: Any) -> int:
+    # bool is an int to Python, never a head count to a client.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _refuse("isInt", "must be an integer number", value)
+    if not 0 <= value <= MAX_EMPLOYEES:
+        raise _refuse("isInRange", f"must be between 0 and {MAX_EMPLOYEES}", value)
+    return value
+
+
+def annual_revenue(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise _refuse("isNumber", "must be a number", value)
+    if not 0 <= value <= MAX_REVENUE:
+        raise _refuse("isInRange", f"must be between 0 and {MAX_REVENUE:.0f} (USD)", value)
+    return float(value)
+
+
+def country_code(value: Any) -> str | None:
+    """An ISO 3166-1 alpha-2 code in any case, as its upper-case code."""
+    if not isinstance(value, str):
+        raise _refuse("isString", "must be a string", value)
+    text = value.strip()
+    if not text:
+        return None
+    if len(text) != 2 or pycountry.countries.get(alpha_2=text.upper()) is None:
+        raise _refuse("isISO31661Alpha2", "must be an ISO 3166-1 alpha-2 country code", value)
+    return text.upper()
+
+
+def web_url(value: Any) -> str | None:
+    """An absolute http(s) URL."""
+    text = profile_text(value, most=MAX_URL)
+    if text is None:
+        return None
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise _refuse("isUrl", "must be an absolute http or https URL", value)
+    return text
+
+
+def _profile(check: Any) -> WrapValidator:
+    """Our check first (its errors name the value), then the strict type for the schema."""
+
+    def run(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        checked = None if value is None else check(value)
+        return None if checked is None else handler(checked)
+
+    return WrapValidator(run)
+
+
+ProfileText = Annotated[str, Field(max_length=MAX_PROFILE_TEXT), _profile(profile_text)]
+EmployeeCount = Annotated[int, Field(ge=0, le=MAX_EMPLOYEES), _profile(employee_count)]
+AnnualRevenue = Annotated[float, Field(ge=0, le=MAX_REVENUE), _profile(annual_revenue)]
+CountryCode = Annotated[
+    str, Field(min_length=2, max_length=2, pattern="^[A-Za-z]{2}$"), _profile(country_code)
+]
+WebUrl = Annotated[str, Field(max_length=MAX_URL), _profile(web_url)]
+
 NonEmptyStr = Annotated[str, AfterValidator(_not_empty)]
 DomainStr = Annotated[str, AfterValidator(_domain)]
 IsoDateStr = Annotated[str, AfterValidator(_iso8601)]
@@ -154,6 +258,12 @@ _WORDED = frozenset(
         "arrayMaxSize",
         "maxLength",
         "maxProperties",
+        "isString",
+        "isInt",
+        "isNumber",
+        "isInRange",
+        "isISO31661Alpha2",
+        "isUrl",
     }
 )
 

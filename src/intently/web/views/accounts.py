@@ -30,7 +30,10 @@ from intently.web.templating import render
 router = APIRouter()
 
 _LIST = "web-accounts"
-_FILTERS = ("stage", "segment", "score_min", "score_max", "source", "tag", "q", "fit_min", "grade")
+_FILTERS = (
+    "stage", "segment", "score_min", "score_max", "source", "tag", "q", "fit_min",
+    "industry", "country", "employees_min", "grade",
+)  # fmt: skip
 EXPORT_PAGE = 1000
 TIMELINE_PAGE = 50
 
@@ -52,6 +55,15 @@ def _number(name: str, raw: str | None) -> float | None:
     return value
 
 
+def _whole(name: str, raw: str | None) -> int | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise BadRequest(f"{name} should be a whole number; got '{raw[:40]}'") from None
+
+
 def _text(name: str, raw: str | None, limit: int = 200) -> str | None:
     if raw is None or not raw.strip():
         return None
@@ -71,6 +83,9 @@ def _filters(request: Request) -> tuple[ranking.Filters, dict[str, str]]:
         tag=_text("tag", q.get("tag")),
         q=_text("q", q.get("q")),
         fit_min=_number("fit_min", q.get("fit_min")),
+        industry=_text("industry", q.get("industry")),
+        country=_text("country", q.get("country"), 2),
+        employees_min=_whole("employees_min", q.get("employees_min")),
         grade=_text("grade", q.get("grade"), 8),
     )
     f.check()

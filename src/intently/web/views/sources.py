@@ -5,14 +5,9 @@ and the ingest runs with their rejected rows."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -31,6 +26,7 @@ from intently.signals import service as signals
 from intently.signals.store import RunReport
 from intently.web.session import Admin, AdminWriter, PageError, engine_of, is_htmx
 from intently.web.templating import render
+from intently.web.uploads import saved_upload
 from intently.webhooks.service import TargetRefused, check_target
 
 router = APIRouter()
@@ -56,7 +52,6 @@ FILE_HELP = {
 RUNS_PER_PAGE = 50
 REJECTS_PER_PAGE = 50
 REPORT_REJECTS = 10
-COPY_CHUNK = 1 << 20
 
 
 # ---- what a puller connection asks for ---------------------------------------------------
@@ -278,7 +273,7 @@ def upload_ip_ranges(
 ) -> Response:
     ws = user.workspace_id
     eng = engine_of(request)
-    with _saved_upload(file) as path:
+    with saved_upload(file) as path:
         report = resolvers.upload_ranges(eng, ws, path, replace=replace == "on")
     return _report_response(
         request, user, "website", report, ip_ranges=resolvers.count_ranges(eng, ws)
@@ -407,7 +402,7 @@ def import_file(
         except ValueError:
             raise PageError(400, f"week: '{week.strip()}' is not a date (YYYY-MM-DD)") from None
     options["limits"] = FileLimits.of(request.app.state.intently.settings)
-    with _saved_upload(file) as path:
+    with saved_upload(file) as path:
         report = IMPORTERS[source](engine_of(request), user.workspace_id, path, **options)
     return _report_response(request, user, source, report)
 
@@ -456,35 +451,6 @@ def save_settings(request: Request, user: AdminWriter, source: str, form: FormFi
 
 
 # ---- uploads and reports -----------------------------------------------------------------
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._() -]+")
-
-
-def _file_name(upload: UploadFile) -> str:
-    """The uploaded file's own name (it labels the run), without any directory part."""
-    name = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE.sub("_", name).strip(" .")[:120]
-    return name or "upload.csv"
-
-
-@contextmanager
-def _saved_upload(upload: UploadFile | None) -> Iterator[Path]:
-    """The upload copied, in chunks, to a temporary file of its own name (importers read a
-    path); removed afterwards. The multipart parser already spooled it to disk past 1 MB,
-    so neither copy is held in memory."""
-    if upload is None or not upload.filename:
-        raise PageError(400, "file: choose a file to upload")
-    folder = tempfile.mkdtemp(prefix="intently-upload-")
-    try:
-        path = Path(folder) / _file_name(upload)
-        with open(path, "wb") as out:
-            shutil.copyfileobj(upload.file, out, COPY_CHUNK)
-        if os.path.getsize(path) == 0:
-            raise PageError(400, f"file: '{upload.filename}' is empty")
-        yield path
-    finally:
-        upload.file.close()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _report_response(
