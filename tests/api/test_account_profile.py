@@ -53,14 +53,18 @@ def test_profile_is_stored_and_returned(api: Api) -> None:
     it = items(api)["acme.com"]
     assert {k: it[k] for k in PROFILE} == PROFILE
     assert it["shortName"] == "Acme"
-    assert it["rtp_fit_score"] is None and it["rtp_grade"] is None  # never scored
+    # graded when created, under the default fit model: 250 employees, 12.5M USD, a known
+    # industry and country
+    assert it["rtp_fit_score"] > 0 and it["rtp_grade"][-1] == "4"  # no intent yet
     assert one(api, res["rtp_aid"]) == it
 
 
 def test_unset_fields_are_null_and_a_plain_client_sees_them_null(api: Api) -> None:
     [res] = push(api, [acc("plain.com")])
     it = one(api, res["rtp_aid"])
-    assert {k: it[k] for k in EXTENSION_KEYS} == dict.fromkeys(EXTENSION_KEYS)
+    assert {k: it[k] for k in PROFILE} == dict.fromkeys(PROFILE)
+    # nothing known fits nothing: the lowest fit letter and intent digit from the start
+    assert (it["rtp_fit_score"], it["rtp_grade"]) == (0.0, "D4")
 
 
 def test_types_on_the_wire(api: Api) -> None:

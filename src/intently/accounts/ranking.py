@@ -164,9 +164,10 @@ def _query(
         q = q.where(a.c.rtp_fit_score >= f.fit_min)
     if f.grade:
         # A grade is its fit letter(s) then its intent digit(s): "A" takes A1, A2, ...
-        exact = a.c.rtp_grade == f.grade
+        # Any case: "a2" is A2.
+        grade, wanted = func.upper(a.c.rtp_grade), f.grade.upper()
         q = q.where(
-            exact if f.grade[-1].isdigit() else a.c.rtp_grade.startswith(f.grade, autoescape=True)
+            grade == wanted if wanted[-1].isdigit() else grade.startswith(wanted, autoescape=True)
         )
     if f.tag:
         if is_sqlite(conn):

@@ -11,11 +11,20 @@ from sqlalchemy.exc import IntegrityError
 from intently.accounts import repository as repo
 from intently.accounts.present import items_json
 from intently.accounts.schemas import AccountIn, AccountsPush, ExternalIdsPatch
-from intently.catalog import ALL_SCORES, COMPUTED_FIT, PROFILE_COLUMNS, PROFILE_FIELDS
+from intently.catalog import (
+    ACCOUNT_SCORE,
+    ALL_SCORES,
+    COMPUTED_FIT,
+    FIT_SCORE,
+    GRADE,
+    PROFILE_COLUMNS,
+    PROFILE_FIELDS,
+)
 from intently.custom_fields import definition as cf_definition
 from intently.custom_fields import repository as cf_repo
 from intently.events.repository import record as record_events
 from intently.events.schemas import Event
+from intently.fit.model import active_scorer
 from intently.kit.db import read_clock, read_tx, tick, write_tx
 from intently.kit.errors import BadRequest, NotFound
 from intently.kit.ids import check_aid, new_id
@@ -178,6 +187,18 @@ class _Batch:
         return result
 
 
+def _grade_new(conn: Connection, ws: int, rows: list[dict[str, Any]]) -> None:
+    """A new account's fit score and grade, so its first item already carries them (and a
+    delta sync that read it then is never missing them). A changed profile is graded again
+    by the next scoring run, as a change like any other."""
+    if not rows:
+        return
+    fit = active_scorer(conn, ws, now_us())
+    for row in rows:
+        values = tuple(row[c] for c in fit.columns)
+        row[FIT_SCORE], row[GRADE] = fit.fit_and_grade(values, row[ACCOUNT_SCORE])
+
+
 def _profile(acc: AccountIn) -> dict[str, Any]:
     """The profile columns an item sets: the fields it sent (an upsert keeps the rest)."""
     sent = {column: getattr(acc, field) for field, column in PROFILE_FIELDS.items()}
@@ -213,6 +234,7 @@ def _push(conn: Connection, ws: int, body: AccountsPush, *, per_item: bool) -> l
         segment = segments_definition.require_open_static(conn, ws, body.segmentId)
     batch = _Batch(conn, ws, body)
     results = [batch.apply(i, acc, clock) for i, acc in enumerate(body.accounts)]
+    _grade_new(conn, ws, list(batch.inserts.values()))
     joined = [r["rtp_aid"] for r in results if r["status"] != "failed"]
     if not per_item:
         repo.insert_many(conn, list(batch.inserts.values()))

@@ -290,29 +290,6 @@ def write_versions(conn: Connection, ws: int, ids: Sequence[str], version: int) 
     )
 
 
-def write_first_fits(
-    conn: Connection, ws: int, rows: Sequence[tuple[float, str, str]], version: int
-) -> None:
-    """Rows of (fit score, grade, id) of accounts never graded whose scores are equal: filled
-    in with the model version, without a change stamp (as write_versions)."""
-    if not rows:
-        return
-    if conn.dialect.name != "sqlite":
-        fits, grades, ids = (list(c) for c in zip(*rows, strict=True))
-        conn.exec_driver_sql(
-            f"UPDATE accounts a SET {FIT_SCORE} = v.fit, {GRADE} = v.grade, "
-            "score_model_version = %s FROM unnest(%s::text[], %s::float8[], %s::text[]) "
-            "AS v(id, fit, grade) WHERE a.workspace_id = %s AND a.id = v.id",
-            (version, ids, fits, grades, ws),
-        )
-        return
-    conn.exec_driver_sql(
-        f"UPDATE accounts SET {FIT_SCORE} = ?, {GRADE} = ?, score_model_version = ? "
-        "WHERE workspace_id = ? AND id = ?",
-        [(f, g, version, ws, i) for f, g, i in rows],
-    )
-
-
 # ---- incremental ---------------------------------------------------------------------------
 
 

@@ -411,7 +411,6 @@ def _write_batch(
         stages = stage_step(conn, ws, present, {a: new[a] for a in present}) if stage_step else {}
         changes: list[tuple[Any, ...]] = []
         version_only: list[str] = []
-        first_fits: list[tuple[float, str, str]] = []
         for aid in present:
             old = stored[aid]
             values = new[aid]
@@ -421,8 +420,7 @@ def _write_batch(
                 # Memoised per distinct profile; the grade reads the new account score,
                 # whatever produced it.
                 fit_score, grade = fit.fit_and_grade(old[9:], values[ACCOUNT_SCORE])
-                if old[7] is not None:
-                    differs = differs or old[7] != fit_score or old[8] != grade
+                differs = differs or old[7] != fit_score or old[8] != grade
                 scores = (*scores, fit_score, grade)
             if stage_step is not None:
                 stage = stages.get(aid)
@@ -432,24 +430,18 @@ def _write_batch(
             elif differs:
                 changes.append((*scores, aid))
                 continue
-            if fit is not None and old[7] is None:
-                # Never graded (new, or before fit existed): the first fit is filled in
-                # without a stamp, as a model version is, so the first run after the
-                # upgrade does not mark every account of the workspace changed.
-                first_fits.append((scores[5], scores[6], aid))
-            elif old[6] != version:
+            if old[6] != version:
                 version_only.append(aid)
         # The workspace's clock before any account row, as every push takes them: a batch
         # that locked rows first and the clock after (a follower's tick) deadlocked with
         # pushes on PostgreSQL under load.
-        clock = tick(conn, ws) if changes or version_only or first_fits else None
+        clock = tick(conn, ws) if changes or version_only else None
         if changes and clock is not None:
             repo.write_scores(
                 conn, ws, changes, with_stage=stage_step is not None, clock=clock,
                 version=version, with_fit=fit is not None,
             )  # fmt: skip
         repo.write_versions(conn, ws, version_only, version)
-        repo.write_first_fits(conn, ws, first_fits, version)
         written = [c[-1] for c in changes]
         changed = set(written)
         moved = 0

@@ -78,9 +78,10 @@ class _PageHeaders:
 
 
 # Every area's router; tests/web/test_access.py walks these to check every route.
-    fit,
-    journey,
-    profile,
+# profile before accounts: /accounts/profile-upload is not an account's page.
+ROUTERS = tuple(
+    m.router
+    for m in (signin, profile, accounts, journey, segments, scoring, fit, sources, settings)
 )
 
 
