@@ -111,9 +111,11 @@ def test_the_trained_model_beats_the_default_and_scores_and_explains(
     after = {a["rtp_aid"]: a for a in _accounts(api)}
     sub = ("rtp_website_intent_score", "rtp_g2_intent_score", "rtp_advertising_activity_score")
     assert all(after[a][c] == before[a][c] for a in before for c in sub)
-    assert sum(after[a]["rtp_account_score"] != before[a]["rtp_account_score"] for a in before) > 1000
+    assert (
+        sum(after[a]["rtp_account_score"] != before[a]["rtp_account_score"] for a in before) > 1000
+    )
     scores = [a["rtp_account_score"] for a in after.values()]
-    assert 0 <= min(scores) and max(scores) <= 100 and len(set(scores)) > 50
+    assert min(scores) >= 0 and max(scores) <= 100 and len(set(scores)) > 50
     # every explanation adds up to the stored score, over accounts of every kind
     rnd = random.Random(3)
     for aid in rnd.sample(sorted(after), 25):
@@ -232,8 +234,18 @@ def test_features_and_labels_as_of_a_cutoff_never_see_later_data(
     ]
     put_signals(engine, ws, future)
     push_deals(api, [(f"late{i}", d, (cut + 95) * US_PER_DAY) for i, d in enumerate(doms)])
-    r = api.post("/deals", json={"deals": [{"externalDealId": "now", "name": "now",
-                                            "associatedAccounts": [{"domain": doms[2]}]}]})
+    r = api.post(
+        "/deals",
+        json={
+            "deals": [
+                {
+                    "externalDealId": "now",
+                    "name": "now",
+                    "associatedAccounts": [{"domain": doms[2]}],
+                }
+            ]
+        },
+    )
     assert r.status_code == 200, r.text
     push_accounts(api, ["newcomer.example.com"])
     put_signals(engine, ws, [SignalIn("newcomer.example.com", "g2", "comparison",
@@ -284,9 +296,7 @@ def test_a_killed_training_is_marked_failed_and_leaves_the_active_model(
     assert api.get("/scoring/trainings").json()["data"][0]["trainingId"] == tid
 
 
-def test_training_one_workspace_never_reads_another(
-    client: Any, engine: Any, jobs: None
-) -> None:
+def test_training_one_workspace_never_reads_another(client: Any, engine: Any, jobs: None) -> None:
     a = new_workspace(client, engine, "iso-a")
     b = new_workspace(client, engine, "iso-b")
     build_world(a.api, engine, a.id, accounts=700, seed=11, prefix="iso")

@@ -41,8 +41,10 @@ def set_profiles(engine: Any, ws: int, rows: list[tuple[str, str | None, int | N
                 "UPDATE accounts SET industry = :i, employee_count = :e, country = :c, "
                 "created_at = created_at - :back WHERE workspace_id = :ws AND domain = :d"
             ),
-            [{"i": i, "e": e, "c": c, "d": d, "ws": ws, "back": 400 * US_PER_DAY}
-             for d, i, e, c in rows],  # fmt: skip
+            [
+                {"i": i, "e": e, "c": c, "d": d, "ws": ws, "back": 400 * US_PER_DAY}
+                for d, i, e, c in rows
+            ],
         )
 
 

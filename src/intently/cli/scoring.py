@@ -190,8 +190,10 @@ def _print_report(t: dict[str, Any]) -> None:
         f"opened a deal) at cut-offs {', '.join(r['cutoffs'])}", highlight=False)  # fmt: skip
     say(f"hold-out {r['holdoutCutoff']}: {r['holdout']['samples']:,} accounts, "
         f"{r['holdout']['positives']:,} opened a deal", highlight=False)  # fmt: skip
-    for name, m in (("trained model", r["trained"]),
-                    (f"active model (version {r['current']['modelVersion']})", r["current"])):
+    for name, m in (
+        ("trained model", r["trained"]),
+        (f"active model (version {r['current']['modelVersion']})", r["current"]),
+    ):
         say(f"  {name}: ROC AUC {m['rocAuc']}, top-decile lift {m['topDecileLift']}, "
             f"Brier {m['brier']}", highlight=False)  # fmt: skip
         for b in m["reliability"]:

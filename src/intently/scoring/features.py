@@ -143,7 +143,9 @@ def drop_days(conn: Connection) -> None:
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {DAYS}")
 
 
-def _account_filter(conn: Connection, ids: Sequence[str], ranged: bool) -> tuple[str, tuple[Any, ...]]:
+def _account_filter(
+    conn: Connection, ids: Sequence[str], ranged: bool
+) -> tuple[str, tuple[Any, ...]]:
     if ranged:
         m = param_marker(conn)
         return f"a.id >= {m} AND a.id <= {m}", (ids[0], ids[-1])
@@ -246,8 +248,8 @@ def matrix(
             x[k, j * (nw + 1) : (j + 1) * (nw + 1)] = vals
         si = src_ix.get(str(r[1]))
         if si is not None:
-            counts[k, si, 0] += int(round(float(r[3 + nw + 1] or 0)))
-            counts[k, si, 1] += int(round(float(r[3 + nw + 2] or 0)))
+            counts[k, si, 0] += round(float(r[3 + nw + 1] or 0))
+            counts[k, si, 1] += round(float(r[3 + nw + 2] or 0))
     # PostgreSQL may sum in any order: the last bits vary, and must not move a score.
     x[:, :n_sig] = np.round(np.log1p(np.maximum(x[:, :n_sig], 0.0)), 9)
     sg = spec["surge"]

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
 
+from intently.accounts.tables import accounts
 from intently.catalog import ALL_SCORES
+from intently.deals.tables import deal_accounts, deals
 from intently.kit.db import fetch_all, in_values, json_value, lock_workspace, param_marker
 from intently.scoring.tables import (
     model_trainings,
@@ -697,13 +700,7 @@ def deal_links(conn: Connection, ws: int) -> list[tuple[str, str, int, str | Non
     linked to an account of the workspace. Opened is the deal's startDate, else when it was
     first pushed (the backtest's definition); linked as everywhere (rules/facts.py): by an
     association's externalId first, by its domain when that externalId names no account."""
-    from sqlalchemy import and_, or_
-    from sqlalchemy.orm import aliased
-
-    from intently.accounts.tables import accounts as a
-    from intently.deals.tables import deal_accounts as da
-    from intently.deals.tables import deals as d
-
+    a, da, d = accounts, deal_accounts, deals
     other = aliased(a)
     ext_taken = (
         select(other.c.id)
@@ -771,7 +768,9 @@ def update_training(conn: Connection, ws: int, tid: str, values: dict[str, Any])
     )
 
 
-def trainings(conn: Connection, ws: int, limit: int, tid: str | None = None) -> list[dict[str, Any]]:
+def trainings(
+    conn: Connection, ws: int, limit: int, tid: str | None = None
+) -> list[dict[str, Any]]:
     t = model_trainings.c
     q = select(model_trainings).where(t.workspace_id == ws)
     if tid is not None:

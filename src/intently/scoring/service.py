@@ -185,7 +185,9 @@ def plan(model: dict[str, Any], as_of_day: int) -> Plan:
             )
         if enabled and float(src["weight"]) > 0:
             weights[source] = float(src["weight"])
-    return Plan(rows, caps, weights, longest, surge_params(model), as_of_day, model.get("predictor"))
+    return Plan(
+        rows, caps, weights, longest, surge_params(model), as_of_day, model.get("predictor")
+    )
 
 
 def load_plan(conn: Connection, p: Plan) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,10 @@ from intently.kit.heartbeat import Heartbeat, reap
 from intently.kit.ids import new_id
 from intently.kit.timefmt import US_PER_DAY, format_ms, now_us
 from intently.rules import DealStageMap, deal_status
-from intently.scoring import features, service, whatif
+from intently.scoring import features, whatif
 from intently.scoring import repository as repo
 from intently.scoring.model import active_model, surge_params
+from intently.scoring.schemas import default_model
 from intently.scoring.tables import model_trainings
 from intently.settings import get_settings
 from intently.stages import definition as stages_definition
@@ -69,7 +71,7 @@ def _cutoffs(first_day: int | None, today: int, horizon: int) -> list[int]:
     last = today - horizon
     if first_day is None:
         return [last]
-    days = []
+    days: list[int] = []
     d = last
     while d >= first_day + MIN_HISTORY_DAYS and len(days) < MAX_CUTOFFS + 1:
         days.append(d)
@@ -87,9 +89,7 @@ def _labels(
     return out
 
 
-def _eligible_label(
-    deals: list[tuple[int, str, int]], cutoff: int, end: int
-) -> tuple[bool, bool]:
+def _eligible_label(deals: list[tuple[int, str, int]], cutoff: int, end: int) -> tuple[bool, bool]:
     """(in the sample, label) of an account existing at the cut-off."""
     for opened, status, closed in deals:
         if opened < cutoff and (status == "open" or closed >= cutoff):
@@ -147,8 +147,8 @@ def _collect(
                     xs.append(x[keep].astype(np.float32))
                     ys.append(lab[keep])
                     kept = [a for a, k in zip(ids, keep.tolist(), strict=True) if k]
-                    ss.append(np.array([[s.get(a, 0.0) for s in by_model] for a in kept],
-                                       dtype=np.float64).reshape(len(kept), len(models)))  # fmt: skip
+                    rows = [[s.get(a, 0.0) for s in by_model] for a in kept]
+                    ss.append(np.array(rows, dtype=np.float64).reshape(len(kept), len(models)))
                     gs.append(np.full(len(kept), gi, dtype=np.int16))
             finally:
                 with conn.begin():
@@ -161,7 +161,9 @@ def _collect(
     return np.vstack(xs), np.concatenate(ys), np.vstack(ss), np.concatenate(gs)
 
 
-def _model_scores(engine: Engine, ws: int, model: dict[str, Any], as_of_day: int) -> dict[str, float]:
+def _model_scores(
+    engine: Engine, ws: int, model: dict[str, Any], as_of_day: int
+) -> dict[str, float]:
     """Every account's score under `model` as of the day: the backtest's scoring path."""
     out: dict[str, float] = {}
     for _, _, new in whatif._scored_batches(engine, ws, model, as_of_day):
@@ -263,7 +265,11 @@ def fit(
     hold = group == len(cutoff_days) - 1
     train = ~hold
     n_pos_train, n_pos_hold = int(y[train].sum()), int(y[hold].sum())
-    if len(cutoff_days) < 2 or n_pos_train < MIN_TRAIN_POSITIVES or n_pos_hold < MIN_HOLDOUT_POSITIVES:
+    if (
+        len(cutoff_days) < 2
+        or n_pos_train < MIN_TRAIN_POSITIVES
+        or n_pos_hold < MIN_HOLDOUT_POSITIVES
+    ):
         raise TrainingRefused(
             f"too few positive examples to train: {n_pos_train} accounts opened a deal within "
             f"{horizon_days} days of a training cut-off (at least {MIN_TRAIN_POSITIVES} needed) "
@@ -323,8 +329,11 @@ def fit(
         "horizonDays": horizon_days,
         "cutoffs": [_date(d) for d in cutoff_days[:-1]],
         "holdoutCutoff": _date(cutoff_days[-1]),
-        "training": {"samples": int(train.sum()), "positives": n_pos_train,
-                     "fitted": int(len(yt))},  # fmt: skip
+        "training": {
+            "samples": int(train.sum()),
+            "positives": n_pos_train,
+            "fitted": len(yt),
+        },
         "holdout": {"samples": int(hold.sum()), "positives": n_pos_hold},
         "trained": trained_m,
         "current": {"modelVersion": version, **current_m},
@@ -341,7 +350,11 @@ def fit(
         "currentRocAuc": current_m["rocAuc"],
         "currentModelVersion": version,
     }
-    return {**{k: v for k, v in current.items() if k != "predictor"}, "predictor": predictor}, report, version
+    return (
+        {**{k: v for k, v in current.items() if k != "predictor"}, "predictor": predictor},
+        report,
+        version,
+    )
 
 
 LEAKAGE_RULE = (
@@ -370,7 +383,9 @@ def train(
     tid = training_id or start(engine, ws, horizon_days)
     beat = Heartbeat(engine, model_trainings, ws, tid, get_settings().run_lease_s)
     try:
-        model, report, cur_version = fit(engine, ws, horizon_days=horizon_days, progress=say, now=now)
+        model, report, _cur_version = fit(
+            engine, ws, horizon_days=horizon_days, progress=say, now=now
+        )
         report["trainingId"] = tid
         model["predictor"]["trainingId"] = tid
         with write_tx(engine) as conn:
@@ -397,8 +412,9 @@ def train(
     finally:
         beat.stop()
     with write_tx(engine) as conn:
-        repo.update_training(conn, ws, tid, {"status": "done", "finished_at": now_us(),
-                                             "report": report, "model_version": version})  # fmt: skip
+        done = {"status": "done", "finished_at": now_us(), "report": report,
+                "model_version": version}  # fmt: skip
+        repo.update_training(conn, ws, tid, done)
     return get_training(engine, ws, tid)
 
 
@@ -496,16 +512,18 @@ def holdout_auc(
         links = repo.deal_links(conn, ws)
     deals = _labels(links, stages_definition.context(definition).deal_stages)
     spec = features.make_spec(surge_params(models[0]), [], [])
-    _, y, scores, _ = _collect(engine, ws, spec, models, [cutoff_day], horizon, deals, lambda _m: None)
+    _, y, scores, _ = _collect(
+        engine, ws, spec, models, [cutoff_day], horizon, deals, lambda _m: None
+    )
     return [whatif.auc(scores[:, i].tolist(), y.tolist()) for i in range(len(models))]
 
 
-def activate_version(engine: Engine, ws: int, version: int, *, force: bool = False) -> dict[str, Any]:
+def activate_version(
+    engine: Engine, ws: int, version: int, *, force: bool = False
+) -> dict[str, Any]:
     """Make `version` (0: the default) the active model. Unless forced, refused when the
     product's backtest on a trained model's hold-out (the target's, else the active one's)
     ranks the target worse (ROC AUC) than the active model."""
-    from intently.scoring.schemas import default_model
-
     with read_tx(engine) as conn:
         cur_version, current = active_model(conn, ws)
         target = default_model() if version == 0 else repo.model_of_version(conn, ws, version)
@@ -537,6 +555,4 @@ def activate_version(engine: Engine, ws: int, version: int, *, force: bool = Fal
 
 
 def _day_of(text: str) -> int:
-    from datetime import date
-
     return (date.fromisoformat(text) - date(1970, 1, 1)).days
