@@ -198,8 +198,8 @@ def start_training(
 ) -> Response:
     """Train the predictive model as a worker job (as the API's POST /scoring/train)."""
     if not (horizon.strip().isascii() and horizon.strip().isdigit()):
-        return _overview(request, user, problem=f"horizon '{horizon[:20]}' must be a number of days",
-                         status=400)  # fmt: skip
+        problem = f"horizon '{horizon[:20]}' must be a number of days"
+        return _overview(request, user, problem=problem, status=400)
     try:
         tid = training.start(engine_of(request), user.workspace_id, int(horizon))
     except BadRequest as exc:
