@@ -238,18 +238,19 @@ def matrix(
     row_of = {aid: k for k, aid in enumerate(ids)}
     x = np.zeros((len(ids), width), dtype=np.float64)
     counts = np.zeros((len(ids), len(srcs), 2), dtype=np.int64)
-    for r in sums:
-        k = row_of.get(str(r[0]))
-        j = pairs.get((str(r[1]), str(r[2])))
-        if k is None:
-            continue
-        vals = [float(v or 0.0) for v in r[3 : 3 + nw + 1]]
-        if j is not None:
-            x[k, j * (nw + 1) : (j + 1) * (nw + 1)] = vals
-        si = src_ix.get(str(r[1]))
-        if si is not None:
-            counts[k, si, 0] += round(float(r[3 + nw + 1] or 0))
-            counts[k, si, 1] += round(float(r[3 + nw + 2] or 0))
+    if sums:
+        # Vectorised: one row per (account, source, type) of the aggregate.
+        ks = np.array([row_of.get(str(r[0]), -1) for r in sums], dtype=np.int64)
+        js = np.array([pairs.get((str(r[1]), str(r[2])), -1) for r in sums], dtype=np.int64)
+        sis = np.array([src_ix.get(str(r[1]), -1) for r in sums], dtype=np.int64)
+        vals = np.array([r[3:] for r in sums], dtype=np.float64)
+        vals = np.nan_to_num(vals)
+        ok = (ks >= 0) & (js >= 0)
+        cols = js[ok, None] * (nw + 1) + np.arange(nw + 1)[None, :]
+        x[ks[ok, None], cols] = vals[ok, : nw + 1]
+        ok = (ks >= 0) & (sis >= 0)
+        np.add.at(counts, (ks[ok], sis[ok], 0), np.rint(vals[ok, nw + 1]).astype(np.int64))
+        np.add.at(counts, (ks[ok], sis[ok], 1), np.rint(vals[ok, nw + 2]).astype(np.int64))
     # PostgreSQL may sum in any order: the last bits vary, and must not move a score.
     x[:, :n_sig] = np.round(np.log1p(np.maximum(x[:, :n_sig], 0.0)), 9)
     sg = spec["surge"]
@@ -261,16 +262,22 @@ def matrix(
     base = n_sig + len(srcs)
     industries = {v: i for i, v in enumerate(spec["industries"])}
     countries = {v: i for i, v in enumerate(spec["countries"])}
+    rows, cols_p = [], []
     for aid, k in row_of.items():
         p = prof.get(aid)
         if p is None:
             continue
-        x[k, base + employee_band(p[0])] = 1.0
-        x[k, base + emp + revenue_band(p[1])] = 1.0
         i = norm_industry(p[2])
-        x[k, base + emp + rev + (ind - 1 if i is None else industries.get(i, ind - 2))] = 1.0
         c = str(p[3]).upper() if p[3] else None
-        x[k, base + emp + rev + ind + (cty - 1 if c is None else countries.get(c, cty - 2))] = 1.0
+        rows += [k, k, k, k]
+        cols_p += [
+            base + employee_band(p[0]),
+            base + emp + revenue_band(p[1]),
+            base + emp + rev + (ind - 1 if i is None else industries.get(i, ind - 2)),
+            base + emp + rev + ind + (cty - 1 if c is None else countries.get(c, cty - 2)),
+        ]
+    if rows:
+        x[np.array(rows), np.array(cols_p)] = 1.0
     return x
 
 

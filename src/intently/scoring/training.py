@@ -38,7 +38,7 @@ from intently.kit.heartbeat import Heartbeat, reap
 from intently.kit.ids import new_id
 from intently.kit.timefmt import US_PER_DAY, format_ms, now_us
 from intently.rules import DealStageMap, deal_status
-from intently.scoring import features, whatif
+from intently.scoring import features, service, whatif
 from intently.scoring import repository as repo
 from intently.scoring.model import active_model, surge_params
 from intently.scoring.schemas import default_model
@@ -51,7 +51,9 @@ MAX_CUTOFFS = 12  # training cut-offs at most (the newest ones)
 MIN_HISTORY_DAYS = 14  # a cut-off needs this much signal history before it
 MIN_TRAIN_POSITIVES = 30
 MIN_HOLDOUT_POSITIVES = 10
-MAX_TRAIN_SAMPLES = 400_000  # beyond: negatives sampled (and weighted back)
+# Beyond this many training samples, negatives are sampled (and weighted back): the fit's
+# time grows with the samples, and 200,000 with every positive kept pin down ~100 weights.
+MAX_TRAIN_SAMPLES = 200_000
 BATCH = 10_000
 L2_C = 1.0
 RELIABILITY_BINS = 10
@@ -114,8 +116,10 @@ def _collect(
     horizon: int,
     deals: dict[str, list[tuple[int, str, int]]],
     progress: Progress,
+    scored_from: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(features, labels, per model its account scores, cut-off index) of every sample."""
+    """(features, labels, per model its account scores, cut-off index) of every sample;
+    the models score the cut-offs from index `scored_from` on (before it: 0)."""
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
     ss: list[np.ndarray] = []
@@ -124,7 +128,9 @@ def _collect(
         cutoff = cday * US_PER_DAY
         end = cutoff + horizon * US_PER_DAY
         as_of_day = cday - 1  # the cut-off's own day is already "after"
-        by_model = [_model_scores(engine, ws, m, as_of_day) for m in models]
+        by_model = [
+            _model_scores(engine, ws, m, as_of_day) if gi >= scored_from else {} for m in models
+        ]
         with engine.connect() as conn:
             with conn.begin():
                 features.load_days(conn, spec, as_of_day)
@@ -164,10 +170,35 @@ def _collect(
 def _model_scores(
     engine: Engine, ws: int, model: dict[str, Any], as_of_day: int
 ) -> dict[str, float]:
-    """Every account's score under `model` as of the day: the backtest's scoring path."""
+    """Every account's score under `model` as of the day, by the scoring runs' own steps
+    (plan, the aggregate, sub-scores, a trained model's score) in keyset batches."""
+    p = service.plan(model, as_of_day)
     out: dict[str, float] = {}
-    for _, _, new in whatif._scored_batches(engine, ws, model, as_of_day):
-        out.update((a, s[ACCOUNT_SCORE]) for a, s in new.items())
+    with engine.connect() as conn:
+        with conn.begin():
+            service.load_plan(conn, p)
+        try:
+            after = ""
+            while True:
+                with conn.begin():
+                    ids = repo.batch_ids(conn, ws, after, BATCH)
+                    if not ids:
+                        break
+                    rows = repo.source_points(conn, ws, ids, ranged=True)
+                    trained = service.trained_scores(conn, ws, p, ids, ranged=True)
+                after = ids[-1]
+                if trained is not None:
+                    out.update(trained)
+                    continue
+                points: dict[str, dict[str, float]] = {}
+                for aid, source, pts in rows:
+                    points.setdefault(aid, {})[source] = round(pts, 9)
+                out.update(
+                    (a, service.scores_of(points.get(a, {}), p)[0][ACCOUNT_SCORE]) for a in ids
+                )
+        finally:
+            with conn.begin():
+                service.drop_plan(conn)
     return out
 
 
@@ -259,9 +290,12 @@ def fit(
     )
     cutoff_days = _cutoffs(first_day, today, horizon_days)
     progress(f"cut-offs: {', '.join(_date(d) for d in cutoff_days)} (the last is the hold-out)")
+    # The active model scores the hold-out, and the latest training cut-off for its Platt
+    # fit (score -> probability): one cut-off is plenty for two parameters.
     x, y, cur, group = _collect(
-        engine, ws, spec, [current], cutoff_days, horizon_days, deals, progress
-    )
+        engine, ws, spec, [current], cutoff_days, horizon_days, deals, progress,
+        scored_from=max(len(cutoff_days) - 2, 0),
+    )  # fmt: skip
     hold = group == len(cutoff_days) - 1
     train = ~hold
     n_pos_train, n_pos_hold = int(y[train].sum()), int(y[hold].sum())
@@ -318,7 +352,8 @@ def fit(
     trained_score = features.to_score(predictor, logit_h)
     trained_prob = 1.0 / (1.0 + np.exp(-logit_h))
     cur_h = cur[hold, 0]
-    cur_prob = _platt(cur[train, 0], y[train])(cur_h)
+    platt_set = group == len(cutoff_days) - 2
+    cur_prob = _platt(cur[platt_set, 0], y[platt_set])(cur_h)
     trained_m = _metrics(trained_prob, trained_score, yh)
     current_m = _metrics(cur_prob, cur_h, yh)
     top_terms = sorted(
