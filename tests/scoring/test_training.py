@@ -261,6 +261,7 @@ def test_too_few_positives_is_refused_with_the_counts(
     workspace: Workspace, jobs: None, database_url: str
 ) -> None:
     api = workspace.api
+    assert api.put("/scoring/model", json=default_model()).status_code == 200  # version 1
     today = now_us() // US_PER_DAY
     push_accounts(api, ["few1.example.com", "few2.example.com"])
     push_deals(api, [("f1", "few1.example.com", (today - 40) * US_PER_DAY)])
@@ -268,8 +269,9 @@ def test_too_few_positives_is_refused_with_the_counts(
     assert t["status"] == "failed" and t["modelVersion"] is None
     assert "too few positive examples" in t["error"]
     assert "at least 30 needed" in t["error"] and "at least 10 needed" in t["error"]
-    assert _active(api) == 0
-    assert [m["version"] for m in api.get("/scoring/models").json()["data"]] == [0]
+    # the failed training stored nothing and left the active model as it was
+    assert _active(api) == 1
+    assert [m["version"] for m in api.get("/scoring/models").json()["data"]] == [1, 0]
     r = intently(database_url, "scoring", "train", "--workspace", workspace.name)
     assert r.returncode == 2 and "too few positive examples" in r.stderr
     r = api.post("/scoring/train", json={"horizonDays": 3})
