@@ -344,3 +344,44 @@ def test_profile_bands() -> None:
         0, 0, 1, 2, 3, 3, 4, 5, 5,
     ]  # fmt: skip
     assert [features.revenue_band(v) for v in (None, 0, 1e6, 5e7, 2e9)] == [5, 0, 1, 2, 4]
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from intently.kit.db import make_engine
+from intently.scoring import training
+
+def progress(message):
+    if message.startswith("fitting"):  # samples read, nothing stored yet
+        os.kill(os.getpid(), signal.SIGKILL)
+
+training.train(make_engine(sys.argv[1]), int(sys.argv[2]), horizon_days=90, activate=True,
+               force=True, progress=progress)
+"""
+
+
+def test_a_training_killed_mid_way_changes_no_model(
+    client: Any, engine: Any, database_url: str
+) -> None:
+    import subprocess
+    import sys
+
+    from intently.kit.heartbeat import reap
+    from intently.scoring.tables import model_trainings
+
+    ws = new_workspace(client, engine, "kill")
+    build_world(ws.api, engine, ws.id, accounts=700, seed=13, prefix="kill")
+    assert ws.api.put("/scoring/model", json=default_model()).status_code == 200
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, database_url, str(ws.id)],
+        capture_output=True,
+        timeout=300,
+    )
+    assert done.returncode == -9, done.stderr
+    [t] = ws.api.get("/scoring/trainings").json()["data"]
+    assert t["status"] == "running" and t["modelVersion"] is None  # its lease has not lapsed
+    assert reap(engine, model_trainings, 0.001, ws=ws.id) == 1
+    [t] = ws.api.get("/scoring/trainings").json()["data"]
+    assert t["status"] == "failed" and "stopped" in t["error"]
+    assert _active(ws.api) == 1
+    assert [m["version"] for m in ws.api.get("/scoring/models").json()["data"]] == [1, 0]
