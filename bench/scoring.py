@@ -221,6 +221,9 @@ def seed_deals(url: str) -> int:
         links.append((ws, did, f"acct-{i}.example.com"))
     m = "?" if engine.dialect.name == "sqlite" else "%s"
     with engine.begin() as conn:
+        # Seeded a day ago, the accounts would postdate every cut-off: training leaves
+        # out accounts created after one.
+        conn.exec_driver_sql(f"UPDATE accounts SET created_at = created_at - {200 * US_PER_DAY}")
         conn.exec_driver_sql("DELETE FROM deal_accounts")
         conn.exec_driver_sql("DELETE FROM deals")
         conn.exec_driver_sql(
