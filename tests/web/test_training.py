@@ -50,6 +50,8 @@ def test_train_from_the_scoring_page_and_activate(
     assert admin.ws.api.get("/scoring/model").json()["data"]["version"] == 1
     page = admin.get("/app/scoring").text
     assert "(active)" in page and "Roll back to version" in page
+    # the model editor still edits the sources of a trained model (saving drops the predictor)
+    assert admin.get("/app/scoring/model").status_code == 200
     # back to the default: worse on the hold-out, so refused, with both figures
     r = admin.post("/app/scoring/activate", {"version": "0"})
     assert r.status_code == 409 and "ROC AUC" in r.text
