@@ -385,3 +385,29 @@ def test_a_training_killed_mid_way_changes_no_model(
     assert t["status"] == "failed" and "stopped" in t["error"]
     assert _active(ws.api) == 1
     assert [m["version"] for m in ws.api.get("/scoring/models").json()["data"]] == [1, 0]
+
+
+def test_the_feature_matrix_by_hand() -> None:
+    spec = features.make_spec(surge_params(default_model()), ["software"], ["US"])
+    names = features.names(spec)
+    col = {n: i for i, n in enumerate(names)}
+    # (id, source, type, 7d, 30d, 90d, decayed, recent count, baseline count)
+    sums = [
+        ("a", "g2", "comparison", 3.0, 4.0, 5.0, 2.5, 3, 1),
+        ("a", "g2", "pricing", 0.0, 1.0, 1.0, 0.5, 0, 1),
+        ("b", "website", "page_view", 1.0, 9.0, 40.0, 7.0, 1, 8),
+        ("b", "custom", "thing", 9.0, 9.0, 9.0, 9.0, 9, 0),  # not a built-in source
+    ]
+    prof = {"a": (450, 2e7, " Software ", "us", 0), "b": (None, None, "Mining", None, 0)}
+    x = features.matrix(spec, ["a", "b", "c"], sums, prof)
+    a, b, c = x
+    assert a[col["g2.comparison.7d"]] == pytest.approx(np.log1p(3.0))
+    assert a[col["g2.comparison.decayed"]] == pytest.approx(np.log1p(2.5))
+    assert a[col["g2.surge"]] == 1.0  # 4 recent (3 + 0) against 2 in the baseline: a surge
+    assert b[col["website.surge"]] == 0.0
+    assert a[col["employees:201-1000"]] == a[col["revenue:10M-100M"]] == 1.0
+    assert a[col["industry:software"]] == a[col["country:US"]] == 1.0
+    assert b[col["employees:unknown"]] == b[col["revenue:unknown"]] == 1.0
+    assert b[col["industry:other"]] == b[col["country:unknown"]] == 1.0
+    assert not c.any()  # no profile row (deleted) and no signals: all zero
+    assert a.sum() == pytest.approx(sum(np.log1p([3, 4, 5, 2.5, 0, 1, 1, 0.5])) + 1 + 4)

@@ -249,8 +249,8 @@ def matrix(
         cols = js[ok, None] * (nw + 1) + np.arange(nw + 1)[None, :]
         x[ks[ok, None], cols] = vals[ok, : nw + 1]
         ok = (ks >= 0) & (sis >= 0)
-        np.add.at(counts, (ks[ok], sis[ok], 0), np.rint(vals[ok, nw + 1]).astype(np.int64))
-        np.add.at(counts, (ks[ok], sis[ok], 1), np.rint(vals[ok, nw + 2]).astype(np.int64))
+        np.add.at(counts[:, :, 0], (ks[ok], sis[ok]), np.rint(vals[ok, nw + 1]).astype(np.int64))
+        np.add.at(counts[:, :, 1], (ks[ok], sis[ok]), np.rint(vals[ok, nw + 2]).astype(np.int64))
     # PostgreSQL may sum in any order: the last bits vary, and must not move a score.
     x[:, :n_sig] = np.round(np.log1p(np.maximum(x[:, :n_sig], 0.0)), 9)
     sg = spec["surge"]
