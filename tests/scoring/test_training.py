@@ -411,3 +411,21 @@ def test_the_feature_matrix_by_hand() -> None:
     assert b[col["industry:other"]] == b[col["country:unknown"]] == 1.0
     assert not c.any()  # no profile row (deleted) and no signals: all zero
     assert a.sum() == pytest.approx(sum(np.log1p([3, 4, 5, 2.5, 0, 1, 1, 0.5])) + 1 + 4)
+
+
+def test_a_queued_training_marked_stopped_runs_when_a_worker_takes_it(
+    workspace: Workspace, engine: Any, jobs: None
+) -> None:
+    from intently import worker
+
+    tid = training.start(engine, workspace.id, 30)
+    with write_tx(engine) as conn:  # it waited for a worker longer than the lease
+        conn.execute(
+            text("UPDATE model_trainings SET heartbeat_at = 1, started_at = 1 "
+                 "WHERE workspace_id = :ws AND id = :id"),
+            {"ws": workspace.id, "id": tid},
+        )  # fmt: skip
+    assert "stopped" in workspace.api.get(f"/scoring/trainings/{tid}").json()["data"]["error"]
+    worker.train_model(workspace.id, tid, 30, False, False)
+    t = workspace.api.get(f"/scoring/trainings/{tid}").json()["data"]
+    assert t["status"] == "failed" and "too few positive examples" in t["error"]  # it ran

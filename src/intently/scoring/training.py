@@ -416,6 +416,12 @@ def train(
     check_horizon(horizon_days)
     say = progress or (lambda _m: None)
     tid = training_id or start(engine, ws, horizon_days)
+    if training_id is not None:
+        # Queued by the API: it may have waited for a worker longer than the lease, and
+        # been marked stopped meanwhile. It runs now, in this process.
+        with write_tx(engine) as conn:
+            repo.update_training(conn, ws, tid, {"status": "running", "heartbeat_at": now_us(),
+                                                 "error": None, "finished_at": None})  # fmt: skip
     beat = Heartbeat(engine, model_trainings, ws, tid, get_settings().run_lease_s)
     try:
         model, report, _cur_version = fit(
