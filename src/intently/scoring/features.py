@@ -196,6 +196,74 @@ def signal_sums(
     return [tuple(r) for r in fetch_all(conn, sql, args)]
 
 
+def points_and_sums(
+    conn: Connection,
+    ws: int,
+    spec: dict[str, Any],
+    factors: str,
+    ids: Sequence[str],
+    *,
+    ranged: bool,
+) -> tuple[list[tuple[str, str, float]], list[tuple[Any, ...]]]:
+    """One pass over the batch's rollups for a trained model: (account id, source, points)
+    as the scoring aggregate gives them (`factors`: its factor table, per type capped,
+    summed per source), and the feature sums as `signal_sums` gives them. Both temporary
+    tables must be loaded on this connection."""
+    if not ids:
+        return [], []
+    where, params = _account_filter(conn, ids, ranged)
+    m = param_marker(conn)
+    vals = [s for s in _sources(spec) if s in VALUE_SOURCES]
+    unit = (
+        "(CASE WHEN d.source IN (" + ", ".join([m] * len(vals)) + ") "
+        "THEN d.value_sum ELSE d.count END)"
+        if vals
+        else "d.count"
+    )
+    nw = len(spec["windows"])
+    sums = ", ".join(f"COALESCE(SUM({unit} * p.w{i}), 0)" for i in range(nw))
+    sums += (
+        f", COALESCE(SUM({unit} * p.wd), 0), COALESCE(SUM(d.count * p.wr), 0), "
+        "COALESCE(SUM(d.count * p.wb), 0)"
+    )
+    units = "(CASE WHEN f.uv = 1 THEN d.value_sum ELSE d.count END) * f.w"
+    least = "MIN" if conn.dialect.name == "sqlite" else "LEAST"
+    pts = f"{least}(MAX(f.cap), SUM({units}))"
+    joins = (
+        f"LEFT JOIN {factors} f ON f.source = d.source AND f.type = d.type AND f.day = d.day "
+        f"LEFT JOIN {DAYS} p ON p.day = d.day "
+    )
+    n_unit = nw + 1
+    if conn.dialect.name == "sqlite":
+        sql = (
+            f"SELECT a.id, d.source, d.type, {pts}, {sums} "
+            f"FROM accounts a CROSS JOIN signal_daily d {joins}"
+            f"WHERE a.workspace_id = {m} AND {where} "
+            "AND d.workspace_id = a.workspace_id AND d.domain = a.domain "
+            "AND (f.day IS NOT NULL OR p.day IS NOT NULL) "
+            "GROUP BY a.id, d.source, d.type"
+        )
+        args = (*vals * n_unit, ws, *params)
+    else:
+        conn.exec_driver_sql("SET LOCAL jit = off")
+        sql = (
+            f"SELECT a.id, x.* FROM accounts a CROSS JOIN LATERAL ("
+            f"SELECT d.source, d.type, {pts}, {sums} FROM signal_daily d {joins}"
+            "WHERE d.workspace_id = a.workspace_id AND d.domain = a.domain "
+            "AND (f.day IS NOT NULL OR p.day IS NOT NULL) GROUP BY d.source, d.type) x "
+            f"WHERE a.workspace_id = {m} AND {where}"
+        )
+        args = (*vals * n_unit, ws, *params)
+    points: dict[tuple[str, str], float] = {}
+    out_sums: list[tuple[Any, ...]] = []
+    for r in fetch_all(conn, sql, args):
+        aid, source = str(r[0]), str(r[1])
+        if r[3] is not None:
+            points[(aid, source)] = points.get((aid, source), 0.0) + float(r[3])
+        out_sums.append((aid, source, str(r[2]), *r[4:]))
+    return [(a, s, v) for (a, s), v in points.items()], out_sums
+
+
 def profiles(
     conn: Connection, ws: int, ids: Sequence[str], *, ranged: bool
 ) -> dict[str, tuple[Any, ...]]:
@@ -212,11 +280,19 @@ def profiles(
 
 
 def batch_features(
-    conn: Connection, ws: int, spec: dict[str, Any], ids: Sequence[str], *, ranged: bool
+    conn: Connection,
+    ws: int,
+    spec: dict[str, Any],
+    ids: Sequence[str],
+    *,
+    ranged: bool,
+    sums: Sequence[tuple[Any, ...]] | None = None,
 ) -> tuple[np.ndarray, dict[str, tuple[Any, ...]]]:
     """The feature matrix of `ids` (rows in their order; load_days first) and their
-    profile rows (accounts deleted meanwhile have an all-zero signal part and no profile)."""
-    sums = signal_sums(conn, ws, spec, ids, ranged=ranged)
+    profile rows (accounts deleted meanwhile have an all-zero signal part and no profile);
+    `sums`: the feature sums when already read (points_and_sums)."""
+    if sums is None:
+        sums = signal_sums(conn, ws, spec, ids, ranged=ranged)
     prof = profiles(conn, ws, ids, ranged=ranged)
     return matrix(spec, ids, sums, prof), prof
 

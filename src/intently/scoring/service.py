@@ -203,14 +203,17 @@ def drop_plan(conn: Connection) -> None:
     features.drop_days(conn)
 
 
-def trained_scores(
+def batch_points(
     conn: Connection, ws: int, p: Plan, ids: Sequence[str], *, ranged: bool
-) -> dict[str, float] | None:
-    """A trained model's account scores of the batch (load_plan first); None without one."""
+) -> tuple[list[tuple[str, str, float]], dict[str, float] | None]:
+    """The batch's (account, source, points) and, under a trained model, its account
+    scores (None otherwise): one pass over the rollups either way (load_plan first)."""
     if p.predictor is None or not ids:
-        return None
-    x, _ = features.batch_features(conn, ws, p.predictor["features"], ids, ranged=ranged)
-    return dict(zip(ids, features.predict(p.predictor, x).tolist(), strict=True))
+        return repo.source_points(conn, ws, ids, ranged=ranged), None
+    spec = p.predictor["features"]
+    rows, sums = features.points_and_sums(conn, ws, spec, repo.FACTORS, ids, ranged=ranged)
+    x, _ = features.batch_features(conn, ws, spec, ids, ranged=ranged, sums=sums)
+    return rows, dict(zip(ids, features.predict(p.predictor, x).tolist(), strict=True))
 
 
 def scores_of(points: dict[str, float], p: Plan) -> tuple[Scores, dict[str, float]]:
@@ -353,8 +356,7 @@ def _score_accounts(
             chunk = batch_size if engine.dialect.name == "sqlite" else PG_WRITE_CHUNK
             for ids, ranged in _batches(rconn, ws, todo, batch_size, after, upto):
                 with rconn.begin():
-                    rows = repo.source_points(rconn, ws, ids, ranged=ranged)
-                    trained = trained_scores(rconn, ws, p, ids, ranged=ranged)
+                    rows, trained = batch_points(rconn, ws, p, ids, ranged=ranged)
                 for part, part_rows in _chunks(ids, rows, chunk):
                     n, c, moved = _write_batch(
                         engine, ws, part, ranged, part_rows, p, version, stage_step, kind,

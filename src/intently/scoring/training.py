@@ -184,8 +184,7 @@ def _model_scores(
                     ids = repo.batch_ids(conn, ws, after, BATCH)
                     if not ids:
                         break
-                    rows = repo.source_points(conn, ws, ids, ranged=True)
-                    trained = service.trained_scores(conn, ws, p, ids, ranged=True)
+                    rows, trained = service.batch_points(conn, ws, p, ids, ranged=True)
                 after = ids[-1]
                 if trained is not None:
                     out.update(trained)

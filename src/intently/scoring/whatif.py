@@ -64,8 +64,7 @@ def _scored_batches(
                     ids = repo.batch_ids(conn, ws, after, BATCH)
                     if not ids:
                         return
-                    rows = repo.source_points(conn, ws, ids, ranged=False)
-                    trained = service.trained_scores(conn, ws, p, ids, ranged=False)
+                    rows, trained = service.batch_points(conn, ws, p, ids, ranged=False)
                 points: dict[str, dict[str, float]] = {}
                 for aid, source, pts in rows:
                     points.setdefault(aid, {})[source] = pts
