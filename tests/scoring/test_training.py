@@ -429,3 +429,19 @@ def test_a_queued_training_marked_stopped_runs_when_a_worker_takes_it(
     worker.train_model(workspace.id, tid, 30, False, False)
     t = workspace.api.get(f"/scoring/trainings/{tid}").json()["data"]
     assert t["status"] == "failed" and "too few positive examples" in t["error"]  # it ran
+
+
+@pytest.mark.parametrize("recent_days,baseline_days", [(7, 28), (3, 10)])
+def test_the_surge_feature_is_the_rule_languages_surge(
+    recent_days: int, baseline_days: int
+) -> None:
+    from intently.rules import SurgeParams, is_surging
+
+    sp = SurgeParams(recent_days=recent_days, baseline_days=baseline_days)
+    spec = features.make_spec(sp, [], [])
+    grid = [(rc, bc) for rc in range(12) for bc in range(40)]
+    rows = [(f"a{n}", "g2", "pricing", 1, 1, 1, 1, rc, bc) for n, (rc, bc) in enumerate(grid)]
+    x = features.matrix(spec, [r[0] for r in rows], rows, {})
+    got = (x[:, features.names(spec).index("g2.surge")] == 1).tolist()
+    assert got == [is_surging(rc, bc, sp) for rc, bc in grid]
+    assert 0 < sum(got) < len(grid)

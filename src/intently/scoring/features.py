@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection
 
 from intently.catalog import BUILTIN_SOURCES, SIGNAL_TYPES
 from intently.kit.db import fetch_all, in_values, param_marker
-from intently.rules import SurgeParams, is_surging
+from intently.rules import SurgeParams
 
 WINDOWS = (7, 30, 90)
 HALF_LIFE_DAYS = 14.0
@@ -331,10 +331,14 @@ def matrix(
     x[:, :n_sig] = np.round(np.log1p(np.maximum(x[:, :n_sig], 0.0)), 9)
     sg = spec["surge"]
     sp = SurgeParams(recent_days=int(sg["recent_days"]), baseline_days=int(sg["baseline_days"]))
-    nz = np.nonzero(counts[:, :, 0])
-    for k, si in zip(nz[0].tolist(), nz[1].tolist(), strict=True):
-        if is_surging(int(counts[k, si, 0]), int(counts[k, si, 1]), sp):
-            x[k, n_sig + si] = 1.0
+    # is_surging (the rule language's), in exact integer arithmetic over the whole batch
+    r = sp.ratio_fraction()
+    recent, baseline = counts[:, :, 0], counts[:, :, 1]
+    surging = (recent >= sp.min_recent) & (
+        recent * sp.baseline_days * r.denominator
+        >= r.numerator * sp.recent_days * np.maximum(baseline, 1)
+    )
+    x[:, n_sig : n_sig + len(srcs)] = surging
     base = n_sig + len(srcs)
     industries = {v: i for i, v in enumerate(spec["industries"])}
     countries = {v: i for i, v in enumerate(spec["countries"])}
