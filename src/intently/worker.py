@@ -33,6 +33,7 @@ from intently.kit.db import make_engine, read_tx
 from intently.kit.jobs import make_huey
 from intently.kit.timefmt import now_us
 from intently.pipeline import resume_parts, run_claimed, run_part
+from intently.scoring import training
 from intently.scoring.repository import workspace_ids
 from intently.scoring.service import reap_stopped_runs as reap_stopped_scoring
 from intently.settings import get_settings
@@ -102,7 +103,7 @@ def reap_stopped_runs() -> int:
     """Mark failed the imports, pulls and scoring runs whose process ended mid-run (their
     heartbeat lapsed: kit/heartbeat.py); on start-up and every minute."""
     eng = engine()
-    n = reap_stopped_imports(eng) + reap_stopped_scoring(eng)
+    n = reap_stopped_imports(eng) + reap_stopped_scoring(eng) + training.reap_stopped(eng)
     if n:
         log.warning("%d run(s) whose process ended marked failed", n)
     return n
@@ -134,6 +135,20 @@ def score_part(ws: int, run_id: str, part: int) -> None:
     """One part of a sharded full run."""
     result = run_part(engine(), ws, run_id, part)
     log.info("scoring part %s of run %s (workspace %s): %s", part, run_id, ws, result)
+
+
+@huey.task()
+def train_model(ws: int, training_id: str, horizon_days: int, activate: bool, force: bool) -> None:
+    """A training started by the API or the dashboard (recorded as running already): its
+    outcome goes to model_trainings; a refusal or failure is recorded there, not raised."""
+    try:
+        training.train(
+            engine(), ws, horizon_days=horizon_days, activate=activate, force=force,
+            training_id=training_id,
+            progress=lambda m: log.info("training %s (workspace %s): %s", training_id, ws, m),
+        )  # fmt: skip
+    except Exception:
+        log.warning("training %s (workspace %s) failed", training_id, ws, exc_info=True)
 
 
 def _enqueue_part(ws: int, run_id: str, part: int) -> None:

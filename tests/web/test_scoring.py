@@ -33,6 +33,8 @@ POST_ROUTES = [
     "/app/scoring/model/dry-run",
     "/app/scoring/stages",
     "/app/scoring/stages/dry-run",
+    "/app/scoring/train",
+    "/app/scoring/activate",
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,6 +21,7 @@ from intently.cli.common import (
     workspace_id,
 )
 from intently.pipeline import run_scoring
+from intently.scoring import training
 from intently.scoring.service import get_model, put_model
 from intently.scoring.whatif import backfill_history, backtest, dry_run
 
@@ -150,6 +152,88 @@ def backfill_history_command(
     with intently_errors(), err_console.status("Scoring past days"):
         n = backfill_history(eng, workspace_id(eng, workspace), days=days, every=every)
     out_console.print(f"history: {n:,} account-days scored", highlight=False)
+
+
+@scoring_app.command("train")
+def train_command(
+    workspace: str | None = Workspace,
+    horizon: int = typer.Option(90, help="Days after a cut-off in which a new deal counts, 7-365."),
+    activate: bool = typer.Option(
+        False, "--activate", help="Activate the trained model unless it backtests worse."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="With --activate: activate even if it backtests worse."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole training as JSON."),
+) -> None:
+    """Train the predictive model on the workspace's own deals and report its backtest on
+    a later held-out period next to the active model's; stored as a new model version."""
+    eng = engine()
+    ws = workspace_id(eng, workspace)
+    with intently_errors():
+        t = training.train(
+            eng, ws, horizon_days=horizon, activate=activate, force=force,
+            progress=lambda m: err_console.print(m, highlight=False),
+        )  # fmt: skip
+    if as_json:
+        print_json(t)
+        return
+    _print_report(t)
+
+
+def _print_report(t: dict[str, Any]) -> None:
+    r = t["report"]
+    say = out_console.print
+    say(f"training {t['trainingId']}: {t['status']}, model version {t['modelVersion']}",
+        highlight=False)  # fmt: skip
+    say(f"training samples {r['training']['samples']:,} ({r['training']['positives']:,} "
+        f"opened a deal) at cut-offs {', '.join(r['cutoffs'])}", highlight=False)  # fmt: skip
+    say(f"hold-out {r['holdoutCutoff']}: {r['holdout']['samples']:,} accounts, "
+        f"{r['holdout']['positives']:,} opened a deal", highlight=False)  # fmt: skip
+    for name, m in (
+        ("trained model", r["trained"]),
+        (f"active model (version {r['current']['modelVersion']})", r["current"]),
+    ):
+        say(f"  {name}: ROC AUC {m['rocAuc']}, top-decile lift {m['topDecileLift']}, "
+            f"Brier {m['brier']}", highlight=False)  # fmt: skip
+        for b in m["reliability"]:
+            say(f"    p {b['from']:.1f}-{b['to']:.1f}: {b['accounts']:,} accounts, predicted "
+                f"{b['predicted']:.3f}, observed {b['observed']:.3f}", highlight=False)  # fmt: skip
+    if r.get("activated"):
+        say(f"activated: model version {t['modelVersion']} now scores accounts", highlight=False)
+    elif r.get("activationRefused"):
+        say(f"not activated: {r['activationRefused']}", highlight=False)
+    else:
+        say(f"not activated: `intently scoring activate {t['modelVersion']}` to use it",
+            highlight=False)  # fmt: skip
+    say(f"leakage rule: {r['leakageRule']}", highlight=False)
+
+
+@scoring_app.command("activate")
+def activate_command(
+    version: int = typer.Argument(..., help="The model version (0: the built-in default)."),
+    workspace: str | None = Workspace,
+    force: bool = typer.Option(False, "--force", help="Even if it backtests worse."),
+) -> None:
+    """Make a stored model version the active one (an older one: a rollback)."""
+    eng = engine()
+    with intently_errors():
+        out = training.activate_version(eng, workspace_id(eng, workspace), version, force=force)
+    print_json(out)
+
+
+@scoring_app.command("models")
+def models_command(workspace: str | None = Workspace) -> None:
+    """The stored model versions with the active one and trained models' metrics."""
+    eng = engine()
+    print_json(training.list_models(eng, workspace_id(eng, workspace)))
+
+
+@scoring_app.command("trainings")
+def trainings_command(workspace: str | None = Workspace) -> None:
+    """Recent trainings with their status and report."""
+    eng = engine()
+    print_json(training.list_trainings(eng, workspace_id(eng, workspace)))
 
 
 def register(app: typer.Typer) -> None:

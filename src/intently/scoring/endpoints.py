@@ -13,8 +13,8 @@ from intently.kit.pagination import parse_limit
 from intently.kit.validation import validate
 from intently.kit.web import LIMIT_DOC, JsonBody, State, body_doc, ok, query_doc, run_read
 from intently.scoring import explain as explanation
-from intently.scoring import service, whatif
-from intently.scoring.schemas import DryRunIn, ModelIn, RunIn
+from intently.scoring import service, training, whatif
+from intently.scoring.schemas import ActivateIn, DryRunIn, ModelIn, RunIn, TrainIn
 
 
 def router() -> APIRouter:
@@ -76,6 +76,58 @@ def router() -> APIRouter:
                 st.engine, caller.workspace_id, as_of=as_of, horizon_days=horizon
             )
         return ok(request, report)
+
+    @r.post("/scoring/train", openapi_extra=body_doc(TrainIn))
+    def train(request: Request, st: State, caller: CallerDep, body: JsonBody) -> Response:
+        """Train the predictive model on the workspace's deals, as a worker job; returns the
+        training (its id, status running). `activate` activates it when done unless it
+        backtests worse than the active model (`force`: even then)."""
+        args = validate(TrainIn, body if body is not None else {})
+        ws = caller.workspace_id
+        tid = training.start(st.engine, ws, args.horizonDays)
+        from intently import worker  # the queue; the job runs in a worker process
+
+        worker.train_model(ws, tid, args.horizonDays, args.activate, args.force)
+        return ok(request, training.get_training(st.engine, ws, tid))
+
+    @r.get("/scoring/trainings", openapi_extra=query_doc(LIMIT_DOC))
+    async def trainings(request: Request, st: State, caller: CallerDep) -> Response:
+        """Recent trainings, newest first, with their status and report."""
+        limit = parse_limit(request.query_params.get("limit") or "20")
+        ws = caller.workspace_id
+        return ok(request, await run_read(st, training.list_trainings, st.engine, ws, limit))
+
+    @r.get("/scoring/trainings/{training_id}")
+    async def get_training(
+        request: Request, training_id: str, st: State, caller: CallerDep
+    ) -> Response:
+        """One training: status, report (hold-out metrics next to the active model's)."""
+        ws = caller.workspace_id
+        return ok(request, await run_read(st, training.get_training, st.engine, ws, training_id))
+
+    @r.get("/scoring/models")
+    async def models(request: Request, st: State, caller: CallerDep) -> Response:
+        """Every stored model version, newest first, with the active flag and a trained
+        model's hold-out metrics; version 0 is the built-in default."""
+        return ok(request, await run_read(st, training.list_models, st.engine, caller.workspace_id))
+
+    @r.post("/scoring/models/{version}/activate", openapi_extra=body_doc(ActivateIn))
+    def activate(
+        request: Request, version: str, st: State, caller: CallerDep, body: JsonBody
+    ) -> Response:
+        """Make a stored version the active model (an older one: a rollback). Refused (409)
+        when it backtests worse than the active one on a trained model's hold-out, unless
+        `force`."""
+        if not (version.isascii() and version.isdigit()) or len(version) > 9:
+            raise validation_error(
+                "version", version, "isInt", "version must be a model version number"
+            )
+        args = validate(ActivateIn, body if body is not None else {})
+        with st.previews.hold(caller.workspace_id):
+            out = training.activate_version(
+                st.engine, caller.workspace_id, int(version), force=args.force
+            )
+        return ok(request, out)
 
     return r
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from intently.catalog import ACCOUNT_SCORE, ALL_SCORES, COMPUTED_FIT, SCORE_COLUMNS
 from intently.fit import repository as fit_repo
@@ -15,7 +15,7 @@ from intently.kit.errors import NotFound
 from intently.kit.ids import check_aid
 from intently.kit.timefmt import US_PER_DAY, now_us
 from intently.rules import SurgeParams, is_surging
-from intently.scoring import decay
+from intently.scoring import decay, features
 from intently.scoring import repository as repo
 from intently.scoring.model import active_model
 from intently.scoring.service import plan, scores_of
@@ -40,6 +40,7 @@ def explain(engine: Engine, ws: int, aid: str, *, as_of: int | None = None) -> d
         fired = last_change(conn, ws, aid)
         fit = active_scorer(conn, ws, day * US_PER_DAY if as_of is not None else now_us())
         fit_values = fit_repo.account_values(conn, ws, aid, fit.columns)
+        trained = _trained(conn, ws, aid, model.get("predictor"), day)
     by_type: dict[tuple[str, str], list[tuple[int, int, float]]] = {}
     for source, typ, d, count, value_sum in rows:
         by_type.setdefault((source, typ), []).append((day - d, count, value_sum))
@@ -95,6 +96,10 @@ def explain(engine: Engine, ws: int, aid: str, *, as_of: int | None = None) -> d
     for s in sources_out:
         s["subScore"] = subs[s["source"]]
     weight_total = sum(p.weights.values())
+    account_score = decay.account_score(subs, p.weights)
+    if trained is not None:
+        # A trained model gives the account score; the sources still give the sub-scores.
+        computed[ACCOUNT_SCORE] = account_score = trained["score"]
     # The fit, as the next run computes it (the grade reads the account score above).
     fit_out = fit.explain(fit_values[2:] if fit_values else (), computed[ACCOUNT_SCORE])
     fit_out["stored"] = {
@@ -107,8 +112,9 @@ def explain(engine: Engine, ws: int, aid: str, *, as_of: int | None = None) -> d
         "asOfDay": day,
         "sources": sources_out,
         "weightTotal": weight_total,
-        "accountScore": decay.account_score(subs, p.weights),
+        "accountScore": account_score,
         "scores": computed,
+        "predictor": trained,
         "surge": _surge(window, day, p.surge),
         "fit": fit_out,
         "stage": {
@@ -123,6 +129,29 @@ def explain(engine: Engine, ws: int, aid: str, *, as_of: int | None = None) -> d
             "modelVersion": account["score_model_version"],
             "rtp_journey_stage": account["rtp_journey_stage"],
         },
+    }
+
+
+def _trained(
+    conn: Connection, ws: int, aid: str, predictor: dict[str, Any] | None, day: int
+) -> dict[str, Any] | None:
+    """A trained model's account score as lines that add up to it (features.lines), with
+    the calibrated probability of a deal within its horizon; None for a weighted model."""
+    if predictor is None:
+        return None
+    features.load_days(conn, predictor["features"], day)
+    try:
+        x, _ = features.batch_features(conn, ws, predictor["features"], [aid], ranged=False)
+    finally:
+        features.drop_days(conn)
+    out = features.lines(predictor, x[0])
+    return {
+        "kind": predictor.get("kind", "logistic_regression"),
+        "trainingId": predictor.get("trainingId"),
+        "horizonDays": predictor.get("horizonDays"),
+        "score": out["score"],
+        "probability": out["probability"],
+        "lines": out["lines"],
     }
 
 

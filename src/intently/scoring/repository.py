@@ -5,12 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import aliased
 
+from intently.accounts.tables import accounts
 from intently.catalog import ALL_SCORES, FIT_SCORE, GRADE
+from intently.deals.tables import deal_accounts, deals
 from intently.kit.db import fetch_all, in_values, json_value, lock_workspace, param_marker
-from intently.scoring.tables import scoring_claims, scoring_models, scoring_parts, scoring_runs
+from intently.scoring.tables import (
+    model_trainings,
+    scoring_claims,
+    scoring_models,
+    scoring_parts,
+    scoring_runs,
+)
 
 FACTORS = "scoring_factors"
 
@@ -18,11 +27,12 @@ FACTORS = "scoring_factors"
 
 
 def latest_model(conn: Connection, ws: int) -> tuple[int, dict[str, Any], int] | None:
-    """(version, model, created_at) of the newest model, or None."""
+    """(version, model, created_at) of the active model (the one activated last), or None."""
+    m = scoring_models.c
     row = conn.execute(
-        select(scoring_models.c.version, scoring_models.c.model, scoring_models.c.created_at)
-        .where(scoring_models.c.workspace_id == ws)
-        .order_by(scoring_models.c.version.desc())
+        select(m.version, m.model, m.created_at)
+        .where(m.workspace_id == ws, m.activated_at.isnot(None))
+        .order_by(m.activated_at.desc(), m.version.desc())
         .limit(1)
     ).first()
     if row is None:
@@ -30,17 +40,59 @@ def latest_model(conn: Connection, ws: int) -> tuple[int, dict[str, Any], int] |
     return int(row[0]), json_value(row[1]), int(row[2])
 
 
-def insert_model(conn: Connection, ws: int, model: dict[str, Any], now: int) -> int:
-    """Store `model` as the next version (serialised with the workspace's other writers)."""
+def insert_model(
+    conn: Connection, ws: int, model: dict[str, Any], now: int, *, activate: bool = True
+) -> int:
+    """Store `model` as the next version (serialised with the workspace's other writers),
+    active at once unless told otherwise."""
     lock_workspace(conn, ws)
     current = conn.execute(
         select(func.max(scoring_models.c.version)).where(scoring_models.c.workspace_id == ws)
     ).scalar()
     version = int(current or 0) + 1
+    # activated_at strictly after every earlier activation, so "activated last" is one row
+    # even when two activations fall in the same microsecond.
+    at = _next_activation(conn, ws, now) if activate else None
     conn.execute(
-        insert(scoring_models).values(workspace_id=ws, version=version, model=model, created_at=now)
+        insert(scoring_models).values(
+            workspace_id=ws, version=version, model=model, created_at=now, activated_at=at
+        )
     )
     return version
+
+
+def _next_activation(conn: Connection, ws: int, now: int) -> int:
+    last = conn.execute(
+        select(func.max(scoring_models.c.activated_at)).where(scoring_models.c.workspace_id == ws)
+    ).scalar()
+    return max(now, int(last or 0) + 1)
+
+
+def activate_model(conn: Connection, ws: int, version: int, now: int) -> bool:
+    """Make `version` the active model; False when there is no such version."""
+    lock_workspace(conn, ws)
+    at = _next_activation(conn, ws, now)
+    n = conn.execute(
+        update(scoring_models)
+        .where(scoring_models.c.workspace_id == ws, scoring_models.c.version == version)
+        .values(activated_at=at)
+    ).rowcount
+    return bool(n == 1)
+
+
+def list_models(conn: Connection, ws: int) -> list[dict[str, Any]]:
+    """Every stored version, newest first: (version, model, created_at, activated_at)."""
+    m = scoring_models.c
+    rows = conn.execute(
+        select(m.version, m.model, m.created_at, m.activated_at)
+        .where(m.workspace_id == ws)
+        .order_by(m.version.desc())
+    ).all()
+    return [
+        {"version": int(r[0]), "model": json_value(r[1]), "created_at": int(r[2]),
+         "activated_at": r[3]}
+        for r in rows
+    ]  # fmt: skip
 
 
 # ---- runs and claims ---------------------------------------------------------------------
@@ -644,3 +696,91 @@ def run_figures(
         ).first()
         last[kind] = None if row is None else (int(row[0]), row[1])
     return [(str(r[0]), str(r[1]), int(r[2])) for r in rows], last
+
+
+# ---- training ------------------------------------------------------------------------------
+
+
+def deal_links(conn: Connection, ws: int) -> list[tuple[str, str, int, str | None, int]]:
+    """(account id, deal id, opened, stage label, closed or last updated) of every deal
+    linked to an account of the workspace. Opened is the deal's startDate, else when it was
+    first pushed (the backtest's definition); linked as everywhere (rules/facts.py): by an
+    association's externalId first, by its domain when that externalId names no account."""
+    a, da, d = accounts, deal_accounts, deals
+    other = aliased(a)
+    ext_taken = (
+        select(other.c.id)
+        .where(other.c.workspace_id == ws, other.c.external_id == da.c.external_id)
+        .exists()
+    )
+    links = (
+        and_(a.c.external_id.isnot(None), da.c.external_id == a.c.external_id),
+        and_(da.c.domain == a.c.domain, or_(da.c.external_id.is_(None), ~ext_taken)),
+    )
+    seen: set[tuple[str, str]] = set()
+    out: list[tuple[str, str, int, str | None, int]] = []
+    for link in links:
+        q = (
+            select(
+                a.c.id,
+                d.c.id,
+                func.coalesce(d.c.start_date, d.c.created_at),
+                d.c.stage_label,
+                func.coalesce(d.c.closed_date, d.c.updated_at),
+            )
+            .select_from(a)
+            .join(da, and_(da.c.workspace_id == a.c.workspace_id, link))
+            .join(d, and_(d.c.workspace_id == da.c.workspace_id, d.c.id == da.c.deal_id))
+            .where(a.c.workspace_id == ws, da.c.workspace_id == ws)
+        )
+        for r in conn.execute(q):
+            key = (str(r[0]), str(r[1]))
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append((key[0], key[1], int(r[2]), r[3], int(r[4])))
+    return out
+
+
+def profile_counts(conn: Connection, ws: int) -> list[tuple[str | None, str | None, int]]:
+    """(industry, country, accounts) over the workspace's accounts."""
+    m = param_marker(conn)
+    return [
+        (r[0], r[1], int(r[2]))
+        for r in fetch_all(
+            conn,
+            "SELECT industry, country, count(*) FROM accounts "
+            f"WHERE workspace_id = {m} GROUP BY industry, country",
+            (ws,),
+        )
+    ]
+
+
+def first_signal_day(conn: Connection, ws: int) -> int | None:
+    m = param_marker(conn)
+    r = fetch_all(conn, f"SELECT min(day) FROM signal_daily WHERE workspace_id = {m}", (ws,))
+    return int(r[0][0]) if r and r[0][0] is not None else None
+
+
+def insert_training(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(model_trainings).values(**row))
+
+
+def update_training(conn: Connection, ws: int, tid: str, values: dict[str, Any]) -> None:
+    conn.execute(
+        update(model_trainings)
+        .where(model_trainings.c.workspace_id == ws, model_trainings.c.id == tid)
+        .values(**values)
+    )
+
+
+def trainings(
+    conn: Connection, ws: int, limit: int, tid: str | None = None
+) -> list[dict[str, Any]]:
+    t = model_trainings.c
+    q = select(model_trainings).where(t.workspace_id == ws)
+    if tid is not None:
+        q = q.where(t.id == tid)
+    rows = conn.execute(q.order_by(t.started_at.desc(), t.id.desc()).limit(limit)).mappings()
+    return [{**dict(r), "report": json_value(r["report"]) if r["report"] is not None else None}
+            for r in rows]  # fmt: skip

@@ -254,3 +254,17 @@ class DryRunIn(Strict):
 
     model: dict[str, Any] | None = None
     stages: dict[str, Any] | None = None
+
+
+class TrainIn(Strict):
+    """A training of the predictive model (POST /scoring/train)."""
+
+    horizonDays: int = Field(default=90, ge=7, le=365)
+    activate: bool = False
+    force: bool = False
+
+
+class ActivateIn(Strict):
+    """Activating a stored model version (POST /scoring/models/{version}/activate)."""
+
+    force: bool = False

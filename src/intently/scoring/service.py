@@ -35,7 +35,7 @@ from intently.kit.heartbeat import Heartbeat, reap
 from intently.kit.ids import new_id
 from intently.kit.timefmt import US_PER_DAY, format_ms, now_us
 from intently.rules import SurgeParams
-from intently.scoring import decay
+from intently.scoring import decay, features
 from intently.scoring import repository as repo
 from intently.scoring.model import active_model, surge_params
 from intently.scoring.schemas import default_model, validate_model
@@ -159,6 +159,8 @@ class Plan:
     weights: dict[str, float]  # sources counted in the account score
     longest: int  # days the longest horizon reaches back
     surge: SurgeParams  # the model's first-party surge windows, for stage rules
+    day: int = 0  # the day scored as of
+    predictor: dict[str, Any] | None = None  # a trained model's: it gives the account score
     fit: FitScorer | None = None  # None: fit score and grade are left as they are
 
 
@@ -186,7 +188,35 @@ def plan(model: dict[str, Any], as_of_day: int, fit: FitScorer | None = None) ->
             )
         if enabled and float(src["weight"]) > 0:
             weights[source] = float(src["weight"])
-    return Plan(rows, caps, weights, longest, surge_params(model), fit)
+    return Plan(
+        rows, caps, weights, longest, surge_params(model), as_of_day, model.get("predictor"), fit
+    )
+
+
+def load_plan(conn: Connection, p: Plan) -> None:
+    """The plan's temporary tables on this connection: the factors, and a trained model's
+    day weights."""
+    repo.load_factors(conn, p.factors)
+    if p.predictor is not None:
+        features.load_days(conn, p.predictor["features"], p.day)
+
+
+def drop_plan(conn: Connection) -> None:
+    repo.drop_factors(conn)
+    features.drop_days(conn)
+
+
+def batch_points(
+    conn: Connection, ws: int, p: Plan, ids: Sequence[str], *, ranged: bool
+) -> tuple[list[tuple[str, str, float]], dict[str, float] | None]:
+    """The batch's (account, source, points) and, under a trained model, its account
+    scores (None otherwise): one pass over the rollups either way (load_plan first)."""
+    if p.predictor is None or not ids:
+        return repo.source_points(conn, ws, ids, ranged=ranged), None
+    spec = p.predictor["features"]
+    rows, sums = features.points_and_sums(conn, ws, spec, repo.FACTORS, ids, ranged=ranged)
+    x, _ = features.batch_features(conn, ws, spec, ids, ranged=ranged, sums=sums)
+    return rows, dict(zip(ids, features.predict(p.predictor, x).tolist(), strict=True))
 
 
 def scores_of(points: dict[str, float], p: Plan) -> tuple[Scores, dict[str, float]]:
@@ -326,21 +356,21 @@ def _score_accounts(
     with engine.connect() as rconn:
         try:
             with rconn.begin():
-                repo.load_factors(rconn, p.factors)
+                load_plan(rconn, p)
             chunk = batch_size if engine.dialect.name == "sqlite" else PG_WRITE_CHUNK
             for ids, ranged in _batches(rconn, ws, todo, batch_size, after, upto):
                 with rconn.begin():
-                    rows = repo.source_points(rconn, ws, ids, ranged=ranged)
+                    rows, trained = batch_points(rconn, ws, p, ids, ranged=ranged)
                 for part, part_rows in _chunks(ids, rows, chunk):
                     n, c, moved = _write_batch(
                         engine, ws, part, ranged, part_rows, p, version, stage_step, kind,
-                        follower, checkpoint,
+                        follower, checkpoint, trained,
                     )  # fmt: skip
                     if on_batch is not None:
                         on_batch(n, c, moved)
         finally:
             with rconn.begin():
-                repo.drop_factors(rconn)
+                drop_plan(rconn)
 
 
 def _chunks(
@@ -389,6 +419,7 @@ def _write_batch(
     kind: str = "full",
     follower: Follower | None = None,
     checkpoint: Checkpoint | None = None,
+    trained: dict[str, float] | None = None,
 ) -> tuple[int, int, int]:
     """Compare the batch's new scores with the stored ones and write the differences, then
     hand the batch to the run's follower in the same transaction (stage rules read the
@@ -402,6 +433,8 @@ def _write_batch(
     new: dict[str, Scores] = {}
     for aid in ids:
         new[aid] = scores_of(points.get(aid, empty), p)[0]
+        if trained is not None:  # a trained model's account score; sub-scores as ever
+            new[aid][ACCOUNT_SCORE] = trained.get(aid, 0.0)
     fit = p.fit
     # Stored fit and grade at 7 and 8, then the columns the fit rules read.
     extra = (FIT_SCORE, GRADE, *fit.columns) if fit is not None else ()

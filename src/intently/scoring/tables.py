@@ -2,7 +2,9 @@ from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, T
 
 from intently.kit.db import JSONDoc, metadata
 
-# Every change of a workspace's scoring model is a new version; the newest is active.
+# Every change of a workspace's scoring model is a new version. The active one is the
+# version activated last (PUT /scoring/model stores and activates at once; a trained model
+# is stored unactivated, NULL, until someone activates it).
 scoring_models = Table(
     "scoring_models",
     metadata,
@@ -10,6 +12,28 @@ scoring_models = Table(
     Column("version", Integer, primary_key=True),
     Column("model", JSONDoc, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("activated_at", BigInteger, nullable=True),
+)
+
+# One row per training of a predictive model (scoring/training.py), with its report.
+model_trainings = Table(
+    "model_trainings",
+    metadata,
+    Column("workspace_id", Integer, ForeignKey("workspaces.id"), primary_key=True),
+    Column("id", String(24), primary_key=True),
+    Column("status", String(16), nullable=False),  # running | done | failed
+    Column("horizon_days", Integer, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("heartbeat_at", BigInteger, nullable=True),  # kit/heartbeat.py, as scoring runs
+    Column("report", JSONDoc, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("model_version", Integer, nullable=True),  # the version it stored, when done
+)
+Index(
+    "ix_model_trainings_workspace_id_started_at",
+    model_trainings.c.workspace_id,
+    model_trainings.c.started_at,
 )
 
 # One row per scoring run, full or incremental, with what it did.

@@ -56,7 +56,7 @@ def _scored_batches(
     p = service.plan(model, as_of_day)
     with engine.connect() as conn:
         with conn.begin():
-            repo.load_factors(conn, p.factors)
+            service.load_plan(conn, p)
         try:
             after = ""
             while True:
@@ -64,15 +64,19 @@ def _scored_batches(
                     ids = repo.batch_ids(conn, ws, after, BATCH)
                     if not ids:
                         return
-                    rows = repo.source_points(conn, ws, ids, ranged=False)
+                    rows, trained = service.batch_points(conn, ws, p, ids, ranged=False)
                 points: dict[str, dict[str, float]] = {}
                 for aid, source, pts in rows:
                     points.setdefault(aid, {})[source] = pts
-                yield conn, ids, {a: service.scores_of(points.get(a, {}), p)[0] for a in ids}
+                out = {a: service.scores_of(points.get(a, {}), p)[0] for a in ids}
+                if trained is not None:  # a trained model: its account score, as runs do
+                    for a in ids:
+                        out[a][ACCOUNT_SCORE] = trained[a]
+                yield conn, ids, out
                 after = ids[-1]
         finally:
             with conn.begin():
-                repo.drop_factors(conn)
+                service.drop_plan(conn)
 
 
 def _stage_rules(definition: dict[str, Any]) -> list[tuple[str, Any]]:

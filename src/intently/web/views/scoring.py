@@ -11,14 +11,14 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse
 from starlette.responses import Response
 
-from intently.kit.errors import ValidationFailed
+from intently.kit.errors import BadRequest, Conflict, NotFound, ValidationFailed
 from intently.kit.text import as_json
 from intently.pipeline import run_scoring
-from intently.scoring import service, whatif
+from intently.scoring import service, training, whatif
 from intently.scoring.schemas import BUILTIN_TYPES
 from intently.stages import service as stages_service
 from intently.web.session import Admin, AdminWriter, PageError, engine_of
@@ -126,8 +126,30 @@ def _runs(request: Request, ws: int) -> list[dict[str, Any]]:
     return service.list_runs(engine_of(request), ws, RUNS_SHOWN)
 
 
+TRAININGS_SHOWN = 5
+
+
 @router.get("/scoring")
-def overview(request: Request, user: Admin, run: str | None = None) -> Response:
+def overview(
+    request: Request,
+    user: Admin,
+    run: str | None = None,
+    training_id: Annotated[str | None, Query(alias="training")] = None,
+    activated: int | None = None,
+) -> Response:
+    return _overview(request, user, run=run, training_id=training_id, activated=activated)
+
+
+def _overview(
+    request: Request,
+    user: Any,
+    *,
+    run: str | None = None,
+    training_id: str | None = None,
+    activated: int | None = None,
+    problem: str | None = None,
+    status: int = 200,
+) -> Response:
     engine = engine_of(request)
     ws = user.workspace_id
     model = service.get_model(engine, ws)
@@ -140,7 +162,15 @@ def overview(request: Request, user: Admin, run: str | None = None) -> Response:
         if just_ran is None:
             shown = run if _RUN_ID.match(run) else "?"
             raise PageError(404, f"Scoring run '{shown}' not found in this workspace.")
-    return render(
+    trainings = training.list_trainings(engine, ws, TRAININGS_SHOWN)
+    just_trained = None
+    if training_id is not None:
+        just_trained = next((t for t in trainings if t["trainingId"] == training_id), None)
+        if just_trained is None:
+            shown = training_id if _RUN_ID.match(training_id) else "?"
+            raise PageError(404, f"Training '{shown}' not found in this workspace.")
+    versions = {m["version"]: m for m in training.list_models(engine, ws)}
+    response = render(
         request,
         "scoring/overview.html",
         user,
@@ -150,7 +180,54 @@ def overview(request: Request, user: Admin, run: str | None = None) -> Response:
         accounts=accounts,
         runs=runs,
         just_ran=just_ran,
+        trainings=trainings,
+        just_trained=just_trained,
+        versions=versions,
+        activated=activated,
+        problem=problem,
     )
+    response.status_code = status
+    return response
+
+
+@router.post("/scoring/train")
+def start_training(
+    request: Request,
+    user: AdminWriter,
+    horizon: Annotated[str, Form()] = "90",
+) -> Response:
+    """Train the predictive model as a worker job (as the API's POST /scoring/train)."""
+    if not (horizon.strip().isascii() and horizon.strip().isdigit()):
+        problem = f"horizon '{horizon[:20]}' must be a number of days"
+        return _overview(request, user, problem=problem, status=400)
+    try:
+        tid = training.start(engine_of(request), user.workspace_id, int(horizon))
+    except BadRequest as exc:
+        return _overview(request, user, problem=exc.custom_message, status=400)
+    from intently import worker  # the queue; the job runs in a worker process
+
+    worker.train_model(user.workspace_id, tid, int(horizon), False, False)
+    return RedirectResponse(f"/app/scoring?training={tid}#predictive", status_code=303)
+
+
+@router.post("/scoring/activate")
+def activate_model(
+    request: Request,
+    user: AdminWriter,
+    version: Annotated[str, Form()] = "",
+    force: Annotated[str | None, Form()] = None,
+) -> Response:
+    """Activate a stored model version (a rollback when older); refused when it backtests
+    worse than the active one, unless forced."""
+    if not (version.isascii() and version.isdigit()) or len(version) > 9:
+        return _overview(request, user, problem="Choose a model version to activate.", status=400)
+    try:
+        out = training.activate_version(
+            engine_of(request), user.workspace_id, int(version), force=bool(force)
+        )
+    except (Conflict, NotFound) as exc:
+        return _overview(request, user, problem=exc.custom_message, status=exc.status)
+    return RedirectResponse(f"/app/scoring?activated={out['version']}#predictive", status_code=303)
 
 
 @router.get("/scoring/runs")

@@ -1,6 +1,6 @@
 """fit models: the versioned ICP fit model of each workspace
 
-Revision ID: 0014b
+Revision ID: 0014
 Revises: 0013
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0014b"
+revision: str = "0014"
 down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
