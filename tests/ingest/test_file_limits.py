@@ -224,6 +224,10 @@ def test_the_dashboard_applies_the_operators_limits(
     r = upload(board, "/app/sources/g2/import", "g2.csv", long_line)
     assert r.status_code == 200, r.text
     assert "g2.csv: line 2 is longer than 5,000 characters" in one_line(r.text)
+    ranges = b"network,domain\n10.0.0.0/8," + b"a" * 20_000 + b".com\n"
+    r = upload(board, "/app/sources/website/ip-ranges", "ranges.csv", ranges)
+    assert r.status_code == 400, r.text
+    assert "ranges.csv: line 2 is longer than 5,000 characters" in one_line(r.text)
 
 
 # ---- the reader: bounded, whatever the input ----------------------------------------------

@@ -274,7 +274,13 @@ def upload_ip_ranges(
     ws = user.workspace_id
     eng = engine_of(request)
     with saved_upload(file) as path:
-        report = resolvers.upload_ranges(eng, ws, path, replace=replace == "on")
+        report = resolvers.upload_ranges(
+            eng,
+            ws,
+            path,
+            replace=replace == "on",
+            limits=FileLimits.of(request.app.state.intently.settings),
+        )
     return _report_response(
         request, user, "website", report, ip_ranges=resolvers.count_ranges(eng, ws)
     )
