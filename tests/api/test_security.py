@@ -34,6 +34,7 @@ from intently.auth.service import generate_key
 from intently.events.repository import record
 from intently.events.schemas import Event
 from intently.kit.db import tick, write_tx
+from intently.scoring.schemas import default_model
 from intently.settings import Settings
 from intently.signals.store import IngestRun
 from tests.support.api import Api, Workspace, new_workspace
@@ -342,6 +343,11 @@ def world(sweep: TestClient, sweep_app: Any) -> World:
     run_id = _ok(api.get("/ingest/runs"))["data"][0]["runId"]
     event_id = _ok(api.get("/events"))["data"][0]["eventId"]
     write_key = _ok(api.get("/website"))["writeKey"]
+    # Model versions are numbers per workspace: A's reach 12, two digits no path or message
+    # holds otherwise (B has none), so a version can be told apart in an answer.
+    for _ in range(12):
+        version = _ok(api.put("/scoring/model", json=default_model()))["version"]
+    training_id = _ok(api.post("/scoring/train", json={}))["trainingId"]
 
     ids = {
         "rtp_aid": aid,
@@ -355,6 +361,8 @@ def world(sweep: TestClient, sweep_app: Any) -> World:
         "event_id": event_id,
         "run_id": run_id,
         "source": "a_private_src",
+        "version": str(version),
+        "training_id": training_id,
     }
     world = World(sweep, a, b, revoked, ids)
     world.secrets = [
@@ -373,6 +381,7 @@ def world(sweep: TestClient, sweep_app: Any) -> World:
         event_id,
         run_id,
         "a_private_src",
+        training_id,
     ]
     world.snapshot = world.state()
     return world
@@ -428,6 +437,8 @@ def valid_body(op: Op, world: World) -> dict[str, Any]:
         "/scoring/model": {},
         "/scoring/runs": {"full": True},
         "/scoring/dry-run": {},
+        "/scoring/train": {},
+        "/scoring/models/{version}/activate": {"force": True},
         "/score-thresholds": {"thresholds": [{"score": "rtp_account_score", "value": 50}]},
         "/webhooks": {"url": "http://8.8.8.8/sweep", "eventTypes": ["*"]},
         "/webhooks/{webhook_id}": {"status": "disabled", "url": "http://8.8.4.4/hijacked"},
@@ -444,6 +455,7 @@ def _unknown_ids(world: World) -> dict[str, str]:
         "externalId": "EXT-NO-SUCH",
         "key": "NO_SUCH_C",
         "source": "no_such_src",
+        "version": "97",
     }
 
 
