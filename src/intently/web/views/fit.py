@@ -16,8 +16,7 @@ from intently.web.views.scoring import (
     _dry_run_fragment,
     _pretty,
     _proposed_json,
-    _refused_status,
-    _save,
+    _save_json,
     band_chart,
 )
 
@@ -77,27 +76,15 @@ def fit_dry_run(request: Request, user: AdminWriter, form: FormFields) -> Respon
 
 @router.post("/scoring/fit")
 def save_fit(request: Request, user: AdminWriter, form: FormFields) -> Response:
-    current = service.get_model(engine_of(request), user.workspace_id)
-    text, doc, problems = _proposed_json(form, "model")
-    done, problems = _save(
+    return _save_json(
         request,
         user,
-        doc,
-        problems,
-        current=current,
-        form=form,
+        form,
+        field="model",
+        current=service.get_model(engine_of(request), user.workspace_id),
         put=service.put_model,
         editor_url="/app/scoring/fit",
-    )
-    if done is not None:
-        return done
-    return _page(
-        request,
-        user,
-        current=current,
-        text=text,
-        problems=problems,
-        status_code=_refused_status(problems),
+        page=_page,
     )
 
 

@@ -184,6 +184,35 @@ def _save(
     return None, problems
 
 
+def _save_json(
+    request: Request,
+    user: Any,
+    form: dict[str, str],
+    *,
+    field: str,
+    current: dict[str, Any],
+    put: Callable[[Engine, int, Any], dict[str, Any]],
+    editor_url: str,
+    page: Callable[..., Response],
+) -> Response:
+    """The save of an editor of one JSON field (the stage list, the fit model): saved, or
+    its page again with the text sent and every problem."""
+    text, doc, problems = _proposed_json(form, field)
+    done, problems = _save(
+        request, user, doc, problems, current=current, form=form, put=put, editor_url=editor_url
+    )
+    if done is not None:
+        return done
+    return page(
+        request,
+        user,
+        current=current,
+        text=text,
+        problems=problems,
+        status_code=_refused_status(problems),
+    )
+
+
 def _refused_status(problems: list[dict[str, str]]) -> int:
     # A stale editor is a conflict with someone else's save; anything else is bad input.
     return 409 if problems and problems[0]["path"] == "version" else 400
@@ -586,27 +615,15 @@ def stages_dry_run(request: Request, user: AdminWriter, form: FormFields) -> Res
 
 @router.post("/scoring/stages")
 def save_stages(request: Request, user: AdminWriter, form: FormFields) -> Response:
-    current = stages_service.get_stages(engine_of(request), user.workspace_id)
-    text, doc, problems = _proposed_json(form, "stages")
-    done, problems = _save(
+    return _save_json(
         request,
         user,
-        doc,
-        problems,
-        current=current,
-        form=form,
+        form,
+        field="stages",
+        current=stages_service.get_stages(engine_of(request), user.workspace_id),
         put=stages_service.put_stages,
         editor_url="/app/scoring/stages",
-    )
-    if done is not None:
-        return done
-    return _stages_page(
-        request,
-        user,
-        current=current,
-        text=text,
-        problems=problems,
-        status_code=_refused_status(problems),
+        page=_stages_page,
     )
 
 
