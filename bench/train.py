@@ -33,6 +33,9 @@ from typing import Any
 
 import benchkit as bk
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scoring import workspace_of
+
 TRAIN_TARGET_S = 120.0
 RSS_TARGET_MB = 2048.0
 PG_DB = "intently_bench_train"
@@ -160,15 +163,6 @@ def seed(url: str, accounts: int, kind: str) -> tuple[int, int]:
         raw.close()
         engine.dispose()
     return total, n_deals
-
-
-def workspace_of(engine: Any) -> int:
-    from intently.auth.repository import workspace_id_by_name
-
-    with engine.connect() as conn:
-        ws = workspace_id_by_name(conn, bk.WORKSPACE)
-    assert ws is not None
-    return int(ws)
 
 
 def reset(url: str) -> None:

@@ -51,6 +51,24 @@ def is_postgres(database_url: str) -> bool:
     return database_url.startswith("postgres")
 
 
+@pytest.fixture
+def jobs(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[None]:
+    """The worker's queue runs each job as it is sent, on the tests' database (the
+    dashboard's Train button and the training tests hand their work to the worker)."""
+    from intently import worker
+    from intently.settings import get_settings
+
+    monkeypatch.setenv("INTENTLY_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    worker.huey.immediate = True
+    try:
+        yield
+    finally:
+        worker.huey.immediate = False
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def app(database_url: str) -> Any:
     # Every test client comes from one address, so the per-address limit on requests

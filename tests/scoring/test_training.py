@@ -5,7 +5,6 @@ explained line by line."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,23 +20,6 @@ from intently.signals.store import SignalIn
 from tests.support.api import Api, Workspace, new_workspace
 from tests.support.cli import intently
 from tests.support.predict import build_world, push_accounts, push_deals, put_signals
-
-
-@pytest.fixture
-def jobs(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[None]:
-    """The worker's queue runs each job as it is sent, on the tests' database."""
-    from intently import worker
-    from intently.settings import get_settings
-
-    monkeypatch.setenv("INTENTLY_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    worker.huey.immediate = True
-    try:
-        yield
-    finally:
-        worker.huey.immediate = False
-        monkeypatch.undo()
-        get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -4,29 +4,9 @@ trainings' reports, and Activate (refused when worse unless forced)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-
-import pytest
 
 from tests.support.dashboard import Dashboard
 from tests.support.predict import build_world
-
-
-@pytest.fixture
-def jobs(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[None]:
-    """The worker's queue runs each job as it is sent, on the tests' database."""
-    from intently import worker
-    from intently.settings import get_settings
-
-    monkeypatch.setenv("INTENTLY_DATABASE_URL", database_url)
-    get_settings.cache_clear()
-    worker.huey.immediate = True
-    try:
-        yield
-    finally:
-        worker.huey.immediate = False
-        monkeypatch.undo()
-        get_settings.cache_clear()
 
 
 def test_train_from_the_scoring_page_and_activate(

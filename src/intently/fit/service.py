@@ -6,7 +6,6 @@ applies from the next run, as a new scoring model does.
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from typing import Any
 
@@ -19,6 +18,7 @@ from intently.kit.db import read_tx, write_tx
 from intently.kit.errors import BadRequest
 from intently.kit.timefmt import format_ms, now_us
 from intently.rules.facts import custom_field_types
+from intently.scoring.present import distribution
 
 DRY_RUN_BATCH = 2000
 
@@ -74,8 +74,8 @@ def dry_run(engine: Engine, ws: int, body: Any) -> dict[str, Any]:
             if a != b
         ],
         "unmoved": sum(n for (a, b), n in moves.items() if a == b),
-        "fitBefore": _distribution(before),
-        "fitAfter": _distribution(after),
+        "fitBefore": distribution(before),
+        "fitAfter": distribution(after),
     }
 
 
@@ -94,21 +94,3 @@ def _accounts(engine: Engine, ws: int, old: FitScorer, new: FitScorer) -> Any:
             intent = float(r[1]) if r[1] is not None else 0.0
             yield intent, tuple(r[i] for i in at_old), tuple(r[i] for i in at_new)
         after = str(rows[-1][0])
-
-
-def _distribution(values: list[float]) -> dict[str, Any]:
-    """Count, mean, median, 90th percentile and ten 10-point buckets (100 in the last)."""
-    if not values:
-        return {"accounts": 0, "mean": None, "median": None, "p90": None, "buckets": []}
-    ordered = sorted(values)
-    counts = Counter(min(int(v // 10), 9) for v in ordered)
-    return {
-        "accounts": len(ordered),
-        "mean": round(statistics.fmean(ordered), 2),
-        "median": round(statistics.median(ordered), 2),
-        "p90": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 2),
-        "buckets": [
-            {"from": lo, "to": lo + 10, "accounts": counts.get(lo // 10, 0)}
-            for lo in range(0, 100, 10)
-        ],
-    }

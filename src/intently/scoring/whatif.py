@@ -15,7 +15,6 @@ existed then and had no deal yet; the outcome is a deal created in the horizon a
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -40,12 +39,12 @@ from intently.rules import (
 )
 from intently.scoring import repository as repo
 from intently.scoring import service
+from intently.scoring.present import distribution
 from intently.scoring.schemas import validate_model
 from intently.stages import definition as stages_definition
 from intently.stages.schemas import check_definition
 
 BATCH = 2000
-BUCKETS = [(lo, lo + 10) for lo in range(0, 100, 10)]
 
 
 def _scored_batches(
@@ -98,23 +97,6 @@ def _place(facts: AccountFacts, compiled: list[tuple[str, Any]], fallback: str,
         if evaluate(rule, facts, ctx):
             return name
     return fallback
-
-
-def _distribution(values: list[float]) -> dict[str, Any]:
-    if not values:
-        return {"accounts": 0, "mean": None, "median": None, "p90": None, "buckets": []}
-    ordered = sorted(values)
-    counts = Counter(min(int(v // 10), 9) for v in ordered)
-    return {
-        "accounts": len(ordered),
-        "mean": round(statistics.fmean(ordered), 2),
-        "median": round(statistics.median(ordered), 2),
-        "p90": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 2),
-        "buckets": [
-            {"from": lo, "to": hi, "accounts": counts.get(i, 0)}
-            for i, (lo, hi) in enumerate(BUCKETS)
-        ],
-    }
 
 
 # ---- dry run ----------------------------------------------------------------------------------
@@ -171,8 +153,8 @@ def dry_run(engine: Engine, ws: int, body: Any) -> dict[str, Any]:
         "scoresChanged": changed_scores,
         "stageMoves": moved,
         "unmoved": sum(n for (a, b), n in moves.items() if a == b),
-        "scoreBefore": _distribution(before),
-        "scoreAfter": _distribution(after),
+        "scoreBefore": distribution(before),
+        "scoreAfter": distribution(after),
     }
 
 

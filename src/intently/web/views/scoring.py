@@ -7,12 +7,14 @@ import copy
 import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse
+from sqlalchemy.engine import Engine
 from starlette.responses import Response
 
 from intently.kit.errors import BadRequest, Conflict, NotFound, ValidationFailed
@@ -117,6 +119,134 @@ def _stale(current: int, sent: str | None) -> list[dict[str, str]]:
             "reload to see it (your text is kept below)",
         }
     ]
+
+
+def _proposed_json(form: dict[str, str], field: str) -> tuple[str, Any, list[dict[str, str]]]:
+    """(text, parsed document, problems) of an editor's one JSON field."""
+    text = form.get(field, "")
+    if len(text) > MAX_JSON:
+        return "", None, [
+            {"path": field, "value": f"{len(text):,} characters",
+             "text": f"{field} must be at most {MAX_JSON:,} characters"}
+        ]  # fmt: skip
+    doc, problems = _parse_json(text, field)
+    return text, doc, problems
+
+
+DryRun = Callable[[Engine, int, Any], dict[str, Any]]
+Chart = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _dry_run_fragment(
+    request: Request,
+    user: Any,
+    body: dict[str, Any],
+    doc: Any,
+    problems: list[Any],
+    *,
+    run: DryRun,
+    template: str,
+    chart: Chart,
+) -> Response:
+    """An editor's dry-run fragment for a proposal (`body` carries `doc`), or its problems."""
+    if not problems:
+        try:
+            with request.app.state.intently.previews.hold(user.workspace_id):
+                report = run(engine_of(request), user.workspace_id, body)
+        except ValidationFailed as exc:
+            problems = _problems(exc, doc)
+    if problems:
+        return render(request, "scoring/_problems.html", user, status_code=400, problems=problems)
+    return render(request, template, user, r=report, chart=chart(report))
+
+
+def _save(
+    request: Request,
+    user: Any,
+    doc: Any,
+    problems: list[dict[str, str]],
+    *,
+    current: dict[str, Any],
+    form: dict[str, str],
+    put: Callable[[Engine, int, Any], dict[str, Any]],
+    editor_url: str,
+) -> tuple[Response | None, list[dict[str, str]]]:
+    """An editor's save: (a redirect to the editor saying which version it saved, []), or
+    (None, the problems) for the editor to show again with what was sent."""
+    problems = problems or _stale(current["version"], form.get("version"))
+    if not problems:
+        try:
+            saved = put(engine_of(request), user.workspace_id, doc)
+        except ValidationFailed as exc:
+            problems = _problems(exc, doc)
+        else:
+            return RedirectResponse(f"{editor_url}?saved={saved['version']}", status_code=303), []
+    return None, problems
+
+
+def _save_json(
+    request: Request,
+    user: Any,
+    form: dict[str, str],
+    *,
+    field: str,
+    current: dict[str, Any],
+    put: Callable[[Engine, int, Any], dict[str, Any]],
+    editor_url: str,
+    page: Callable[..., Response],
+) -> Response:
+    """The save of an editor of one JSON field (the stage list, the fit model): saved, or
+    its page again with the text sent and every problem."""
+    text, doc, problems = _proposed_json(form, field)
+    done, problems = _save(
+        request, user, doc, problems, current=current, form=form, put=put, editor_url=editor_url
+    )
+    if done is not None:
+        return done
+    return page(
+        request,
+        user,
+        current=current,
+        text=text,
+        problems=problems,
+        status_code=_refused_status(problems),
+    )
+
+
+def _refused_status(problems: list[dict[str, str]]) -> int:
+    # A stale editor is a conflict with someone else's save; anything else is bad input.
+    return 409 if problems and problems[0]["path"] == "version" else 400
+
+
+def band_chart(
+    prefix: str, title: str, before: list[dict[str, Any]], after: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A dry run's bar chart: accounts per 10-point band, now and as proposed."""
+    return {
+        "id": _chart_id(prefix),
+        "config": {
+            "type": "bar",
+            "data": {
+                "labels": [f"{b['from']}-{b['to']}" for b in before or after],
+                "datasets": [
+                    {
+                        "label": "Now",
+                        "data": [b["accounts"] for b in before],
+                        "backgroundColor": "#adb5bd",
+                    },
+                    {
+                        "label": "Proposed",
+                        "data": [b["accounts"] for b in after],
+                        "backgroundColor": "#3b5bdb",
+                    },
+                ],
+            },
+            "options": {
+                "plugins": {"title": {"display": True, "text": title}},
+                "scales": {"y": {"beginAtZero": True, "ticks": {"precision": 0}}},
+            },
+        },
+    }
 
 
 # ---- overview and runs -----------------------------------------------------------------------
@@ -373,15 +503,16 @@ def _proposed_model(form: dict[str, str]) -> tuple[str, Any, Any, str, list[dict
 
 def _dry_run(request: Request, user: Any, what: str, doc: Any, problems: list[Any]) -> Response:
     """The dry-run fragment for a proposed model or stage list, or its problems."""
-    if not problems:
-        try:
-            with request.app.state.intently.previews.hold(user.workspace_id):
-                report = whatif.dry_run(engine_of(request), user.workspace_id, {what: doc})
-        except ValidationFailed as exc:
-            problems = _problems(exc, doc)
-    if problems:
-        return render(request, "scoring/_problems.html", user, status_code=400, problems=problems)
-    return render(request, "scoring/_dry_run.html", user, r=report, chart=_dry_run_chart(report))
+    return _dry_run_fragment(
+        request,
+        user,
+        {what: doc},
+        doc,
+        problems,
+        run=whatif.dry_run,
+        template="scoring/_dry_run.html",
+        chart=_dry_run_chart,
+    )
 
 
 @router.post("/scoring/model/dry-run")
@@ -393,17 +524,20 @@ def model_dry_run(request: Request, user: AdminWriter, form: FormFields) -> Resp
 
 @router.post("/scoring/model")
 def save_model(request: Request, user: AdminWriter, form: FormFields) -> Response:
-    engine = engine_of(request)
-    current = service.get_model(engine, user.workspace_id)
+    current = service.get_model(engine_of(request), user.workspace_id)
     editor, doc, fields_model, text, problems = _proposed_model(form)
-    problems = problems or _stale(current["version"], form.get("version"))
-    if not problems:
-        try:
-            saved = service.put_model(engine, user.workspace_id, doc)
-        except ValidationFailed as exc:
-            problems = _problems(exc, doc)
-        else:
-            return RedirectResponse(f"/app/scoring/model?saved={saved['version']}", status_code=303)
+    done, problems = _save(
+        request,
+        user,
+        doc,
+        problems,
+        current=current,
+        form=form,
+        put=service.put_model,
+        editor_url="/app/scoring/model",
+    )
+    if done is not None:
+        return done
     usable = isinstance(fields_model, dict) and isinstance(fields_model.get("sources"), dict)
     return _model_page(
         request,
@@ -413,38 +547,17 @@ def save_model(request: Request, user: AdminWriter, form: FormFields) -> Respons
         text=text,
         problems=problems,
         editor=editor,
-        status_code=409 if problems and problems[0]["path"] == "version" else 400,
+        status_code=_refused_status(problems),
     )
 
 
 def _dry_run_chart(r: dict[str, Any]) -> dict[str, Any]:
-    before, after = r["scoreBefore"]["buckets"], r["scoreAfter"]["buckets"]
-    labels = [f"{b['from']}-{b['to']}" for b in before or after]
-    return {
-        "id": _chart_id("dry-run"),
-        "config": {
-            "type": "bar",
-            "data": {
-                "labels": labels,
-                "datasets": [
-                    {
-                        "label": "Now",
-                        "data": [b["accounts"] for b in before],
-                        "backgroundColor": "#adb5bd",
-                    },
-                    {
-                        "label": "Proposed",
-                        "data": [b["accounts"] for b in after],
-                        "backgroundColor": "#3b5bdb",
-                    },
-                ],
-            },
-            "options": {
-                "plugins": {"title": {"display": True, "text": "Accounts per account-score band"}},
-                "scales": {"y": {"beginAtZero": True, "ticks": {"precision": 0}}},
-            },
-        },
-    }
+    return band_chart(
+        "dry-run",
+        "Accounts per account-score band",
+        r["scoreBefore"]["buckets"],
+        r["scoreAfter"]["buckets"],
+    )
 
 
 # ---- the stage editor -----------------------------------------------------------------------
@@ -493,46 +606,24 @@ def stages_editor(request: Request, user: Admin, saved: int | None = None) -> Re
     )
 
 
-def _proposed_stages(form: dict[str, str]) -> tuple[str, Any, list[dict[str, str]]]:
-    text = form.get("stages", "")
-    if len(text) > MAX_JSON:
-        return "", None, [
-            {"path": "stages", "value": f"{len(text):,} characters",
-             "text": f"stages must be at most {MAX_JSON:,} characters"}
-        ]  # fmt: skip
-    doc, problems = _parse_json(text, "stages")
-    return text, doc, problems
-
-
 @router.post("/scoring/stages/dry-run")
 def stages_dry_run(request: Request, user: AdminWriter, form: FormFields) -> Response:
     """Where accounts would move under the proposed stage list; nothing is stored."""
-    _, doc, problems = _proposed_stages(form)
+    _, doc, problems = _proposed_json(form, "stages")
     return _dry_run(request, user, "stages", doc, problems)
 
 
 @router.post("/scoring/stages")
 def save_stages(request: Request, user: AdminWriter, form: FormFields) -> Response:
-    engine = engine_of(request)
-    current = stages_service.get_stages(engine, user.workspace_id)
-    text, doc, problems = _proposed_stages(form)
-    problems = problems or _stale(current["version"], form.get("version"))
-    if not problems:
-        try:
-            saved = stages_service.put_stages(engine, user.workspace_id, doc)
-        except ValidationFailed as exc:
-            problems = _problems(exc, doc)
-        else:
-            return RedirectResponse(
-                f"/app/scoring/stages?saved={saved['version']}", status_code=303
-            )
-    return _stages_page(
+    return _save_json(
         request,
         user,
-        current=current,
-        text=text,
-        problems=problems,
-        status_code=409 if problems and problems[0]["path"] == "version" else 400,
+        form,
+        field="stages",
+        current=stages_service.get_stages(engine_of(request), user.workspace_id),
+        put=stages_service.put_stages,
+        editor_url="/app/scoring/stages",
+        page=_stages_page,
     )
 
 
