@@ -427,3 +427,84 @@ def test_the_surge_feature_is_the_rule_languages_surge(
     got = (x[:, features.names(spec).index("g2.surge")] == 1).tolist()
     assert got == [is_surging(rc, bc, sp) for rc, bc in grid]
     assert 0 < sum(got) < len(grid)
+
+
+def _plain_points_and_matrix(
+    spec: dict[str, Any], ids: list[str], got: list[tuple[Any, ...]], prof: dict[str, Any]
+) -> tuple[dict[tuple[str, str], float], np.ndarray]:
+    """What the column-wise fast path computes, one row and one account at a time."""
+    from intently.rules import SurgeParams, is_surging
+
+    points: dict[tuple[str, str], float] = {}
+    for r in got:
+        if r[3] is not None:
+            points[(r[0], r[1])] = points.get((r[0], r[1]), 0.0) + float(r[3])
+    nw = len(spec["windows"])
+    names = features.names(spec)
+    col = {n: i for i, n in enumerate(names)}
+    srcs = list(dict.fromkeys(s for s, _, _ in spec["pairs"]))
+    sg = spec["surge"]
+    sp = SurgeParams(recent_days=sg["recent_days"], baseline_days=sg["baseline_days"])
+    x = np.zeros((len(ids), len(names)))
+    for k, aid in enumerate(ids):
+        counts = {s: [0, 0] for s in srcs}
+        for r in got:
+            if r[0] != aid:
+                continue
+            vals = [0.0 if v is None else float(v) for v in r[4:]]
+            if f"{r[1]}.{r[2]}.decayed" in col:
+                cols = [*[f"{w}d" for w in spec["windows"]], "decayed"]
+                for w, v in zip(cols, vals, strict=False):
+                    x[k, col[f"{r[1]}.{r[2]}.{w}"]] = round(float(np.log1p(max(v, 0.0))), 9)
+            if r[1] in counts:
+                counts[r[1]][0] += round(vals[nw + 1])
+                counts[r[1]][1] += round(vals[nw + 2])
+        for s, (rc, bc) in counts.items():
+            x[k, col[f"{s}.surge"]] = float(is_surging(rc, bc, sp))
+        if aid not in prof:
+            continue
+        emp, rev, ind, cty = prof[aid][:4]
+        eb = "unknown" if emp is None else features._employee_bands()[features.employee_band(emp)]
+        rb = "unknown" if rev is None else features._revenue_bands()[features.revenue_band(rev)]
+        i = features.norm_industry(ind)
+        i = "unknown" if i is None else i if i in spec["industries"] else "other"
+        c = str(cty).upper() if cty else None
+        c = "unknown" if c is None else c if c in spec["countries"] else "other"
+        for name in (f"employees:{eb}", f"revenue:{rb}", f"industry:{i}", f"country:{c}"):
+            x[k, col[name]] = 1.0
+    return points, x
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_column_wise_features_are_the_plain_computation(seed: int) -> None:
+    rnd = random.Random(seed)
+    spec = features.make_spec(surge_params(default_model()), ["software", "mining"], ["US", "DE"])
+    ids = [f"acc{n:04d}" for n in range(300)]
+    types = [(s, t) for s, t, _ in spec["pairs"]] + [("custom", "thing"), ("g2", "unknown")]
+    got: list[tuple[Any, ...]] = []
+    for aid in [*ids, "gone1"]:  # an id outside the batch (created meanwhile) is ignored
+        for s, t in rnd.sample(types, rnd.randint(0, 6)):
+            pts = None if rnd.random() < 0.2 else rnd.uniform(0, 40)
+            sums = [rnd.choice([0, rnd.uniform(0, 500)]) for _ in range(4)]
+            sums.sort()  # nested windows grow; decayed is below the 90-day sum
+            sums[3] = rnd.uniform(0, sums[2])
+            got.append((aid, s, t, pts, *sums, rnd.randint(0, 12), rnd.randint(0, 40)))
+    prof = {
+        aid: (
+            rnd.choice([None, 0, 5, 10, 11, 50, 51, 200, 999, 5000, 5001, 10**6]),
+            rnd.choice([None, 0.0, 999_999.0, 1e6, 5e7, 1e8, 2e9]),
+            rnd.choice([None, "", " Software ", "MINING", "retail"]),
+            rnd.choice([None, "", "us", "DE", "FR"]),
+            0,
+        )
+        for aid in ids
+        if rnd.random() < 0.9  # the others were deleted: no profile row
+    }
+    points, sums = features.split_rows(got)
+    plain_points, plain_x = _plain_points_and_matrix(spec, ids, got, prof)
+    assert {(a, s): v for a, s, v in points} == plain_points  # the same floats, not approx
+    assert len(points) == len(plain_points)
+    x = features.matrix(spec, ids, sums, prof)
+    assert np.array_equal(x, plain_x)
+    assert np.array_equal(features.matrix(spec, ids, [r[:3] + r[4:] for r in got], prof), x)
+    assert 0 < x[:, : len(spec["pairs"]) * 4].astype(bool).sum() < x.size

@@ -30,8 +30,10 @@ score = clamp(offset + factor * logit, 0, 100)), `trainingId`, `metrics`.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -204,11 +206,12 @@ def points_and_sums(
     ids: Sequence[str],
     *,
     ranged: bool,
-) -> tuple[list[tuple[str, str, float]], list[tuple[Any, ...]]]:
+    day: int,
+) -> tuple[list[tuple[str, str, float]], SumCols | list[tuple[Any, ...]]]:
     """One pass over the batch's rollups for a trained model: (account id, source, points)
     as the scoring aggregate gives them (`factors`: its factor table, per type capped,
     summed per source), and the feature sums as `signal_sums` gives them. Both temporary
-    tables must be loaded on this connection."""
+    tables must be loaded on this connection (the day table as of `day`)."""
     if not ids:
         return [], []
     where, params = _account_filter(conn, ids, ranged)
@@ -221,11 +224,21 @@ def points_and_sums(
         else "d.count"
     )
     nw = len(spec["windows"])
-    sums = ", ".join(f"COALESCE(SUM({unit} * p.w{i}), 0)" for i in range(nw))
+    # The 0/1 day weights as FILTERs on the day (the same sums: adding the zeros changed
+    # nothing), cheaper than multiplying every rollup row by each; the decayed sum still
+    # reads its weights from the day table. count as a float, as count x weight was.
+    count = "CAST(d.count AS DOUBLE PRECISION)"
+    unit = unit if vals else count
+    in_days = f"FILTER (WHERE d.day > {m} AND d.day <= {m})"
+    sg = spec["surge"]
+    recent, baseline = int(sg["recent_days"]), int(sg["baseline_days"])
+    sums = ", ".join(f"COALESCE(SUM({unit}) {in_days}, 0)" for _ in range(nw))
     sums += (
-        f", COALESCE(SUM({unit} * p.wd), 0), COALESCE(SUM(d.count * p.wr), 0), "
-        "COALESCE(SUM(d.count * p.wb), 0)"
+        f", COALESCE(SUM({unit} * p.wd), 0), COALESCE(SUM({count}) {in_days}, 0), "
+        f"COALESCE(SUM({count}) {in_days}, 0)"
     )
+    sum_args = [a for w in spec["windows"] for a in (*vals, day - int(w), day)]
+    sum_args += [*vals, day - recent, day, day - recent - baseline, day - recent]
     units = "(CASE WHEN f.uv = 1 THEN d.value_sum ELSE d.count END) * f.w"
     least = "MIN" if conn.dialect.name == "sqlite" else "LEAST"
     pts = f"{least}(MAX(f.cap), SUM({units}))"
@@ -233,7 +246,6 @@ def points_and_sums(
         f"LEFT JOIN {factors} f ON f.source = d.source AND f.type = d.type AND f.day = d.day "
         f"LEFT JOIN {DAYS} p ON p.day = d.day "
     )
-    n_unit = nw + 1
     if conn.dialect.name == "sqlite":
         sql = (
             f"SELECT a.id, d.source, d.type, {pts}, {sums} "
@@ -243,7 +255,7 @@ def points_and_sums(
             "AND (f.day IS NOT NULL OR p.day IS NOT NULL) "
             "GROUP BY a.id, d.source, d.type"
         )
-        args = (*vals * n_unit, ws, *params)
+        args = (*sum_args, ws, *params)
     else:
         conn.exec_driver_sql("SET LOCAL jit = off")
         sql = (
@@ -253,15 +265,57 @@ def points_and_sums(
             "AND (f.day IS NOT NULL OR p.day IS NOT NULL) GROUP BY d.source, d.type) x "
             f"WHERE a.workspace_id = {m} AND {where}"
         )
-        args = (*vals * n_unit, ws, *params)
-    points: dict[tuple[str, str], float] = {}
-    out_sums: list[tuple[Any, ...]] = []
-    for r in fetch_all(conn, sql, args):
-        aid, source = str(r[0]), str(r[1])
-        if r[3] is not None:
-            points[(aid, source)] = points.get((aid, source), 0.0) + float(r[3])
-        out_sums.append((aid, source, str(r[2]), *r[4:]))
-    return [(a, s, v) for (a, s), v in points.items()], out_sums
+        args = (*sum_args, ws, *params)
+    return split_rows(fetch_all(conn, sql, args))
+
+
+def split_rows(
+    got: Sequence[Sequence[Any]],
+) -> tuple[list[tuple[str, str, float]], SumCols | list[tuple[Any, ...]]]:
+    """points_and_sums' rows (id, source, type, points or None, sums...) as its result."""
+    if not got:
+        return [], []
+    # Column-wise (a batch has tens of thousands of rows): the points summed per (account,
+    # source) in row order, as a Python loop would, with np.add.at.
+    cols = list(zip(*got, strict=True))
+    sources = cols[1]
+    src_ix = {x: i for i, x in enumerate(dict.fromkeys(sources))}
+    si = np.fromiter(map(src_ix.__getitem__, sources), np.int64, len(got))
+    acc_ix = {x: i for i, x in enumerate(dict.fromkeys(cols[0]))}
+    ai = np.fromiter(map(acc_ix.__getitem__, cols[0]), np.int64, len(got))
+    pts = np.array(cols[3], dtype=np.float64)  # None (no factor row): NaN
+    has = ~np.isnan(pts)
+    totals = np.zeros((len(acc_ix), len(src_ix)), dtype=np.float64)
+    np.add.at(totals, (ai[has], si[has]), pts[has])
+    seen = np.zeros((len(acc_ix), len(src_ix)), dtype=bool)
+    seen[ai[has], si[has]] = True
+    ka, ks = np.nonzero(seen)
+    aids, srcs = [str(a) for a in acc_ix], [str(s) for s in src_ix]
+    points = [
+        (aids[a], srcs[b], v)
+        for a, b, v in zip(ka.tolist(), ks.tolist(), totals[ka, ks].tolist(), strict=True)
+    ]
+    return points, SumCols(cols[0], sources, cols[2], np.array(cols[4:], dtype=np.float64).T)
+
+
+@dataclass(frozen=True, slots=True)
+class SumCols:
+    """The feature sums as columns: account ids, sources, types, and the values (window
+    sums..., decayed sum, recent count, baseline count) one row each."""
+
+    aids: Sequence[Any]
+    sources: Sequence[Any]
+    types: Sequence[Any]
+    vals: np.ndarray
+
+
+def _columns(sums: Sequence[tuple[Any, ...]] | SumCols, nw: int) -> SumCols:
+    if isinstance(sums, SumCols):
+        return sums
+    if not sums:
+        return SumCols((), (), (), np.zeros((0, nw + 3)))
+    cols = list(zip(*sums, strict=True))
+    return SumCols(cols[0], cols[1], cols[2], np.array(cols[3:], dtype=np.float64).T)
 
 
 def profiles(
@@ -286,7 +340,7 @@ def batch_features(
     ids: Sequence[str],
     *,
     ranged: bool,
-    sums: Sequence[tuple[Any, ...]] | None = None,
+    sums: Sequence[tuple[Any, ...]] | SumCols | None = None,
 ) -> tuple[np.ndarray, dict[str, tuple[Any, ...]]]:
     """The feature matrix of `ids` (rows in their order; load_days first) and their
     profile rows (accounts deleted meanwhile have an all-zero signal part and no profile);
@@ -300,7 +354,7 @@ def batch_features(
 def matrix(
     spec: dict[str, Any],
     ids: Sequence[str],
-    sums: Sequence[tuple[Any, ...]],
+    sums: Sequence[tuple[Any, ...]] | SumCols,
     prof: dict[str, tuple[Any, ...]],
 ) -> np.ndarray:
     nw = len(spec["windows"])
@@ -314,13 +368,18 @@ def matrix(
     row_of = {aid: k for k, aid in enumerate(ids)}
     x = np.zeros((len(ids), width), dtype=np.float64)
     counts = np.zeros((len(ids), len(srcs), 2), dtype=np.int64)
-    if sums:
-        # Vectorised: one row per (account, source, type) of the aggregate.
-        ks = np.array([row_of.get(str(r[0]), -1) for r in sums], dtype=np.int64)
-        js = np.array([pairs.get((str(r[1]), str(r[2])), -1) for r in sums], dtype=np.int64)
-        sis = np.array([src_ix.get(str(r[1]), -1) for r in sums], dtype=np.int64)
-        vals = np.array([r[3:] for r in sums], dtype=np.float64)
-        vals = np.nan_to_num(vals)
+    sc = _columns(sums, nw)
+    n = len(sc.aids)
+    if n:
+        # Column-wise: one row per (account, source, type) of the aggregate.
+        ks = np.fromiter(map(row_of.get, map(str, sc.aids), itertools.repeat(-1)), np.int64, n)
+        js = np.fromiter(
+            map(pairs.get, zip(map(str, sc.sources), map(str, sc.types), strict=True),
+                itertools.repeat(-1)),
+            np.int64, n,
+        )  # fmt: skip
+        sis = np.fromiter(map(src_ix.get, map(str, sc.sources), itertools.repeat(-1)), np.int64, n)
+        vals = np.nan_to_num(sc.vals)
         ok = (ks >= 0) & (js >= 0)
         cols = js[ok, None] * (nw + 1) + np.arange(nw + 1)[None, :]
         x[ks[ok, None], cols] = vals[ok, : nw + 1]
@@ -342,22 +401,34 @@ def matrix(
     base = n_sig + len(srcs)
     industries = {v: i for i, v in enumerate(spec["industries"])}
     countries = {v: i for i, v in enumerate(spec["countries"])}
-    rows, cols_p = [], []
-    for aid, k in row_of.items():
-        p = prof.get(aid)
-        if p is None:
-            continue
-        i = norm_industry(p[2])
-        c = str(p[3]).upper() if p[3] else None
-        rows += [k, k, k, k]
-        cols_p += [
-            base + employee_band(p[0]),
-            base + emp + revenue_band(p[1]),
-            base + emp + rev + (ind - 1 if i is None else industries.get(i, ind - 2)),
-            base + emp + rev + ind + (cty - 1 if c is None else countries.get(c, cty - 2)),
-        ]
-    if rows:
-        x[np.array(rows), np.array(cols_p)] = 1.0
+    # Few distinct values per field: each column offset computed once per value.
+    memo: tuple[dict[Any, int], ...] = ({}, {}, {}, {})
+
+    def offsets(p: tuple[Any, ...]) -> tuple[int, int, int, int]:
+        e, r, i, c = p[0], p[1], p[2], p[3]
+        oe = memo[0].get(e)
+        if oe is None:
+            oe = memo[0][e] = base + employee_band(e)
+        orv = memo[1].get(r)
+        if orv is None:
+            orv = memo[1][r] = base + emp + revenue_band(r)
+        oi = memo[2].get(i)
+        if oi is None:
+            ni = norm_industry(i)
+            j = ind - 1 if ni is None else industries.get(ni, ind - 2)
+            oi = memo[2][i] = base + emp + rev + j
+        oc = memo[3].get(c)
+        if oc is None:
+            nc = str(c).upper() if c else None
+            j = cty - 1 if nc is None else countries.get(nc, cty - 2)
+            oc = memo[3][c] = base + emp + rev + ind + j
+        return oe, orv, oi, oc
+
+    found = [(k, prof[aid]) for aid, k in row_of.items() if aid in prof]
+    if found:
+        rows = np.repeat(np.fromiter((k for k, _ in found), np.int64, len(found)), 4)
+        cols_p = np.fromiter((o for _, p in found for o in offsets(p)), np.int64, 4 * len(found))
+        x[rows, cols_p] = 1.0
     return x
 
 

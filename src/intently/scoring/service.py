@@ -214,7 +214,9 @@ def batch_points(
     if p.predictor is None or not ids:
         return repo.source_points(conn, ws, ids, ranged=ranged), None
     spec = p.predictor["features"]
-    rows, sums = features.points_and_sums(conn, ws, spec, repo.FACTORS, ids, ranged=ranged)
+    rows, sums = features.points_and_sums(
+        conn, ws, spec, repo.FACTORS, ids, ranged=ranged, day=p.day
+    )
     x, _ = features.batch_features(conn, ws, spec, ids, ranged=ranged, sums=sums)
     return rows, dict(zip(ids, features.predict(p.predictor, x).tolist(), strict=True))
 
