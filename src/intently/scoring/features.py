@@ -40,8 +40,9 @@ import numpy as np
 from sqlalchemy.engine import Connection
 
 from intently.catalog import BUILTIN_SOURCES, SIGNAL_TYPES
-from intently.kit.db import fetch_all, in_values, param_marker
+from intently.kit.db import fetch_all, param_marker
 from intently.rules import SurgeParams
+from intently.scoring.repository import account_filter
 
 WINDOWS = (7, 30, 90)
 HALF_LIFE_DAYS = 14.0
@@ -145,15 +146,6 @@ def drop_days(conn: Connection) -> None:
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {DAYS}")
 
 
-def _account_filter(
-    conn: Connection, ids: Sequence[str], ranged: bool
-) -> tuple[str, tuple[Any, ...]]:
-    if ranged:
-        m = param_marker(conn)
-        return f"a.id >= {m} AND a.id <= {m}", (ids[0], ids[-1])
-    return in_values(conn, "a.id", list(ids))
-
-
 def signal_sums(
     conn: Connection, ws: int, spec: dict[str, Any], ids: Sequence[str], *, ranged: bool
 ) -> list[tuple[Any, ...]]:
@@ -161,7 +153,7 @@ def signal_sums(
     of the batch, over the days in the temporary day table (load_days first)."""
     if not ids:
         return []
-    where, params = _account_filter(conn, ids, ranged)
+    where, params = account_filter(conn, ids, ranged)
     m = param_marker(conn)
     srcs = _sources(spec)
     vals = [s for s in srcs if s in VALUE_SOURCES]
@@ -214,7 +206,7 @@ def points_and_sums(
     tables must be loaded on this connection (the day table as of `day`)."""
     if not ids:
         return [], []
-    where, params = _account_filter(conn, ids, ranged)
+    where, params = account_filter(conn, ids, ranged)
     m = param_marker(conn)
     vals = [s for s in _sources(spec) if s in VALUE_SOURCES]
     unit = (
@@ -324,7 +316,7 @@ def profiles(
     """{id: (employee_count, annual_revenue, industry, country, created_at)}."""
     if not ids:
         return {}
-    where, params = _account_filter(conn, ids, ranged)
+    where, params = account_filter(conn, ids, ranged)
     m = param_marker(conn)
     sql = (
         "SELECT a.id, a.employee_count, a.annual_revenue, a.industry, a.country, a.created_at "

@@ -216,7 +216,7 @@ def batch_ids(
     ]
 
 
-def _account_filter(
+def account_filter(
     conn: Connection, ids: Sequence[str], ranged: bool
 ) -> tuple[str, tuple[Any, ...]]:
     """The batch as an id range (a keyset batch is every account in it) or an id list."""
@@ -237,7 +237,7 @@ def source_points(
     """
     if not ids:
         return []
-    where, params = _account_filter(conn, ids, ranged)
+    where, params = account_filter(conn, ids, ranged)
     m = param_marker(conn)
     units = "(CASE WHEN f.uv = 1 THEN d.value_sum ELSE d.count END) * f.w"
     if conn.dialect.name == "sqlite":
@@ -277,7 +277,7 @@ def stored_scores(
     more accounts columns, named by the catalog or the rule language, never by a caller)."""
     if not ids:
         return {}
-    where, params = _account_filter(conn, ids, ranged)
+    where, params = account_filter(conn, ids, ranged)
     m = param_marker(conn)
     names = (*ALL_SCORES, "rtp_journey_stage", "score_model_version", *extra)
     cols = ", ".join(f"a.{c}" for c in names)
